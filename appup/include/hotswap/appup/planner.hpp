@@ -1,0 +1,78 @@
+// Plans the way from the running release to a target release: which modules
+// change, with which appup instructions, in which order. Pure logic: it reads
+// appup files but loads no code.
+#pragma once
+
+#include <hotswap/appup/appup.hpp>
+#include <hotswap/appup/manifest.hpp>
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace hotswap::appup {
+
+enum class Direction { Upgrade, Downgrade };
+
+enum class StepKind {
+  LoadModule,     // swap code, hand state over unchanged
+  Update,         // swap code, migrate state (up: new code reads old state; down: current code writes the older layout)
+  RestartModule,  // swap code, fresh state
+  AddModule,      // start a new module
+  DeleteModule,   // stop and unload a module
+  Apply,          // run a task on the module's instance current at this point of the plan
+};
+
+const char* to_string(StepKind kind);
+
+struct PlanStep {
+  StepKind kind = StepKind::LoadModule;
+  std::string module;
+  Direction direction = Direction::Upgrade;  // for this module's code change
+  std::string from_version;  // empty for AddModule
+  std::string to_version;    // empty for DeleteModule
+  std::optional<ModuleEntry> code;  // the code to load: LoadModule, Update, RestartModule, AddModule
+  nlohmann::json extra;      // Update
+  std::string task;          // Apply
+  nlohmann::json task_args;  // Apply
+  std::optional<std::chrono::milliseconds> timeout;
+  std::string origin;        // "<appup file> up[0].instructions[1]", or "manifest" for implicit add/delete
+
+  // One line, e.g. "update counter 1.0.0 -> 2.0.0 (extra {...}, timeout 100ms)".
+  std::string describe() const;
+  nlohmann::json to_json() const;
+};
+
+struct Plan {
+  Direction direction = Direction::Upgrade;
+  std::string release_name;
+  std::string from_release;
+  std::string to_release;
+  std::vector<PlanStep> steps;
+
+  std::string describe() const;  // numbered lines, for `hotswap plan`
+  nlohmann::json to_json() const;
+};
+
+// Returns the appup of one module entry; the default reads entry.appup.
+using AppupSource = std::function<Appup(const ModuleEntry&)>;
+Appup load_appup_of(const ModuleEntry& entry);
+
+// Plans current -> target. The direction is an upgrade when target's version is
+// newer, a downgrade when older; equal versions are a PlanError. Per module:
+//  - same version (and same sha256): no step; same version with another sha256: PlanError;
+//  - newer in target: target's appup, first `up` entry matching the current version;
+//  - older in target: current's appup, first `down` entry matching the target version;
+//  - only in target: AddModule; only in current: DeleteModule (unless an
+//    instruction already adds/deletes it).
+// Each module's steps keep their appup order; modules are ordered so that a
+// module's steps come after those of the modules it depends on (manifest
+// depends_on plus instruction depends_on); deletions come last. Throws PlanError
+// (no matching entry, a blue_green instruction, a dependency cycle naming its
+// members, inconsistent add/delete) or InputError (a malformed appup).
+Plan make_plan(const ReleaseManifest& current, const ReleaseManifest& target,
+               const AppupSource& appups = load_appup_of);
+
+}  // namespace hotswap::appup

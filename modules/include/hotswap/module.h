@@ -1,0 +1,244 @@
+/*
+ * hotswap module ABI: the only header a module must include.
+ *
+ * A module is a shared object that exports exactly one symbol,
+ * HOTSWAP_ENTRY_SYMBOL, returning a static hotswap_module_descriptor. The host
+ * hands each instance a hotswap_host_api table; a module never links against
+ * host symbols and never sees another module.
+ *
+ * Compatibility rules (after Redis modules and SQLite extensions):
+ *  - Both structs start with { abi_version, struct_size }. Fields are only ever
+ *    appended; a reader uses a field only when struct_size says it is present.
+ *  - No C++ exception, STL type or object with a vtable crosses this boundary.
+ *    Every callback returns a hotswap_status and, on failure, writes a message
+ *    into the hotswap_error the host passed.
+ *  - Byte buffers the host passes in are valid only for the duration of the
+ *    call. Output bytes are appended to a host-owned hotswap_buffer through
+ *    hotswap_host_api.buffer_append.
+ *  - Every callback is called on the host's event-loop thread, never
+ *    concurrently for one instance.
+ */
+#ifndef HOTSWAP_MODULE_H
+#define HOTSWAP_MODULE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The ABI this header describes. The host accepts modules whose abi_version is
+ * in [HOTSWAP_ABI_VERSION_MIN, its own HOTSWAP_ABI_VERSION]. */
+#define HOTSWAP_ABI_VERSION 1u
+#define HOTSWAP_ABI_VERSION_MIN 1u
+
+/* The one exported symbol: `const hotswap_module_descriptor* hotswap_module_entry(void)`. */
+#define HOTSWAP_ENTRY_SYMBOL "hotswap_module_entry"
+
+#if defined(__GNUC__)
+#define HOTSWAP_EXPORT __attribute__((visibility("default")))
+#else
+#define HOTSWAP_EXPORT
+#endif
+
+typedef enum hotswap_status {
+  HOTSWAP_OK = 0,
+  HOTSWAP_ERROR = 1,         /* the callback failed; hotswap_error says why */
+  HOTSWAP_UNSUPPORTED = 2,   /* the module does not implement this callback/task */
+  HOTSWAP_BAD_ARGUMENT = 3,  /* a host function was called with invalid arguments */
+  HOTSWAP_NOT_FOUND = 4,     /* unknown connection, timer or task */
+  HOTSWAP_LIMIT = 5          /* a host limit was hit (e.g. output queue full) */
+} hotswap_status;
+
+typedef enum hotswap_log_level {
+  HOTSWAP_LOG_TRACE = 0,
+  HOTSWAP_LOG_DEBUG = 1,
+  HOTSWAP_LOG_INFO = 2,
+  HOTSWAP_LOG_WARN = 3,
+  HOTSWAP_LOG_ERROR = 4
+} hotswap_log_level;
+
+/* A connection id is stable for the connection's whole life, across code swaps. 0 is never used. */
+typedef uint64_t hotswap_conn_id;
+/* A timer id is stable across code swaps: timers belong to the module slot, not to one instance. */
+typedef uint64_t hotswap_timer_id;
+
+/* Opaque handles. hotswap_instance is the module's own object; the others are host-owned. */
+typedef struct hotswap_instance hotswap_instance;
+typedef struct hotswap_host_ctx hotswap_host_ctx;
+typedef struct hotswap_buffer hotswap_buffer;
+
+/* Where a callback reports failure: the module copies at most capacity-1 bytes
+ * of its message into `message` and NUL-terminates it. */
+typedef struct hotswap_error {
+  char* message;
+  size_t capacity;
+} hotswap_error;
+
+/* A read-only view of bytes owned by the caller, valid during the call only. */
+typedef struct hotswap_bytes {
+  const uint8_t* data;
+  size_t size;
+} hotswap_bytes;
+
+/* ---------------------------------------------------------------------------
+ * Host functions. Every function takes the hotswap_host_ctx the instance got in
+ * create(). They never throw and never call back into the module re-entrantly.
+ * While an instance is being migrated (not yet committed), effects on the
+ * outside world (send, close, broadcast, timers) are held by the host and
+ * happen only if the upgrade commits.
+ * ------------------------------------------------------------------------- */
+typedef struct hotswap_host_api {
+  uint32_t abi_version;
+  uint32_t struct_size;
+
+  /* Logs `message` (NUL-terminated) at `level`, tagged with the module name. */
+  void (*log)(hotswap_host_ctx* ctx, hotswap_log_level level, const char* message);
+
+  /* Appends size bytes to a host-owned output buffer. Returns HOTSWAP_LIMIT when
+   * the host refuses to grow it. */
+  hotswap_status (*buffer_append)(hotswap_buffer* buffer, const void* data, size_t size);
+
+  /* Queues one framed message for connection `conn`. The host adds the framing.
+   * HOTSWAP_NOT_FOUND for an unknown or closed connection; HOTSWAP_LIMIT when the
+   * connection's output queue is over its limit (the host then closes it). */
+  hotswap_status (*send)(hotswap_host_ctx* ctx, hotswap_conn_id conn, const void* data, size_t size);
+
+  /* Sends the same message to each of `count` connections; unknown ids are skipped. */
+  hotswap_status (*broadcast)(hotswap_host_ctx* ctx, const hotswap_conn_id* conns, size_t count,
+                              const void* data, size_t size);
+
+  /* Closes `conn` after its pending output is written. `reason` is logged. */
+  hotswap_status (*close)(hotswap_host_ctx* ctx, hotswap_conn_id conn, const char* reason);
+
+  /* Starts a timer that fires after delay_ms and then every repeat_ms (0: once).
+   * `tag` is handed back in on_timer. The id is written to *out_id. */
+  hotswap_status (*timer_start)(hotswap_host_ctx* ctx, uint64_t delay_ms, uint64_t repeat_ms,
+                                uint64_t tag, hotswap_timer_id* out_id);
+
+  /* Cancels a timer. HOTSWAP_NOT_FOUND when it already fired (one-shot) or never existed. */
+  hotswap_status (*timer_cancel)(hotswap_host_ctx* ctx, hotswap_timer_id id);
+
+  /* Milliseconds of a monotonic clock. */
+  uint64_t (*monotonic_ms)(hotswap_host_ctx* ctx);
+} hotswap_host_api;
+
+/* ---------------------------------------------------------------------------
+ * Callback arguments passed as structs so that fields can be appended.
+ * ------------------------------------------------------------------------- */
+
+/* create(): config_json is the module's own section of the runtime config
+ * (a JSON value, "null" when absent). */
+typedef struct hotswap_create_args {
+  uint32_t struct_size;
+  const hotswap_host_api* host;
+  hotswap_host_ctx* ctx;
+  const char* config_json;
+} hotswap_create_args;
+
+/* migrate_up(): called on a freshly created instance of the NEW code with the
+ * state exported by the old code. from_schema may equal the module's own schema
+ * (an `update` that only changes behaviour). extra_json is the appup's `extra`
+ * ("null" when absent). */
+typedef struct hotswap_migrate_up_args {
+  uint32_t struct_size;
+  const char* from_version;
+  uint32_t from_schema;
+  hotswap_bytes state;
+  const char* extra_json;
+} hotswap_migrate_up_args;
+
+/* migrate_down(): called on the CURRENT (newer) instance during a downgrade. It
+ * must write into `out` its state encoded in the older schema `to_schema` of
+ * version `to_version`, and must not change the instance: if the downgrade
+ * rolls back, this instance keeps serving. */
+typedef struct hotswap_migrate_down_args {
+  uint32_t struct_size;
+  const char* to_version;
+  uint32_t to_schema;
+  const char* extra_json;
+  hotswap_buffer* out;
+} hotswap_migrate_down_args;
+
+typedef struct hotswap_conn_info {
+  uint32_t struct_size;
+  const char* listener;      /* the listener's name from the runtime config */
+  const char* peer_address;  /* "ip:port" */
+} hotswap_conn_info;
+
+typedef enum hotswap_disconnect_reason {
+  HOTSWAP_DISCONNECT_PEER_CLOSED = 0,
+  HOTSWAP_DISCONNECT_CLOSED_BY_MODULE = 1,
+  HOTSWAP_DISCONNECT_PROTOCOL_ERROR = 2, /* bad framing or oversized frame */
+  HOTSWAP_DISCONNECT_SLOW_READER = 3,    /* output queue over its limit */
+  HOTSWAP_DISCONNECT_IO_ERROR = 4,
+  HOTSWAP_DISCONNECT_SHUTDOWN = 5
+} hotswap_disconnect_reason;
+
+/* ---------------------------------------------------------------------------
+ * The descriptor. Optional callbacks may be NULL; the host then treats the
+ * event as handled (or the capability as unsupported, for tasks and migrations).
+ * ------------------------------------------------------------------------- */
+typedef struct hotswap_module_descriptor {
+  uint32_t abi_version; /* HOTSWAP_ABI_VERSION the module was built against */
+  uint32_t struct_size; /* sizeof(hotswap_module_descriptor) the module was built with */
+
+  const char* name;     /* [a-z0-9_-]+, matches the release manifest */
+  const char* version;  /* semantic version, e.g. "1.2.0" */
+  uint32_t state_schema; /* version of the layout export_state produces */
+
+  /* Creates an instance with empty (fresh) state. NULL plus err on failure. */
+  hotswap_instance* (*create)(const hotswap_create_args* args, hotswap_error* err);
+
+  /* Destroys an instance. Must release everything the instance allocated. Never fails. */
+  void (*destroy)(hotswap_instance* instance);
+
+  /* Appends the instance's state, in schema `state_schema`, to `out`. Must not change the instance. */
+  hotswap_status (*export_state)(hotswap_instance* instance, hotswap_buffer* out, hotswap_error* err);
+
+  /* Replaces the (fresh) instance's state with `state`, which is in schema `schema`
+   * (always the module's own state_schema when the host calls it). */
+  hotswap_status (*import_state)(hotswap_instance* instance, uint32_t schema, hotswap_bytes state,
+                                 hotswap_error* err);
+
+  /* See hotswap_migrate_up_args / hotswap_migrate_down_args. */
+  hotswap_status (*migrate_up)(hotswap_instance* instance, const hotswap_migrate_up_args* args,
+                               hotswap_error* err);
+  hotswap_status (*migrate_down)(hotswap_instance* instance, const hotswap_migrate_down_args* args,
+                                 hotswap_error* err);
+
+  /* Data path. A failure is logged by the host; the connection stays open. */
+  hotswap_status (*on_connect)(hotswap_instance* instance, hotswap_conn_id conn,
+                               const hotswap_conn_info* info, hotswap_error* err);
+  hotswap_status (*on_message)(hotswap_instance* instance, hotswap_conn_id conn, hotswap_bytes message,
+                               hotswap_error* err);
+  hotswap_status (*on_disconnect)(hotswap_instance* instance, hotswap_conn_id conn,
+                                  hotswap_disconnect_reason reason, hotswap_error* err);
+  /* Fixed-rate tick; tick_number counts from 1 and keeps counting across swaps. */
+  hotswap_status (*on_tick)(hotswap_instance* instance, uint64_t tick_number, hotswap_error* err);
+  hotswap_status (*on_timer)(hotswap_instance* instance, hotswap_timer_id id, uint64_t tag,
+                             hotswap_error* err);
+
+  /* Runs the named task (a release task, an appup `apply`, or `hotswap task`).
+   * args_json is a JSON value; the task may append a JSON result to `out`.
+   * HOTSWAP_UNSUPPORTED for an unknown task name. */
+  hotswap_status (*run_task)(hotswap_instance* instance, const char* name, const char* args_json,
+                             hotswap_buffer* out, hotswap_error* err);
+
+  /* The module's runtime-config section changed on reload (no code swap). */
+  hotswap_status (*on_config_change)(hotswap_instance* instance, const char* config_json,
+                                     hotswap_error* err);
+
+  /* The host is stopping gracefully; sends made here are still delivered. */
+  hotswap_status (*on_stop)(hotswap_instance* instance, hotswap_error* err);
+} hotswap_module_descriptor;
+
+/* The entry point every module exports. */
+typedef const hotswap_module_descriptor* (*hotswap_entry_fn)(void);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* HOTSWAP_MODULE_H */

@@ -1,0 +1,398 @@
+// hotswap C++ module layer: a module is a small class plus one macro.
+//
+//   class Counter : public hotswap::Module<Counter> {
+//    public:
+//     static constexpr uint32_t kStateSchema = 1;
+//     using Module::Module;
+//     void on_message(hotswap::ConnId conn, std::string_view msg) { ... host().send(conn, "ok"); }
+//     void export_state(hotswap::StateWriter& out) const { out.u64(count_); }
+//     void import_state(hotswap::StateReader& in) { count_ = in.u64(); }
+//    private:
+//     uint64_t count_ = 0;
+//   };
+//   HOTSWAP_MODULE(Counter)
+//
+// The module's name and version come from the compile definitions that
+// hotswap_add_module() sets (HOTSWAP_MODULE_NAME, HOTSWAP_MODULE_VERSION), so the
+// file, the manifest and the code cannot disagree.
+//
+// Handlers are found at compile time (CRTP), not through virtual calls: a
+// derived class defines the ones it needs and the base supplies defaults. Every
+// exception is caught at the ABI edge and becomes an error code plus message.
+#ifndef HOTSWAP_MODULE_HPP
+#define HOTSWAP_MODULE_HPP
+
+#include <hotswap/module.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+namespace hotswap {
+
+using ConnId = hotswap_conn_id;
+using TimerId = hotswap_timer_id;
+using DisconnectReason = hotswap_disconnect_reason;
+
+// Thrown by a module's run_task for a task name it does not know.
+class UnsupportedTask : public std::runtime_error {
+ public:
+  explicit UnsupportedTask(std::string_view name)
+      : std::runtime_error("unknown task '" + std::string(name) + "'") {}
+};
+
+// Thrown by StateReader on truncated or malformed state.
+class StateError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The host, as seen by one instance. Cheap to copy.
+class Host {
+ public:
+  Host(const hotswap_host_api* api, hotswap_host_ctx* ctx) : api_(api), ctx_(ctx) {}
+
+  void log(hotswap_log_level level, const std::string& message) const { api_->log(ctx_, level, message.c_str()); }
+  void info(const std::string& message) const { log(HOTSWAP_LOG_INFO, message); }
+  void warn(const std::string& message) const { log(HOTSWAP_LOG_WARN, message); }
+
+  // Returns false when the connection is gone or over its output limit.
+  bool send(ConnId conn, std::string_view message) const {
+    return api_->send(ctx_, conn, message.data(), message.size()) == HOTSWAP_OK;
+  }
+  void broadcast(const std::vector<ConnId>& conns, std::string_view message) const {
+    api_->broadcast(ctx_, conns.data(), conns.size(), message.data(), message.size());
+  }
+  bool close(ConnId conn, const std::string& reason) const {
+    return api_->close(ctx_, conn, reason.c_str()) == HOTSWAP_OK;
+  }
+  // Throws std::runtime_error when the host refuses the timer.
+  TimerId start_timer(uint64_t delay_ms, uint64_t repeat_ms, uint64_t tag) const {
+    TimerId id = 0;
+    if (api_->timer_start(ctx_, delay_ms, repeat_ms, tag, &id) != HOTSWAP_OK)
+      throw std::runtime_error("host refused timer");
+    return id;
+  }
+  bool cancel_timer(TimerId id) const { return api_->timer_cancel(ctx_, id) == HOTSWAP_OK; }
+  uint64_t monotonic_ms() const { return api_->monotonic_ms(ctx_); }
+
+  const hotswap_host_api* api() const { return api_; }
+
+ private:
+  const hotswap_host_api* api_;
+  hotswap_host_ctx* ctx_;
+};
+
+// Little-endian, length-prefixed encoding for exported state. Small writes are
+// collected locally; large byte runs go straight to the host buffer, so a big
+// blob is copied once.
+class StateWriter {
+ public:
+  StateWriter(const hotswap_host_api* api, hotswap_buffer* out) : api_(api), out_(out) {}
+  StateWriter(const StateWriter&) = delete;
+  StateWriter& operator=(const StateWriter&) = delete;
+  ~StateWriter() noexcept(false) { flush(); }
+
+  void u8(uint8_t v) { raw(&v, 1); }
+  void u32(uint32_t v) { uint8_t b[4]; for (int i = 0; i < 4; ++i) b[i] = uint8_t(v >> (8 * i)); raw(b, 4); }
+  void u64(uint64_t v) { uint8_t b[8]; for (int i = 0; i < 8; ++i) b[i] = uint8_t(v >> (8 * i)); raw(b, 8); }
+  void i64(int64_t v) { u64(static_cast<uint64_t>(v)); }
+  void i32(int32_t v) { u32(static_cast<uint32_t>(v)); }
+  void f64(double v) { uint64_t bits; std::memcpy(&bits, &v, 8); u64(bits); }
+  void str(std::string_view s) { u64(s.size()); raw(s.data(), s.size()); }
+  void bytes(const void* data, size_t size) { u64(size); raw(data, size); }
+
+  void raw(const void* data, size_t size) {
+    if (size >= kDirect) {
+      flush();
+      append(data, size);
+      return;
+    }
+    pending_.insert(pending_.end(), static_cast<const char*>(data), static_cast<const char*>(data) + size);
+    if (pending_.size() >= kDirect) flush();
+  }
+  void flush() {
+    if (pending_.empty()) return;
+    append(pending_.data(), pending_.size());
+    pending_.clear();
+  }
+
+ private:
+  static constexpr size_t kDirect = 16 * 1024;
+  void append(const void* data, size_t size) {
+    if (api_->buffer_append(out_, data, size) != HOTSWAP_OK) {
+      pending_.clear();
+      throw StateError("host refused to grow the state buffer");
+    }
+  }
+  const hotswap_host_api* api_;
+  hotswap_buffer* out_;
+  std::vector<char> pending_;
+};
+
+class StateReader {
+ public:
+  explicit StateReader(hotswap_bytes bytes) : data_(bytes.data), size_(bytes.size) {}
+
+  uint8_t u8() { return *take(1); }
+  uint32_t u32() { const uint8_t* p = take(4); uint32_t v = 0; for (int i = 0; i < 4; ++i) v |= uint32_t(p[i]) << (8 * i); return v; }
+  uint64_t u64() { const uint8_t* p = take(8); uint64_t v = 0; for (int i = 0; i < 8; ++i) v |= uint64_t(p[i]) << (8 * i); return v; }
+  int64_t i64() { return static_cast<int64_t>(u64()); }
+  int32_t i32() { return static_cast<int32_t>(u32()); }
+  double f64() { uint64_t bits = u64(); double v; std::memcpy(&v, &bits, 8); return v; }
+  std::string str() { std::string_view v = bytes(); return std::string(v); }
+  // A view into the caller's buffer, valid while the import/migrate call runs.
+  std::string_view bytes() {
+    uint64_t n = u64();
+    if (n > remaining()) throw StateError("state truncated: a field claims " + std::to_string(n) + " bytes, " + std::to_string(remaining()) + " left");
+    return std::string_view(reinterpret_cast<const char*>(take(n)), n);
+  }
+  size_t remaining() const { return size_ - pos_; }
+  // Call after reading everything: trailing bytes mean the layout is not what the reader expected.
+  void expect_end() const {
+    if (pos_ != size_) throw StateError("state has " + std::to_string(size_ - pos_) + " unexpected trailing bytes");
+  }
+
+ private:
+  const uint8_t* take(size_t n) {
+    if (n > size_ - pos_) throw StateError("state truncated at byte " + std::to_string(pos_));
+    const uint8_t* p = data_ + pos_;
+    pos_ += n;
+    return p;
+  }
+  const uint8_t* data_;
+  size_t size_;
+  size_t pos_ = 0;
+};
+
+struct ConnInfo {
+  std::string_view listener;
+  std::string_view peer_address;
+};
+
+struct MigrationFrom {
+  std::string_view version;  // the old module version
+  uint32_t schema;           // the old state schema
+  std::string_view extra_json;
+};
+
+struct MigrationTo {
+  std::string_view version;  // the older version being downgraded to
+  uint32_t schema;           // the schema it expects
+  std::string_view extra_json;
+};
+
+// Base of every module class. Derived must define `static constexpr uint32_t kStateSchema`.
+template <class Derived>
+class Module {
+ public:
+  explicit Module(Host host, std::string_view config_json = "null") : host_(host) { (void)config_json; }
+
+  // Defaults: a module redefines what it needs (same name and signature).
+  void export_state(StateWriter&) const {}
+  void import_state(StateReader& in) { in.expect_end(); }
+  // Default upgrade: the layout did not change.
+  void migrate_up(const MigrationFrom& from, StateReader& in) {
+    if (from.schema != Derived::kStateSchema)
+      throw std::runtime_error("no migration from state schema " + std::to_string(from.schema) + " (version " +
+                               std::string(from.version) + ")");
+    self().import_state(in);
+  }
+  // Default downgrade: the layout did not change.
+  void migrate_down(const MigrationTo& to, StateWriter& out) const {
+    if (to.schema != Derived::kStateSchema)
+      throw std::runtime_error("no migration down to state schema " + std::to_string(to.schema) + " (version " +
+                               std::string(to.version) + ")");
+    static_cast<const Derived&>(*this).export_state(out);
+  }
+  void on_connect(ConnId, const ConnInfo&) {}
+  void on_message(ConnId, std::string_view) {}
+  void on_disconnect(ConnId, DisconnectReason) {}
+  void on_tick(uint64_t) {}
+  void on_timer(TimerId, uint64_t) {}
+  std::string run_task(std::string_view name, std::string_view) { throw UnsupportedTask(name); }
+  void on_config_change(std::string_view) {}
+  void on_stop() {}
+
+  const Host& host() const { return host_; }
+
+ private:
+  Derived& self() { return static_cast<Derived&>(*this); }
+  Host host_;
+};
+
+namespace detail {
+
+inline void set_error(hotswap_error* err, const char* message) {
+  if (err == nullptr || err->message == nullptr || err->capacity == 0) return;
+  std::snprintf(err->message, err->capacity, "%s", message);
+}
+
+// Runs fn, turning every exception into a status plus message. Nothing escapes.
+template <class Fn>
+hotswap_status guarded(hotswap_error* err, Fn&& fn) noexcept {
+  try {
+    fn();
+    return HOTSWAP_OK;
+  } catch (const UnsupportedTask& e) {
+    set_error(err, e.what());
+    return HOTSWAP_UNSUPPORTED;
+  } catch (const std::exception& e) {
+    set_error(err, e.what());
+    return HOTSWAP_ERROR;
+  } catch (...) {
+    set_error(err, "unknown exception");
+    return HOTSWAP_ERROR;
+  }
+}
+
+template <class T>
+T* self(hotswap_instance* instance) {
+  return reinterpret_cast<T*>(instance);
+}
+
+// One trampoline per callback: C signature outside, direct (non-virtual) call inside.
+template <class T>
+struct Trampolines {
+  static hotswap_instance* create(const hotswap_create_args* args, hotswap_error* err) noexcept {
+    T* made = nullptr;
+    const char* config = args->config_json != nullptr ? args->config_json : "null";
+    hotswap_status st = guarded(err, [&] { made = new T(Host(args->host, args->ctx), std::string_view(config)); });
+    return st == HOTSWAP_OK ? reinterpret_cast<hotswap_instance*>(made) : nullptr;
+  }
+  static void destroy(hotswap_instance* instance) noexcept { delete self<T>(instance); }
+  static hotswap_status export_state(hotswap_instance* instance, hotswap_buffer* out, hotswap_error* err) noexcept {
+    return guarded(err, [&] {
+      T* t = self<T>(instance);
+      StateWriter w(host_api(t), out);
+      static_cast<const T*>(t)->export_state(w);
+      w.flush();
+    });
+  }
+  static hotswap_status import_state(hotswap_instance* instance, uint32_t schema, hotswap_bytes state,
+                                     hotswap_error* err) noexcept {
+    return guarded(err, [&] {
+      if (schema != T::kStateSchema)
+        throw std::runtime_error("import_state got schema " + std::to_string(schema) + ", expected " +
+                                 std::to_string(T::kStateSchema));
+      StateReader r(state);
+      self<T>(instance)->import_state(r);
+    });
+  }
+  static hotswap_status migrate_up(hotswap_instance* instance, const hotswap_migrate_up_args* args,
+                                   hotswap_error* err) noexcept {
+    return guarded(err, [&] {
+      StateReader r(args->state);
+      MigrationFrom from{args->from_version, args->from_schema, args->extra_json ? args->extra_json : "null"};
+      self<T>(instance)->migrate_up(from, r);
+    });
+  }
+  static hotswap_status migrate_down(hotswap_instance* instance, const hotswap_migrate_down_args* args,
+                                     hotswap_error* err) noexcept {
+    return guarded(err, [&] {
+      T* t = self<T>(instance);
+      StateWriter w(host_api(t), args->out);
+      MigrationTo to{args->to_version, args->to_schema, args->extra_json ? args->extra_json : "null"};
+      static_cast<const T*>(t)->migrate_down(to, w);
+      w.flush();
+    });
+  }
+  static hotswap_status on_connect(hotswap_instance* instance, hotswap_conn_id conn, const hotswap_conn_info* info,
+                                   hotswap_error* err) noexcept {
+    return guarded(err, [&] {
+      ConnInfo ci{info && info->listener ? info->listener : "", info && info->peer_address ? info->peer_address : ""};
+      self<T>(instance)->on_connect(conn, ci);
+    });
+  }
+  static hotswap_status on_message(hotswap_instance* instance, hotswap_conn_id conn, hotswap_bytes message,
+                                   hotswap_error* err) noexcept {
+    return guarded(err, [&] {
+      self<T>(instance)->on_message(conn, std::string_view(reinterpret_cast<const char*>(message.data), message.size));
+    });
+  }
+  static hotswap_status on_disconnect(hotswap_instance* instance, hotswap_conn_id conn,
+                                      hotswap_disconnect_reason reason, hotswap_error* err) noexcept {
+    return guarded(err, [&] { self<T>(instance)->on_disconnect(conn, reason); });
+  }
+  static hotswap_status on_tick(hotswap_instance* instance, uint64_t tick, hotswap_error* err) noexcept {
+    return guarded(err, [&] { self<T>(instance)->on_tick(tick); });
+  }
+  static hotswap_status on_timer(hotswap_instance* instance, hotswap_timer_id id, uint64_t tag,
+                                 hotswap_error* err) noexcept {
+    return guarded(err, [&] { self<T>(instance)->on_timer(id, tag); });
+  }
+  static hotswap_status run_task(hotswap_instance* instance, const char* name, const char* args_json,
+                                 hotswap_buffer* out, hotswap_error* err) noexcept {
+    return guarded(err, [&] {
+      T* t = self<T>(instance);
+      std::string result = t->run_task(name, args_json ? args_json : "null");
+      if (!result.empty() && host_api(t)->buffer_append(out, result.data(), result.size()) != HOTSWAP_OK)
+        throw std::runtime_error("host refused the task result");
+    });
+  }
+  static hotswap_status on_config_change(hotswap_instance* instance, const char* config_json,
+                                         hotswap_error* err) noexcept {
+    return guarded(err, [&] { self<T>(instance)->on_config_change(config_json ? config_json : "null"); });
+  }
+  static hotswap_status on_stop(hotswap_instance* instance, hotswap_error* err) noexcept {
+    return guarded(err, [&] { self<T>(instance)->on_stop(); });
+  }
+
+ private:
+  static const hotswap_host_api* host_api(const T* t);
+};
+
+template <class T>
+const hotswap_host_api* Trampolines<T>::host_api(const T* t) {
+  return t->host().api();
+}
+
+template <class T>
+constexpr hotswap_module_descriptor make_descriptor(const char* name, const char* version) {
+  static_assert(std::is_same<decltype(T::kStateSchema), const uint32_t>::value,
+                "a module class needs `static constexpr uint32_t kStateSchema`");
+  using Tr = Trampolines<T>;
+  hotswap_module_descriptor d{};
+  d.abi_version = HOTSWAP_ABI_VERSION;
+  d.struct_size = sizeof(hotswap_module_descriptor);
+  d.name = name;
+  d.version = version;
+  d.state_schema = T::kStateSchema;
+  d.create = &Tr::create;
+  d.destroy = &Tr::destroy;
+  d.export_state = &Tr::export_state;
+  d.import_state = &Tr::import_state;
+  d.migrate_up = &Tr::migrate_up;
+  d.migrate_down = &Tr::migrate_down;
+  d.on_connect = &Tr::on_connect;
+  d.on_message = &Tr::on_message;
+  d.on_disconnect = &Tr::on_disconnect;
+  d.on_tick = &Tr::on_tick;
+  d.on_timer = &Tr::on_timer;
+  d.run_task = &Tr::run_task;
+  d.on_config_change = &Tr::on_config_change;
+  d.on_stop = &Tr::on_stop;
+  return d;
+}
+
+}  // namespace detail
+}  // namespace hotswap
+
+#if !defined(HOTSWAP_MODULE_NAME) || !defined(HOTSWAP_MODULE_VERSION)
+#error "build modules with hotswap_add_module(), which defines HOTSWAP_MODULE_NAME and HOTSWAP_MODULE_VERSION"
+#endif
+
+// Exports the module's entry symbol. Use once, in one source file of the module.
+#define HOTSWAP_MODULE(ClassName)                                                                  \
+  static const hotswap_module_descriptor hotswap_module_descriptor_ =                              \
+      ::hotswap::detail::make_descriptor<ClassName>(HOTSWAP_MODULE_NAME, HOTSWAP_MODULE_VERSION); \
+  extern "C" HOTSWAP_EXPORT const hotswap_module_descriptor* hotswap_module_entry(void) {          \
+    return &hotswap_module_descriptor_;                                                            \
+  }
+
+#endif  // HOTSWAP_MODULE_HPP
