@@ -24,7 +24,7 @@ function(hotswap_add_module target)
   target_compile_definitions(${target} PRIVATE
     HOTSWAP_MODULE_NAME="${ARG_NAME}" HOTSWAP_MODULE_VERSION="${ARG_VERSION}")
   target_compile_options(${target} PRIVATE ${HOTSWAP_WARNINGS} -fvisibility=hidden
-    -fvisibility-inlines-hidden -fno-gnu-unique)
+    $<$<COMPILE_LANGUAGE:CXX>:-fvisibility-inlines-hidden -fno-gnu-unique>)
   if(NOT HOTSWAP_SANITIZE)
     # Every symbol must resolve inside the module or its libraries, never in the host.
     # (Sanitizer builds resolve __asan_* from the executable, so the check is off there.)

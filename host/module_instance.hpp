@@ -1,0 +1,101 @@
+// One live instance of a module's code: a created hotswap_instance plus the
+// host context it was given. Control-plane calls throw ModuleCallError; data-path
+// calls never throw (the registry logs their failures).
+#pragma once
+
+#include "library_loader.hpp"
+
+#include <hotswap/module.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace hotswap::host {
+
+class ModuleRegistry;
+class ModuleSlot;
+
+class ModuleCallError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A host function's effect held back while its instance is staged (created for
+// an upgrade that has not committed). Applied on commit, dropped on rollback.
+struct HeldEffect {
+  enum class Kind { Send, Close, TimerStart, TimerCancel } kind = Kind::Send;
+  hotswap_conn_id conn = 0;
+  std::string bytes;  // message or close reason
+  hotswap_timer_id timer = 0;
+  uint64_t delay_ms = 0, repeat_ms = 0, tag = 0;
+};
+
+}  // namespace hotswap::host
+
+// The opaque handles of module.h, defined by the host.
+struct hotswap_host_ctx {
+  hotswap::host::ModuleRegistry* registry = nullptr;
+  hotswap::host::ModuleSlot* slot = nullptr;  // null until the instance serves a slot
+  std::string module_name;
+  bool staged = false;
+  std::vector<hotswap::host::HeldEffect> held;
+};
+
+struct hotswap_buffer {
+  std::string bytes;
+  size_t limit = 0;
+};
+
+namespace hotswap::host {
+
+// The host function table handed to every module.
+const hotswap_host_api& host_api_table();
+
+class ModuleInstance {
+ public:
+  // Creates an instance with fresh state. `staged` holds its outside effects until commit().
+  // Throws ModuleCallError when create() fails.
+  ModuleInstance(std::shared_ptr<LoadedLibrary> library, ModuleRegistry& registry, std::string_view config_json,
+                 bool staged);
+  ~ModuleInstance();  // destroy()
+  ModuleInstance(const ModuleInstance&) = delete;
+  ModuleInstance& operator=(const ModuleInstance&) = delete;
+
+  const LoadedLibrary& library() const { return *library_; }
+  std::shared_ptr<LoadedLibrary> library_ptr() const { return library_; }
+  const hotswap_module_descriptor& descriptor() const { return library_->descriptor(); }
+  const std::string& version() const { return library_->version(); }
+  hotswap_instance* handle() const { return handle_; }
+  hotswap_host_ctx& context() { return ctx_; }
+  bool staged() const { return ctx_.staged; }
+
+  // Control plane (throw ModuleCallError naming the module, version and callback).
+  std::string export_state() const;
+  void import_state(uint32_t schema, std::string_view state);
+  void migrate_up(const std::string& from_version, uint32_t from_schema, std::string_view state,
+                  const std::string& extra_json);
+  std::string migrate_down(const std::string& to_version, uint32_t to_schema, const std::string& extra_json) const;
+  std::string run_task(const std::string& name, const std::string& args_json);
+  void config_changed(const std::string& config_json);
+  void stop();
+
+  // Makes the instance serve `slot` and applies its held effects.
+  void commit(ModuleSlot& slot);
+
+ private:
+  [[noreturn]] void fail(const char* callback, hotswap_status status, const char* message) const;
+
+  std::shared_ptr<LoadedLibrary> library_;
+  hotswap_host_ctx ctx_;
+  hotswap_instance* handle_ = nullptr;
+};
+
+// Largest state an export may produce, and largest task result.
+constexpr size_t kMaxStateBytes = size_t(1) << 30;
+constexpr size_t kMaxTaskResultBytes = size_t(16) << 20;
+// Size of the message buffer every callback gets for its error.
+constexpr size_t kErrorCapacity = 1024;
+
+}  // namespace hotswap::host

@@ -1,0 +1,183 @@
+#include "module_registry.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <stdexcept>
+
+namespace hotswap::host {
+
+ModuleRegistry::~ModuleRegistry() {
+  // Instances before libraries: an instance's destroy() runs the library's code.
+  for (auto& [name, slot] : slots_) slot->active_.reset();
+}
+
+ModuleSlot* ModuleRegistry::find(std::string_view name) {
+  auto it = slots_.find(name);
+  return it == slots_.end() ? nullptr : it->second.get();
+}
+
+std::vector<ModuleSlot*> ModuleRegistry::slots() {
+  std::vector<ModuleSlot*> out;
+  for (auto& [name, slot] : slots_) out.push_back(slot.get());
+  return out;
+}
+
+void ModuleRegistry::set_module_config(const std::string& name, std::string config_json) {
+  configs_[name] = std::move(config_json);
+}
+
+std::string ModuleRegistry::module_config(const std::string& name) const {
+  auto it = configs_.find(name);
+  return it == configs_.end() ? "null" : it->second;
+}
+
+ModuleSlot& ModuleRegistry::start(std::shared_ptr<LoadedLibrary> library) {
+  std::string name = library->name();
+  if (find(name) != nullptr) throw std::invalid_argument("module " + name + " is already running");
+  auto instance = std::make_unique<ModuleInstance>(std::move(library), *this, module_config(name), /*staged=*/true);
+  ModuleSlot& slot = adopt(name, std::move(instance));
+  resume(slot);
+  return slot;
+}
+
+ModuleSlot& ModuleRegistry::adopt(const std::string& name, std::unique_ptr<ModuleInstance> instance) {
+  auto slot = std::make_unique<ModuleSlot>(name);
+  slot->suspended_ = true;
+  ModuleSlot& ref = *slot;
+  slots_.emplace(name, std::move(slot));
+  ref.active_ = std::move(instance);
+  ref.active_->commit(ref);
+  return ref;
+}
+
+std::unique_ptr<ModuleInstance> ModuleRegistry::replace(ModuleSlot& slot, std::unique_ptr<ModuleInstance> next) {
+  std::unique_ptr<ModuleInstance> old = std::move(slot.active_);
+  slot.active_ = std::move(next);
+  slot.active_->commit(slot);
+  return old;
+}
+
+std::unique_ptr<ModuleInstance> ModuleRegistry::remove(ModuleSlot& slot) {
+  for (hotswap_timer_id id : slot.timers_) services_.cancel_timer(id);
+  if (!slot.queue_.empty())
+    spdlog::warn("module {} removed with {} queued events; they are dropped", slot.name_, slot.queue_.size());
+  std::unique_ptr<ModuleInstance> old = std::move(slot.active_);
+  slots_.erase(slot.name_);
+  return old;
+}
+
+void ModuleRegistry::enqueue(ModuleSlot& slot, ModuleEvent&& event) {
+  slot.queue_.push_back(std::move(event));
+  ++slot.stats_.queued_total;
+  if (slot.queue_.size() > slot.stats_.max_queue) slot.stats_.max_queue = slot.queue_.size();
+}
+
+void ModuleRegistry::resume(ModuleSlot& slot) {
+  // The slot stays "suspended" while the queue drains, so an event that arrives
+  // re-entrantly during the drain queues behind the older ones instead of jumping them.
+  while (!slot.queue_.empty()) {
+    ModuleEvent event = std::move(slot.queue_.front());
+    slot.queue_.pop_front();
+    dispatch(slot, event);
+  }
+  slot.suspended_ = false;
+}
+
+void ModuleRegistry::report_failure(ModuleSlot& slot, const char* callback, hotswap_status status,
+                                    const char* message) {
+  ++slot.stats_.failed_events;
+  spdlog::warn("module {} {}: {} failed (status {}): {}", slot.name_, slot.active_->version(), callback,
+               static_cast<int>(status), (message && *message) ? message : "no reason given");
+}
+
+void ModuleRegistry::dispatch(ModuleSlot& slot, ModuleEvent& event) {
+  if (event.kind == ModuleEvent::Kind::Message) {
+    call_on_message(slot, event.conn, event.payload);
+    return;
+  }
+  ModuleInstance& instance = *slot.active_;
+  const hotswap_module_descriptor& d = instance.descriptor();
+  char text[kErrorCapacity];
+  text[0] = '\0';
+  hotswap_error err{text, sizeof text};
+  hotswap_status status = HOTSWAP_OK;
+  const char* callback = "";
+  ++slot.stats_.events;
+  switch (event.kind) {
+    case ModuleEvent::Kind::Connect: {
+      callback = "on_connect";
+      hotswap_conn_info info{sizeof(hotswap_conn_info), event.payload.c_str(), event.peer.c_str()};
+      if (d.on_connect) status = d.on_connect(instance.handle(), event.conn, &info, &err);
+      break;
+    }
+    case ModuleEvent::Kind::Disconnect:
+      callback = "on_disconnect";
+      if (d.on_disconnect) status = d.on_disconnect(instance.handle(), event.conn, event.reason, &err);
+      break;
+    case ModuleEvent::Kind::Tick:
+      callback = "on_tick";
+      if (d.on_tick) status = d.on_tick(instance.handle(), event.number, &err);
+      break;
+    case ModuleEvent::Kind::Timer:
+      callback = "on_timer";
+      if (d.on_timer) status = d.on_timer(instance.handle(), event.timer, event.number, &err);
+      break;
+    case ModuleEvent::Kind::Message:
+      break;
+  }
+  if (status != HOTSWAP_OK) report_failure(slot, callback, status, text);
+}
+
+void ModuleRegistry::deliver_connect(ModuleSlot& slot, hotswap_conn_id conn, std::string_view listener,
+                                     std::string_view peer) {
+  ModuleEvent event{ModuleEvent::Kind::Connect, conn, std::string(listener), std::string(peer), {}, 0, 0};
+  if (slot.suspended_) return enqueue(slot, std::move(event));
+  dispatch(slot, event);
+}
+
+void ModuleRegistry::deliver_disconnect(ModuleSlot& slot, hotswap_conn_id conn, hotswap_disconnect_reason reason) {
+  ModuleEvent event{ModuleEvent::Kind::Disconnect, conn, {}, {}, reason, 0, 0};
+  if (slot.suspended_) return enqueue(slot, std::move(event));
+  dispatch(slot, event);
+}
+
+void ModuleRegistry::deliver_tick(ModuleSlot& slot) {
+  ModuleEvent event{ModuleEvent::Kind::Tick, 0, {}, {}, {}, ++slot.tick_number_, 0};
+  if (slot.suspended_) return enqueue(slot, std::move(event));
+  dispatch(slot, event);
+}
+
+void ModuleRegistry::deliver_timer(ModuleSlot& slot, hotswap_timer_id id, uint64_t tag, bool last) {
+  if (last) slot.timers_.erase(id);
+  ModuleEvent event{ModuleEvent::Kind::Timer, 0, {}, {}, {}, tag, id};
+  if (slot.suspended_) return enqueue(slot, std::move(event));
+  dispatch(slot, event);
+}
+
+void ModuleRegistry::arm_timer(ModuleSlot& slot, hotswap_timer_id id, uint64_t delay_ms, uint64_t repeat_ms,
+                               uint64_t tag) {
+  slot.timers_.insert(id);
+  services_.schedule_timer(slot, id, delay_ms, repeat_ms, tag);
+}
+
+bool ModuleRegistry::cancel_timer(ModuleSlot& slot, hotswap_timer_id id) {
+  if (slot.timers_.erase(id) == 0) return false;
+  return services_.cancel_timer(id);
+}
+
+void ModuleRegistry::stop_all() {
+  for (auto& [name, slot] : slots_) {
+    try {
+      slot->active_->stop();
+    } catch (const std::exception& e) {
+      spdlog::warn("{}", e.what());
+    }
+  }
+  for (auto& [name, slot] : slots_) {
+    for (hotswap_timer_id id : slot->timers_) services_.cancel_timer(id);
+    slot->timers_.clear();
+  }
+  slots_.clear();
+}
+
+}  // namespace hotswap::host

@@ -1,0 +1,285 @@
+#include "upgrade_executor.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <map>
+#include <set>
+#include <sstream>
+
+namespace hotswap::host {
+namespace {
+
+using appup::PlanStep;
+using appup::StepKind;
+using Clock = std::chrono::steady_clock;
+
+double ms(std::chrono::nanoseconds d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+bool changes_code(StepKind kind) {
+  return kind == StepKind::LoadModule || kind == StepKind::Update || kind == StepKind::RestartModule ||
+         kind == StepKind::AddModule;
+}
+
+// The code a module runs at some point of the plan: the live library, or one the plan loads.
+struct CodeAtStep {
+  const LoadedLibrary* library = nullptr;
+  bool exists = false;
+};
+
+// Everything the check phase produced: one loaded library per code-changing step.
+struct CheckedPlan {
+  std::vector<std::shared_ptr<LoadedLibrary>> libraries;  // indexed like plan.steps (null when no code)
+  std::set<std::string> affected;                         // modules running now that the plan touches
+};
+
+CheckedPlan check_plan(const appup::Plan& plan, ModuleRegistry& registry, LibraryLoader& loader) {
+  CheckedPlan checked;
+  std::map<std::string, CodeAtStep> code;  // what each module runs after the steps so far
+  auto code_of = [&](const std::string& module) -> CodeAtStep& {
+    auto it = code.find(module);
+    if (it != code.end()) return it->second;
+    CodeAtStep now;
+    if (ModuleSlot* slot = registry.find(module)) now = {&slot->active().library(), true};
+    return code.emplace(module, now).first->second;
+  };
+
+  for (const PlanStep& step : plan.steps) {
+    std::string where = "step '" + step.describe() + "': ";
+    CodeAtStep& current = code_of(step.module);
+    std::shared_ptr<LoadedLibrary> library;
+    if (step.kind == StepKind::AddModule && current.exists)
+      throw std::runtime_error(where + "module " + step.module + " is already running");
+    if (step.kind != StepKind::AddModule && !current.exists)
+      throw std::runtime_error(where + "module " + step.module + " is not running (missing from the release)");
+    if (changes_code(step.kind)) {
+      if (!step.code) throw std::runtime_error(where + "the plan names no file to load");
+      library = loader.load(step.code->file, {step.code->name, step.code->version, step.code->sha256});
+      const hotswap_module_descriptor& next = library->descriptor();
+      if (step.kind == StepKind::LoadModule && library->state_schema() != current.library->state_schema())
+        throw std::runtime_error(where + "load_module hands state over unchanged, but the state schema changes from " +
+                                 std::to_string(current.library->state_schema()) + " to " +
+                                 std::to_string(library->state_schema()) + "; the appup must use update");
+      if (step.kind == StepKind::Update && step.direction == appup::Direction::Upgrade && next.migrate_up == nullptr)
+        throw std::runtime_error(where + library->name() + " " + library->version() + " has no migrate_up");
+      if (step.kind == StepKind::Update && step.direction == appup::Direction::Downgrade &&
+          current.library->descriptor().migrate_down == nullptr)
+        throw std::runtime_error(where + current.library->name() + " " + current.library->version() +
+                                 " has no migrate_down, so it cannot hand its state to an older version");
+      current = {library.get(), true};
+    }
+    if (step.kind == StepKind::DeleteModule) current = {};
+    if (current.exists || step.kind == StepKind::DeleteModule)
+      if (registry.find(step.module) != nullptr) checked.affected.insert(step.module);
+    checked.libraries.push_back(std::move(library));
+  }
+  return checked;
+}
+
+}  // namespace
+
+const char* to_string(UpgradeReport::Outcome outcome) {
+  switch (outcome) {
+    case UpgradeReport::Outcome::Committed: return "committed";
+    case UpgradeReport::Outcome::RolledBack: return "rolled_back";
+    case UpgradeReport::Outcome::Refused: return "refused";
+  }
+  return "?";
+}
+
+nlohmann::json UpgradeReport::to_json() const {
+  nlohmann::json steps_json = nlohmann::json::array();
+  for (const StepReport& s : steps)
+    steps_json.push_back({{"step", s.description}, {"module", s.module}, {"ms", ms(s.duration)}, {"ok", s.ok},
+                          {"error", s.error}});
+  return {{"outcome", to_string(outcome)},
+          {"direction", direction == appup::Direction::Upgrade ? "upgrade" : "downgrade"},
+          {"release", release_name},
+          {"from", from_release},
+          {"to", to_release},
+          {"error", error},
+          {"steps", steps_json},
+          {"check_ms", ms(check_time)},
+          {"pause_us", std::chrono::duration<double, std::micro>(pause).count()},
+          {"purge_ms", ms(purge_time)},
+          {"leaked", leaked}};
+}
+
+std::string UpgradeReport::summary() const {
+  std::ostringstream out;
+  out << (direction == appup::Direction::Upgrade ? "upgrade " : "downgrade ") << release_name << " " << from_release
+      << " -> " << to_release << ": " << to_string(outcome);
+  if (outcome != Outcome::Refused) out << ", pause " << std::chrono::duration<double, std::micro>(pause).count() << " us";
+  if (!error.empty()) out << ": " << error;
+  if (!leaked.empty()) out << " (" << leaked.size() << " library(ies) stayed mapped)";
+  return out.str();
+}
+
+UpgradeReport UpgradeExecutor::run(const appup::Plan& plan, const ProgressListener& progress) {
+  auto emit = [&](nlohmann::json event) {
+    if (!progress) return;
+    try {
+      progress(event);
+    } catch (const std::exception& e) {
+      spdlog::warn("upgrade progress listener failed: {}", e.what());
+    }
+  };
+  UpgradeReport report;
+  report.direction = plan.direction;
+  report.release_name = plan.release_name;
+  report.from_release = plan.from_release;
+  report.to_release = plan.to_release;
+
+  // 1. Check, while traffic flows.
+  emit({{"event", "check"}, {"steps", plan.steps.size()}});
+  Clock::time_point check_start = Clock::now();
+  CheckedPlan checked;
+  try {
+    checked = check_plan(plan, registry_, loader_);
+  } catch (const std::exception& e) {
+    report.check_time = Clock::now() - check_start;
+    report.outcome = UpgradeReport::Outcome::Refused;
+    report.error = e.what();
+    emit({{"event", "refused"}, {"error", report.error}});
+    return report;
+  }
+  report.check_time = Clock::now() - check_start;
+  emit({{"event", "loaded"}, {"check_ms", ms(report.check_time)}});
+
+  // 2. Suspend only the affected modules.
+  Clock::time_point pause_start = Clock::now();
+  std::vector<ModuleSlot*> suspended;
+  for (const std::string& name : checked.affected) {
+    ModuleSlot* slot = registry_.find(name);
+    registry_.suspend(*slot);
+    suspended.push_back(slot);
+  }
+  emit({{"event", "paused"}, {"modules", checked.affected}});
+
+  // 3. Migrate into staged instances; the live ones are only read.
+  std::map<std::string, std::unique_ptr<ModuleInstance>> staged;
+  std::vector<std::unique_ptr<ModuleInstance>> superseded;  // staged twice in one plan
+  std::set<std::string> deleted;
+  auto instance_of = [&](const std::string& module) -> ModuleInstance& {
+    auto it = staged.find(module);
+    if (it != staged.end()) return *it->second;
+    return registry_.find(module)->active();
+  };
+  auto stage = [&](const std::string& module, std::unique_ptr<ModuleInstance> next) {
+    auto& place = staged[module];
+    if (place) superseded.push_back(std::move(place));
+    place = std::move(next);
+  };
+
+  bool failed = false;
+  for (size_t i = 0; i < plan.steps.size() && !failed; ++i) {
+    const PlanStep& step = plan.steps[i];
+    StepReport sr{step.describe(), step.module, {}, false, {}};
+    Clock::time_point step_start = Clock::now();
+    try {
+      const std::shared_ptr<LoadedLibrary>& library = checked.libraries[i];
+      auto fresh = [&] {
+        return std::make_unique<ModuleInstance>(library, registry_, registry_.module_config(step.module), true);
+      };
+      std::string extra = step.extra.dump();
+      switch (step.kind) {
+        case StepKind::LoadModule: {
+          ModuleInstance& old = instance_of(step.module);
+          std::string state = old.export_state();
+          auto next = fresh();
+          next->import_state(old.library().state_schema(), state);
+          stage(step.module, std::move(next));
+          break;
+        }
+        case StepKind::Update: {
+          ModuleInstance& old = instance_of(step.module);
+          auto next = fresh();
+          if (step.direction == appup::Direction::Upgrade) {
+            std::string state = old.export_state();
+            next->migrate_up(old.version(), old.library().state_schema(), state, extra);
+          } else {
+            std::string state = old.migrate_down(library->version(), library->state_schema(), extra);
+            next->import_state(library->state_schema(), state);
+          }
+          stage(step.module, std::move(next));
+          break;
+        }
+        case StepKind::RestartModule:
+        case StepKind::AddModule:
+          stage(step.module, fresh());
+          break;
+        case StepKind::DeleteModule:
+          deleted.insert(step.module);
+          break;
+        case StepKind::Apply:
+          instance_of(step.module).run_task(step.task, step.task_args.dump());
+          break;
+      }
+      sr.duration = Clock::now() - step_start;
+      if (step.timeout && sr.duration > *step.timeout)
+        throw std::runtime_error(fmt::format("took {:.1f} ms, over its timeout of {} ms", ms(sr.duration),
+                                             step.timeout->count()));
+      sr.ok = true;
+    } catch (const std::exception& e) {
+      sr.duration = Clock::now() - step_start;
+      sr.error = e.what();
+      report.error = "step " + std::to_string(i + 1) + " (" + sr.description + ") failed: " + e.what();
+      failed = true;
+    }
+    emit({{"event", "step"}, {"index", i + 1}, {"step", sr.description}, {"ok", sr.ok}, {"ms", ms(sr.duration)},
+          {"error", sr.error}});
+    report.steps.push_back(std::move(sr));
+    if (!failed && step_hook_) step_hook_(i);
+  }
+
+  // 4. Commit or roll back, then resume.
+  std::vector<std::unique_ptr<ModuleInstance>> retired;
+  if (failed) {
+    staged.clear();
+    superseded.clear();
+    for (ModuleSlot* slot : suspended) registry_.resume(*slot);
+    report.pause = Clock::now() - pause_start;
+    report.outcome = UpgradeReport::Outcome::RolledBack;
+    emit({{"event", "rolled_back"}, {"error", report.error},
+          {"pause_us", std::chrono::duration<double, std::micro>(report.pause).count()}});
+  } else {
+    std::vector<ModuleSlot*> to_resume;
+    for (ModuleSlot* slot : suspended) {
+      if (deleted.count(slot->name())) {
+        staged.erase(slot->name());
+        retired.push_back(registry_.remove(*slot));
+        continue;
+      }
+      auto it = staged.find(slot->name());
+      if (it != staged.end()) {
+        retired.push_back(registry_.replace(*slot, std::move(it->second)));
+        staged.erase(it);
+      }
+      to_resume.push_back(slot);
+    }
+    for (auto& [name, instance] : staged)  // modules the plan added
+      if (!deleted.count(name)) to_resume.push_back(&registry_.adopt(name, std::move(instance)));
+    staged.clear();
+    for (ModuleSlot* slot : to_resume) registry_.resume(*slot);
+    report.pause = Clock::now() - pause_start;
+    report.outcome = UpgradeReport::Outcome::Committed;
+    emit({{"event", "committed"}, {"pause_us", std::chrono::duration<double, std::micro>(report.pause).count()}});
+  }
+
+  // 5. Purge, after resuming: the old code's destroy runs and its library is unloaded.
+  Clock::time_point purge_start = Clock::now();
+  for (auto& instance : superseded) retired.push_back(std::move(instance));
+  for (auto& instance : retired) {
+    std::shared_ptr<LoadedLibrary> library = instance->library_ptr();
+    std::string name = library->name() + " " + library->version();
+    instance.reset();
+    if (library.use_count() == 1 && !library->close()) report.leaked.push_back(name);
+  }
+  retired.clear();
+  checked.libraries.clear();  // libraries of a rolled-back plan
+  report.purge_time = Clock::now() - purge_start;
+  emit({{"event", "purged"}, {"purge_ms", ms(report.purge_time)}, {"leaked", report.leaked}});
+  (report.committed() ? spdlog::info("{}", report.summary()) : spdlog::warn("{}", report.summary()));
+  return report;
+}
+
+}  // namespace hotswap::host

@@ -1,0 +1,78 @@
+// Runs an upgrade plan as a transaction (DESIGN.md "An upgrade, step by step"):
+//
+//   check    load every new library and check it; nothing is paused yet
+//   suspend  only the affected modules; their events queue in order
+//   migrate  export old state, hand it to the new code; old instances untouched
+//   commit   switch dispatch to the new instances, resume, flush the queues
+//   or roll back: destroy the new instances, resume the old ones as they were
+//   purge    after resuming: destroy old instances, dlclose, verify unmapping
+//
+// Runs on the event-loop thread at a quiescent point. Never throws: every
+// failure becomes the report's outcome and error.
+#pragma once
+
+#include "library_loader.hpp"
+#include "module_registry.hpp"
+
+#include <hotswap/appup/planner.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace hotswap::host {
+
+struct StepReport {
+  std::string description;  // PlanStep::describe()
+  std::string module;
+  std::chrono::nanoseconds duration{0};
+  bool ok = false;
+  std::string error;
+};
+
+struct UpgradeReport {
+  enum class Outcome {
+    Committed,   // the new version serves
+    RolledBack,  // a step failed while paused; the old version serves with its state
+    Refused,     // the check failed before anything paused
+  };
+  Outcome outcome = Outcome::Refused;
+  appup::Direction direction = appup::Direction::Upgrade;
+  std::string release_name, from_release, to_release;
+  std::string error;  // empty when committed
+  std::vector<StepReport> steps;
+  std::chrono::nanoseconds check_time{0};
+  std::chrono::nanoseconds pause{0};  // suspend -> resume of the affected modules
+  std::chrono::nanoseconds purge_time{0};
+  std::vector<std::string> leaked;  // libraries that stayed mapped after purge
+
+  bool committed() const { return outcome == Outcome::Committed; }
+  nlohmann::json to_json() const;
+  std::string summary() const;  // one line for logs and the CLI
+};
+
+const char* to_string(UpgradeReport::Outcome outcome);
+
+// Receives progress as JSON objects: {"event":"check"|"loaded"|"paused"|"step"|"committed"|"rolled_back"|"refused"|"purged", ...}.
+using ProgressListener = std::function<void(const nlohmann::json& event)>;
+
+class UpgradeExecutor {
+ public:
+  UpgradeExecutor(ModuleRegistry& registry, LibraryLoader& loader) : registry_(registry), loader_(loader) {}
+
+  UpgradeReport run(const appup::Plan& plan, const ProgressListener& progress = {});
+
+  // For tests and rehearsals: called between migration steps while the affected
+  // modules are suspended (e.g. to deliver events that must be queued).
+  void set_step_hook(std::function<void(size_t step_index)> hook) { step_hook_ = std::move(hook); }
+
+ private:
+  ModuleRegistry& registry_;
+  LibraryLoader& loader_;
+  std::function<void(size_t)> step_hook_;
+};
+
+}  // namespace hotswap::host

@@ -1,0 +1,267 @@
+#include "test_support.hpp"
+#include "upgrade_executor.hpp"
+
+#include <catch2/catch.hpp>
+
+using hotswap::appup::Direction;
+using hotswap::appup::StepKind;
+using hotswap::host::LibraryLoader;
+using hotswap::host::ModuleRegistry;
+using hotswap::host::ModuleSlot;
+using hotswap::host::UpgradeExecutor;
+using hotswap::host::UpgradeReport;
+using hotswap::test::plan_of;
+using hotswap::test::step;
+
+namespace {
+
+// A registry serving counter <version> with some state from two connections.
+struct Fixture {
+  LibraryLoader loader;
+  hotswap::test::RecordingServices services;
+  ModuleRegistry registry{services};
+  UpgradeExecutor executor{registry, loader};
+
+  explicit Fixture(const std::string& version = "1.0.0") {
+    registry.start(loader.load(hotswap::test::module_file("good", "counter", version), {"counter", version, ""}));
+    send(1, "add 5");
+    send(2, "add 7");
+    registry.deliver_tick(counter());
+  }
+  ModuleSlot& counter() { return *registry.find("counter"); }
+  void send(hotswap_conn_id conn, const std::string& message) { registry.deliver_message(counter(), conn, message); }
+  std::string ask(hotswap_conn_id conn) {
+    send(conn, "get");
+    return services.last_to(conn);
+  }
+  std::string state() { return counter().active().export_state(); }
+  std::string version() { return counter().active().version(); }
+};
+
+}  // namespace
+
+TEST_CASE("load_module swaps code and hands state over unchanged") {
+  Fixture f;
+  std::string before = f.state();
+  UpgradeReport r = f.executor.run(plan_of({step(StepKind::LoadModule, "counter", "1.0.0", "1.1.0")}));
+  INFO(r.summary());
+  REQUIRE(r.committed());
+  CHECK(f.version() == "1.1.0");
+  CHECK(f.state() == before);
+  CHECK(f.ask(1) == "v1.1 total=12");
+  CHECK(r.pause.count() > 0);
+  REQUIRE(r.steps.size() == 1);
+  CHECK(r.steps[0].ok);
+  CHECK(r.leaked.empty());
+  CHECK(f.loader.leaked().empty());
+}
+
+TEST_CASE("load_module is refused before pausing when the state schema changes") {
+  Fixture f;
+  std::string before = f.state();
+  UpgradeReport r = f.executor.run(plan_of({step(StepKind::LoadModule, "counter", "1.0.0", "2.0.0")}));
+  CHECK(r.outcome == UpgradeReport::Outcome::Refused);
+  CHECK_THAT(r.error, Catch::Contains("state schema changes from 1 to 2"));
+  CHECK(r.pause.count() == 0);
+  CHECK(f.version() == "1.0.0");
+  CHECK(f.state() == before);
+}
+
+TEST_CASE("update migrates state to a new layout with the appup's extra") {
+  Fixture f;
+  auto s = step(StepKind::Update, "counter", "1.0.0", "2.0.0");
+  s.extra = {{"label", "season-2"}};
+  UpgradeReport r = f.executor.run(plan_of({s}));
+  INFO(r.summary());
+  REQUIRE(r.committed());
+  CHECK(f.version() == "2.0.0");
+  CHECK(f.counter().active().run_task("label", "null") == "\"season-2\"");
+  CHECK(f.ask(1) == "v2 total=12");
+}
+
+TEST_CASE("v1 -> v2 -> v3 -> v2 -> v1 round-trips state exactly") {
+  Fixture f;
+  std::string v1_state = f.state();
+  auto up2 = step(StepKind::Update, "counter", "1.0.0", "2.0.0");
+  up2.extra = {{"label", "round-trip"}};
+  REQUIRE(f.executor.run(plan_of({up2})).committed());
+  std::string v2_state = f.state();
+  auto up3 = step(StepKind::Update, "counter", "2.0.0", "3.0.0");
+  up3.extra = {{"bonus", 3}};
+  REQUIRE(f.executor.run(plan_of({up3})).committed());
+  CHECK(f.version() == "3.0.0");
+  auto down2 = step(StepKind::Update, "counter", "3.0.0", "2.0.0");
+  REQUIRE(down2.direction == Direction::Downgrade);
+  REQUIRE(f.executor.run(plan_of({down2}, "3", "2")).committed());
+  CHECK(f.state() == v2_state);
+  auto down1 = step(StepKind::Update, "counter", "2.0.0", "1.0.0");
+  REQUIRE(f.executor.run(plan_of({down1}, "2", "1")).committed());
+  CHECK(f.version() == "1.0.0");
+  CHECK(f.state() == v1_state);
+  CHECK(f.ask(2) == "v1 total=12");
+  CHECK(f.loader.leaked().empty());
+}
+
+TEST_CASE("a migration that throws rolls back; the old version serves with its state") {
+  Fixture f;
+  std::string before = f.state();
+  auto s = step(StepKind::Update, "counter", "1.0.0", "2.0.0");
+  s.extra = {{"fail", "throw"}};
+  UpgradeReport r = f.executor.run(plan_of({s}));
+  CHECK(r.outcome == UpgradeReport::Outcome::RolledBack);
+  CHECK_THAT(r.error, Catch::Contains("migration failed on purpose") && Catch::Contains("migrate_up"));
+  CHECK(f.version() == "1.0.0");
+  CHECK(f.state() == before);
+  CHECK_FALSE(f.counter().suspended());
+  CHECK(f.ask(1) == "v1 total=12");
+}
+
+TEST_CASE("a migration that returns an error rolls back with its message") {
+  Fixture f;
+  std::string before = f.state();
+  UpgradeReport r =
+      f.executor.run(plan_of({step(StepKind::Update, "counter", "1.0.0", "2.0.0", "migrate-error")}));
+  CHECK(r.outcome == UpgradeReport::Outcome::RolledBack);
+  CHECK_THAT(r.error, Catch::Contains("refusing to migrate from 1.0.0: test module always fails"));
+  CHECK(f.state() == before);
+  CHECK(f.ask(2) == "v1 total=12");
+}
+
+TEST_CASE("a step over its timeout rolls back") {
+  Fixture f;
+  std::string before = f.state();
+  auto s = step(StepKind::Update, "counter", "1.0.0", "2.0.0");
+  s.extra = {{"sleep_ms", 30}};
+  s.timeout = std::chrono::milliseconds(5);
+  UpgradeReport r = f.executor.run(plan_of({s}));
+  CHECK(r.outcome == UpgradeReport::Outcome::RolledBack);
+  CHECK_THAT(r.error, Catch::Contains("over its timeout of 5 ms"));
+  CHECK(f.state() == before);
+  CHECK(f.version() == "1.0.0");
+}
+
+TEST_CASE("a library that fails to load refuses the upgrade before anything pauses") {
+  auto variant = GENERATE(as<std::string>{}, "not-a-library", "no-entry", "unresolved", "abi-too-new", "abi-too-old");
+  Fixture f;
+  std::string before = f.state();
+  UpgradeReport r = f.executor.run(plan_of({step(StepKind::Update, "counter", "1.0.0", "2.0.0", variant)}));
+  INFO(variant << ": " << r.error);
+  CHECK(r.outcome == UpgradeReport::Outcome::Refused);
+  CHECK_THAT(r.error, Catch::Contains(variant));
+  CHECK(r.pause.count() == 0);
+  CHECK(f.counter().stats().queued_total == 0);
+  CHECK(f.state() == before);
+}
+
+TEST_CASE("a module file missing from the release refuses the upgrade") {
+  Fixture f;
+  auto s = step(StepKind::Update, "counter", "1.0.0", "2.0.0");
+  s.code->file = "/nonexistent/release/counter-2.0.0.so";
+  UpgradeReport r = f.executor.run(plan_of({s}));
+  CHECK(r.outcome == UpgradeReport::Outcome::Refused);
+  CHECK_THAT(r.error, Catch::Contains("/nonexistent/release/counter-2.0.0.so does not exist"));
+}
+
+TEST_CASE("a module that is not running refuses the upgrade") {
+  Fixture f;
+  auto s = step(StepKind::Apply, "ghost", "", "");
+  s.task = "anything";
+  UpgradeReport r = f.executor.run(plan_of({s}));
+  CHECK(r.outcome == UpgradeReport::Outcome::Refused);
+  CHECK_THAT(r.error, Catch::Contains("module ghost is not running"));
+}
+
+TEST_CASE("a tampered library (sha256 mismatch) refuses the upgrade and names the file") {
+  Fixture f;
+  auto s = step(StepKind::LoadModule, "counter", "1.0.0", "1.1.0");
+  s.code->sha256 = std::string(64, 'a');
+  UpgradeReport r = f.executor.run(plan_of({s}));
+  CHECK(r.outcome == UpgradeReport::Outcome::Refused);
+  CHECK_THAT(r.error, Catch::Contains(s.code->file.string()) && Catch::Contains("sha256"));
+  CHECK(f.version() == "1.0.0");
+}
+
+TEST_CASE("apply runs a task at its place in the plan; a failing task rolls back") {
+  SECTION("success: the task's effect is part of the migrated state") {
+    Fixture f;
+    auto task = step(StepKind::Apply, "counter", "1.0.0", "1.1.0");
+    task.task = "double";
+    UpgradeReport r = f.executor.run(plan_of({task, step(StepKind::LoadModule, "counter", "1.0.0", "1.1.0")}));
+    REQUIRE(r.committed());
+    CHECK(f.ask(1) == "v1.1 total=24");
+  }
+  SECTION("failure") {
+    Fixture f;
+    auto task = step(StepKind::Apply, "counter", "2.0.0", "2.0.0");
+    task.task = "fail";
+    auto s = step(StepKind::Update, "counter", "1.0.0", "2.0.0");
+    UpgradeReport r = f.executor.run(plan_of({s, task}));
+    CHECK(r.outcome == UpgradeReport::Outcome::RolledBack);
+    // The task ran on the staged 2.0.0 instance, which does not know it.
+    CHECK_THAT(r.error, Catch::Contains("unknown task 'fail'"));
+    CHECK(f.version() == "1.0.0");
+    CHECK(f.ask(1) == "v1 total=12");
+  }
+}
+
+TEST_CASE("messages queued during a swap are delivered once, in order, to the new version") {
+  Fixture f;
+  f.executor.set_step_hook([&](size_t) {
+    REQUIRE(f.counter().suspended());
+    for (int i = 0; i < 100; ++i) f.send(3, "add 1");
+    f.registry.deliver_tick(f.counter());
+  });
+  UpgradeReport r = f.executor.run(plan_of({step(StepKind::Update, "counter", "1.0.0", "2.0.0")}));
+  REQUIRE(r.committed());
+  CHECK(f.counter().stats().queued_total == 101);
+  CHECK(f.counter().queued() == 0);
+  std::vector<std::string> replies = f.services.sent_to(3);
+  REQUIRE(replies.size() == 100);
+  for (int i = 0; i < 100; ++i) CHECK(replies[i] == "v2 total=" + std::to_string(12 + i + 1));
+}
+
+TEST_CASE("messages queued during a failed swap go to the old version, in order") {
+  Fixture f;
+  f.executor.set_step_hook([&](size_t) {
+    for (int i = 0; i < 10; ++i) f.send(3, "add 1");
+  });
+  auto good = step(StepKind::Update, "counter", "1.0.0", "2.0.0");
+  auto failing = step(StepKind::Apply, "counter", "", "");
+  failing.task = "no-such-task";
+  UpgradeReport r = f.executor.run(plan_of({good, failing}));
+  REQUIRE(r.outcome == UpgradeReport::Outcome::RolledBack);
+  std::vector<std::string> replies = f.services.sent_to(3);
+  REQUIRE(replies.size() == 10);
+  for (int i = 0; i < 10; ++i) CHECK(replies[i] == "v1 total=" + std::to_string(12 + i + 1));
+}
+
+TEST_CASE("add_module starts a module and delete_module stops and unloads it") {
+  LibraryLoader loader;
+  hotswap::test::RecordingServices services;
+  ModuleRegistry registry(services);
+  UpgradeExecutor executor(registry, loader);
+  UpgradeReport added = executor.run(plan_of({step(StepKind::AddModule, "counter", "", "1.0.0")}));
+  REQUIRE(added.committed());
+  REQUIRE(registry.find("counter") != nullptr);
+  registry.deliver_message(*registry.find("counter"), 1, "add 2");
+  CHECK(services.last_to(1) == "v1 total=2");
+  UpgradeReport removed = executor.run(plan_of({step(StepKind::DeleteModule, "counter", "1.0.0", "")}));
+  REQUIRE(removed.committed());
+  CHECK(registry.find("counter") == nullptr);
+  CHECK(removed.leaked.empty());
+  CHECK(boost::filesystem::is_empty(loader.scratch_dir()));
+}
+
+TEST_CASE("the report records every step, the pause and the outcome") {
+  Fixture f;
+  std::vector<std::string> events;
+  UpgradeReport r = f.executor.run(plan_of({step(StepKind::LoadModule, "counter", "1.0.0", "1.1.0")}),
+                                   [&](const nlohmann::json& e) { events.push_back(e["event"]); });
+  REQUIRE(r.committed());
+  CHECK(events == std::vector<std::string>{"check", "loaded", "paused", "step", "committed", "purged"});
+  nlohmann::json j = r.to_json();
+  CHECK(j["outcome"] == "committed");
+  CHECK(j["steps"].size() == 1);
+  CHECK(j["pause_us"].get<double>() > 0);
+  CHECK_THAT(r.summary(), Catch::Contains("committed, pause"));
+}

@@ -1,0 +1,119 @@
+// Shared helpers for host tests: paths of the test modules, a recording
+// HostServices, and small builders for plans.
+#pragma once
+
+#include "host_services.hpp"
+#include "module_registry.hpp"
+#include "sha256.hpp"
+
+#include <hotswap/appup/planner.hpp>
+#include <hotswap/appup/semver.hpp>
+
+#include <boost/filesystem.hpp>
+
+#include <fstream>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace hotswap::test {
+
+inline boost::filesystem::path module_file(const std::string& variant, const std::string& name,
+                                           const std::string& version) {
+  return boost::filesystem::path(HOTSWAP_TEST_MODULES_DIR) / variant / (name + "-" + version + ".so");
+}
+
+inline appup::ModuleEntry module_entry(const std::string& name, const std::string& version,
+                                       const std::string& variant = "good") {
+  appup::ModuleEntry e;
+  e.name = name;
+  e.version = version;
+  e.file = module_file(variant, name, version);
+  if (boost::filesystem::exists(e.file)) e.sha256 = host::sha256_file(e.file);
+  return e;
+}
+
+inline appup::PlanStep step(appup::StepKind kind, const std::string& module, const std::string& from,
+                            const std::string& to, const std::string& variant = "good") {
+  appup::PlanStep s;
+  s.kind = kind;
+  s.module = module;
+  s.from_version = from;
+  s.to_version = to;
+  bool down = !from.empty() && !to.empty() && *appup::Version::parse(to) < *appup::Version::parse(from);
+  s.direction = down ? appup::Direction::Downgrade : appup::Direction::Upgrade;
+  if (kind != appup::StepKind::DeleteModule && kind != appup::StepKind::Apply)
+    s.code = module_entry(module, to, variant);
+  s.extra = nullptr;
+  s.task_args = nullptr;
+  s.origin = "test";
+  return s;
+}
+
+inline appup::Plan plan_of(std::vector<appup::PlanStep> steps, const std::string& from = "1",
+                           const std::string& to = "2") {
+  appup::Plan p;
+  p.release_name = "test";
+  p.from_release = from;
+  p.to_release = to;
+  p.steps = std::move(steps);
+  return p;
+}
+
+// Records what modules ask of the outside world.
+class RecordingServices : public host::HostServices {
+ public:
+  struct Timer {
+    host::ModuleSlot* owner;
+    uint64_t delay_ms, repeat_ms, tag;
+  };
+  hotswap_status send(hotswap_conn_id conn, std::string_view message) override {
+    sent.emplace_back(conn, std::string(message));
+    return HOTSWAP_OK;
+  }
+  hotswap_status close(hotswap_conn_id conn, std::string_view reason) override {
+    closed.emplace_back(conn, std::string(reason));
+    return HOTSWAP_OK;
+  }
+  void schedule_timer(host::ModuleSlot& owner, hotswap_timer_id id, uint64_t delay_ms, uint64_t repeat_ms,
+                      uint64_t tag) override {
+    timers[id] = Timer{&owner, delay_ms, repeat_ms, tag};
+  }
+  bool cancel_timer(hotswap_timer_id id) override { return timers.erase(id) > 0; }
+
+  // The messages sent to one connection, in order.
+  std::vector<std::string> sent_to(hotswap_conn_id conn) const {
+    std::vector<std::string> out;
+    for (const auto& [c, m] : sent)
+      if (c == conn) out.push_back(m);
+    return out;
+  }
+  std::string last_to(hotswap_conn_id conn) const {
+    auto all = sent_to(conn);
+    return all.empty() ? std::string() : all.back();
+  }
+
+  std::vector<std::pair<hotswap_conn_id, std::string>> sent;
+  std::vector<std::pair<hotswap_conn_id, std::string>> closed;
+  std::map<hotswap_timer_id, Timer> timers;
+};
+
+// Counts the lines of /proc/self/maps and the open descriptors of this process.
+inline size_t mapping_count() {
+  size_t lines = 0;
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) ++lines;
+  return lines;
+}
+
+inline size_t open_fd_count() {
+  size_t n = 0;
+  for (auto it = boost::filesystem::directory_iterator("/proc/self/fd"); it != boost::filesystem::directory_iterator();
+       ++it)
+    ++n;
+  return n;
+}
+
+}  // namespace hotswap::test

@@ -1,0 +1,65 @@
+// counter 1.0.0 / 1.1.0 — state schema 1:
+//   u64 total, u64 ticks, u32 n, n x (u64 conn, u64 count)
+// "add N" adds N to the total and to the sender's count and replies
+// "<tag> total=<total>"; "get" replies the same without adding.
+// Tasks: "double" doubles the total; "fail" always fails.
+#include <hotswap/module.hpp>
+
+#include <map>
+#include <string>
+
+#ifndef COUNTER_TAG
+#define COUNTER_TAG "v1"
+#endif
+
+class Counter : public hotswap::Module<Counter> {
+ public:
+  static constexpr uint32_t kStateSchema = 1;
+  using Module::Module;
+
+  void on_message(hotswap::ConnId conn, std::string_view msg) {
+    if (msg.rfind("add ", 0) == 0) {
+      uint64_t n = std::stoull(std::string(msg.substr(4)));
+      total_ += n;
+      per_conn_[conn] += n;
+    } else if (msg != "get") {
+      throw std::runtime_error("unknown request '" + std::string(msg) + "'");
+    }
+    host().send(conn, std::string(COUNTER_TAG) + " total=" + std::to_string(total_));
+  }
+  void on_tick(uint64_t) { ++ticks_; }
+  std::string run_task(std::string_view name, std::string_view) {
+    if (name == "double") {
+      total_ *= 2;
+      return "{\"total\":" + std::to_string(total_) + "}";
+    }
+    if (name == "fail") throw std::runtime_error("task failed on purpose");
+    throw hotswap::UnsupportedTask(name);
+  }
+  void export_state(hotswap::StateWriter& out) const {
+    out.u64(total_);
+    out.u64(ticks_);
+    out.u32(static_cast<uint32_t>(per_conn_.size()));
+    for (const auto& [conn, count] : per_conn_) {
+      out.u64(conn);
+      out.u64(count);
+    }
+  }
+  void import_state(hotswap::StateReader& in) {
+    total_ = in.u64();
+    ticks_ = in.u64();
+    uint32_t n = in.u32();
+    for (uint32_t i = 0; i < n; ++i) {
+      uint64_t conn = in.u64();
+      per_conn_[conn] = in.u64();
+    }
+    in.expect_end();
+  }
+
+ private:
+  uint64_t total_ = 0;
+  uint64_t ticks_ = 0;
+  std::map<hotswap::ConnId, uint64_t> per_conn_;
+};
+
+HOTSWAP_MODULE(Counter)
