@@ -1,0 +1,90 @@
+// The releases on disk under a root folder, and their states (after OTP's
+// release_handler):
+//
+//   ROOT/releases/<version>/   an unpacked release (manifest.json, modules/, appups/, runtime.json, bin/)
+//   ROOT/releases/RELEASES.json  the bookkeeping: each release's state; written atomically
+//   ROOT/run/                  0700: admin.sock, hotswap.pid
+//   ROOT/log/                  the daemon's log
+//   ROOT/runtime.json          optional operator override of the release's runtime config
+//
+// States: unpacked (on disk, never run), current (running, not yet permanent),
+// permanent (booted on restart), old (was current or permanent before). The
+// host boots the permanent release; a release that ran but was never made
+// permanent is not booted after a restart.
+#pragma once
+
+#include <boost/filesystem/path.hpp>
+#include <nlohmann/json.hpp>
+
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace hotswap::host {
+
+enum class ReleaseState { Unpacked, Current, Permanent, Old };
+const char* to_string(ReleaseState state);
+
+struct ReleaseRecord {
+  std::string version;
+  ReleaseState state = ReleaseState::Unpacked;
+};
+
+class ReleaseError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class ReleaseStore {
+ public:
+  // Creates ROOT/releases, ROOT/run (0700) and ROOT/log when missing.
+  explicit ReleaseStore(boost::filesystem::path root);
+
+  const boost::filesystem::path& root() const { return root_; }
+  boost::filesystem::path releases_dir() const;
+  boost::filesystem::path run_dir() const;
+  boost::filesystem::path log_dir() const;
+  boost::filesystem::path release_dir(const std::string& version) const;  // validates the version
+  // The runtime config in force for `version`: ROOT/runtime.json when present, else the release's own.
+  boost::filesystem::path runtime_config_path(const std::string& version) const;
+
+  // Every release folder with a manifest, oldest version first, with its state.
+  std::vector<ReleaseRecord> list() const;
+  std::optional<std::string> permanent() const;
+  std::optional<std::string> current() const;  // the running one when it is not permanent
+  bool exists(const std::string& version) const;
+
+  // The release to boot: the permanent one; on a first boot (none permanent) the
+  // newest release on disk, which becomes permanent. ReleaseError when there is none.
+  std::string boot_version();
+  // The newest release on disk that is newer than `than`, if any (for reload / SIGHUP).
+  std::optional<std::string> newest_newer_than(const std::string& than) const;
+
+  // Unpacks a release tarball made by hotswap_add_release. Refuses entries that
+  // are absolute, contain "..", or are links or devices, an existing version, and
+  // a tarball without a valid manifest.json. Returns the version. Nothing is
+  // left behind on failure.
+  std::string unpack(const boost::filesystem::path& tarball);
+
+  // After an upgrade/downgrade commits: `version` runs. The previous current
+  // (unless permanent) becomes old.
+  void mark_current(const std::string& version);
+  // `version` must be the running release; the previous permanent becomes old.
+  void make_permanent(const std::string& version);
+  // Deletes an unpacked or old release; refused for the current or permanent one.
+  void remove(const std::string& version);
+
+  nlohmann::json to_json() const;  // {"releases":[{"version":..,"state":..}], "permanent":.., "current":..}
+
+ private:
+  void save() const;  // temp file, fsync, rename, fsync the folder
+  void load();
+
+  boost::filesystem::path root_;
+  std::optional<std::string> permanent_;
+  std::optional<std::string> current_;
+  std::vector<std::string> old_;
+};
+
+}  // namespace hotswap::host
