@@ -22,9 +22,7 @@ struct BadAppup {
   std::string problem;  // a piece of InputError::problem()
 };
 
-std::string with_up(const std::string& up) {
-  return R"({"module": "counter", "version": "2.0.0", "up": )" + up + "}";
-}
+std::string with_up(const std::string& up) { return R"({"module": "counter", "version": "2.0.0", "up": )" + up + "}"; }
 
 std::string with_instructions(const std::string& instructions) {
   return with_up(R"([{"from": "1.0.0", "instructions": )" + instructions + "}]");
@@ -132,8 +130,9 @@ TEST_CASE("find_up and find_down return the first matching entry in file order",
 
 TEST_CASE("load_appup reads a file and names it as the source", "[appup]") {
   const TempDir dir;
-  const auto file = dir.write("appups/counter-2.0.0.appup.json",
-                              R"({"module": "counter", "version": "2.0.0", "up": [{"from": "1.0.0", "instructions": [{"op": "load_module"}]}]})");
+  const auto file = dir.write(
+      "appups/counter-2.0.0.appup.json",
+      R"({"module": "counter", "version": "2.0.0", "up": [{"from": "1.0.0", "instructions": [{"op": "load_module"}]}]})");
   const Appup appup = load_appup(file);
   CHECK(appup.source == file.string());
   CHECK(appup.find_up("1.0.0") != nullptr);
@@ -167,7 +166,8 @@ TEST_CASE("Malformed appup documents are rejected naming the file and field", "[
       {R"({"module": "Counter", "version": "2.0.0"})", "module", "'Counter' is not a valid name"},
       {R"({"module": 7, "version": "2.0.0"})", "module", "expected a string, got number"},
       {R"({"module": "counter", "version": "2.0"})", "version", "'2.0' is not a semantic version"},
-      {R"({"module": "counter", "version": "2.0.0", "upp": []})", "upp", "unknown key (expected one of: module, version, up, down)"},
+      {R"({"module": "counter", "version": "2.0.0", "upp": []})", "upp",
+       "unknown key (expected one of: module, version, up, down)"},
       {with_up("{}"), "up", "expected an array, got object"},
       {R"({"module": "counter", "version": "2.0.0", "down": "1.0.0"})", "down", "expected an array, got string"},
   })));
@@ -177,18 +177,25 @@ TEST_CASE("Malformed appup entries are rejected naming the file and field", "[ap
   check_rejected(GENERATE(values<BadAppup>({
       {with_up("[1]"), "up[0]", "expected a JSON object, got number"},
       {with_up(R"([{"instructions": []}])"), "up[0].from", "missing"},
-      {with_up(R"([{"to": "1.0.0", "instructions": []}])"), "up[0].to", "unknown key (expected one of: from, instructions)"},
-      {R"({"module": "counter", "version": "2.0.0", "down": [{"from": "1.0.0", "instructions": []}]})", "down[0].from", "unknown key"},
+      {with_up(R"([{"to": "1.0.0", "instructions": []}])"), "up[0].to",
+       "unknown key (expected one of: from, instructions)"},
+      {R"({"module": "counter", "version": "2.0.0", "down": [{"from": "1.0.0", "instructions": []}]})", "down[0].from",
+       "unknown key"},
       {R"({"module": "counter", "version": "2.0.0", "down": [{"instructions": []}]})", "down[0].to", "missing"},
       {with_up(R"([{"from": "1.0", "instructions": []}])"), "up[0].from", "'1.0' is not a semantic version"},
-      {with_up(R"([{"from": 1, "instructions": []}])"), "up[0].from", "expected a version string or {\"regex\": \"...\"}, got number"},
-      {with_up(R"([{"from": {"regex": "1.("}, "instructions": []}])"), "up[0].from.regex", "invalid regular expression '1.('"},
+      {with_up(R"([{"from": 1, "instructions": []}])"), "up[0].from",
+       "expected a version string or {\"regex\": \"...\"}, got number"},
+      {with_up(R"([{"from": {"regex": "1.("}, "instructions": []}])"), "up[0].from.regex",
+       "invalid regular expression '1.('"},
       {with_up(R"([{"from": {"regex": 1}, "instructions": []}])"), "up[0].from.regex", "expected a string"},
       {with_up(R"([{"from": {}, "instructions": []}])"), "up[0].from.regex", "missing"},
-      {with_up(R"([{"from": {"regex": "1\\..*", "flags": "i"}, "instructions": []}])"), "up[0].from.flags", "unknown key (expected one of: regex)"},
+      {with_up(R"([{"from": {"regex": "1\\..*", "flags": "i"}, "instructions": []}])"), "up[0].from.flags",
+       "unknown key (expected one of: regex)"},
       {with_up(R"([{"from": "1.0.0"}])"), "up[0].instructions", "missing"},
-      {with_up(R"([{"from": "1.0.0", "instructions": {"op": "update"}}])"), "up[0].instructions", "expected an array, got object"},
-      {with_up(R"([{"from": "1.0.0", "instructions": [{"op": "update"}]}, {"from": "1.1.0", "instructions": [{"op": "update", "timeout_ms": 0}]}])"),
+      {with_up(R"([{"from": "1.0.0", "instructions": {"op": "update"}}])"), "up[0].instructions",
+       "expected an array, got object"},
+      {with_up(
+           R"([{"from": "1.0.0", "instructions": [{"op": "update"}]}, {"from": "1.1.0", "instructions": [{"op": "update", "timeout_ms": 0}]}])"),
        "up[1].instructions[0].timeout_ms", "positive integer"},
   })));
 }
@@ -197,31 +204,51 @@ TEST_CASE("Malformed appup instructions are rejected naming the file and field",
   check_rejected(GENERATE(values<BadAppup>({
       {with_instructions(R"(["update"])"), "up[0].instructions[0]", "expected a JSON object, got string"},
       {with_instructions(R"([{"timeout_ms": 5}])"), "up[0].instructions[0].op", "missing"},
-      {with_instructions(R"([{"op": "upgrade"}])"), "up[0].instructions[0].op", "unknown op 'upgrade' (expected one of: load_module, update,"},
+      {with_instructions(R"([{"op": "upgrade"}])"), "up[0].instructions[0].op",
+       "unknown op 'upgrade' (expected one of: load_module, update,"},
       {with_instructions(R"([{"op": 3}])"), "up[0].instructions[0].op", "expected a string, got number"},
-      {with_instructions(R"([{"op": "load_module", "extra": {}}])"), "up[0].instructions[0].extra", "not a field of load_module (allowed: op, timeout_ms, depends_on)"},
-      {with_instructions(R"([{"op": "update", "task": "x"}])"), "up[0].instructions[0].task", "not a field of update (allowed: extra, op, timeout_ms, depends_on)"},
-      {with_instructions(R"([{"op": "update", "timeout_ms": 0}])"), "up[0].instructions[0].timeout_ms", "expected a positive integer number of milliseconds, got 0"},
-      {with_instructions(R"([{"op": "update", "timeout_ms": -5}])"), "up[0].instructions[0].timeout_ms", "positive integer"},
-      {with_instructions(R"([{"op": "update", "timeout_ms": 1.5}])"), "up[0].instructions[0].timeout_ms", "positive integer"},
-      {with_instructions(R"([{"op": "update", "timeout_ms": "100"}])"), "up[0].instructions[0].timeout_ms", "positive integer"},
-      {with_instructions(R"([{"op": "update", "timeout_ms": 18446744073709551615}])"), "up[0].instructions[0].timeout_ms", "positive integer"},
-      {with_instructions(R"([{"op": "update", "depends_on": "chat"}])"), "up[0].instructions[0].depends_on", "expected an array, got string"},
-      {with_instructions(R"([{"op": "update", "depends_on": ["chat", "Chat"]}])"), "up[0].instructions[0].depends_on[1]", "'Chat' is not a valid name"},
-      {with_instructions(R"([{"op": "update", "depends_on": ["../chat"]}])"), "up[0].instructions[0].depends_on[0]", "is not a valid name"},
-      {with_instructions(R"([{"op": "update", "depends_on": [1]}])"), "up[0].instructions[0].depends_on[0]", "expected a string, got number"},
+      {with_instructions(R"([{"op": "load_module", "extra": {}}])"), "up[0].instructions[0].extra",
+       "not a field of load_module (allowed: op, timeout_ms, depends_on)"},
+      {with_instructions(R"([{"op": "update", "task": "x"}])"), "up[0].instructions[0].task",
+       "not a field of update (allowed: op, timeout_ms, depends_on, extra)"},
+      {with_instructions(R"([{"op": "update", "timeout_ms": 0}])"), "up[0].instructions[0].timeout_ms",
+       "expected a positive integer number of milliseconds, got 0"},
+      {with_instructions(R"([{"op": "update", "timeout_ms": -5}])"), "up[0].instructions[0].timeout_ms",
+       "positive integer"},
+      {with_instructions(R"([{"op": "update", "timeout_ms": 1.5}])"), "up[0].instructions[0].timeout_ms",
+       "positive integer"},
+      {with_instructions(R"([{"op": "update", "timeout_ms": "100"}])"), "up[0].instructions[0].timeout_ms",
+       "positive integer"},
+      {with_instructions(R"([{"op": "update", "timeout_ms": 18446744073709551615}])"),
+       "up[0].instructions[0].timeout_ms", "positive integer"},
+      {with_instructions(R"([{"op": "update", "depends_on": "chat"}])"), "up[0].instructions[0].depends_on",
+       "expected an array, got string"},
+      {with_instructions(R"([{"op": "update", "depends_on": ["chat", "Chat"]}])"),
+       "up[0].instructions[0].depends_on[1]", "'Chat' is not a valid name"},
+      {with_instructions(R"([{"op": "update", "depends_on": ["../chat"]}])"), "up[0].instructions[0].depends_on[0]",
+       "is not a valid name"},
+      {with_instructions(R"([{"op": "update", "depends_on": [1]}])"), "up[0].instructions[0].depends_on[0]",
+       "expected a string, got number"},
       {with_instructions(R"([{"op": "update"}, {"op": "apply"}])"), "up[0].instructions[1].task", "missing"},
-      {with_instructions(R"([{"op": "update"}, {"op": "apply", "task": ""}])"), "up[0].instructions[1].task", "is not a valid name"},
-      {with_instructions(R"([{"op": "update"}, {"op": "apply", "task": "x", "extra": 1}])"), "up[0].instructions[1].extra", "not a field of apply"},
+      {with_instructions(R"([{"op": "update"}, {"op": "apply", "task": ""}])"), "up[0].instructions[1].task",
+       "is not a valid name"},
+      {with_instructions(R"([{"op": "update"}, {"op": "apply", "task": "x", "extra": 1}])"),
+       "up[0].instructions[1].extra", "not a field of apply"},
       {with_instructions(R"([{"op": "load_module"}, {"op": "update"}])"), "up[0].instructions[1]",
-       "second code-change instruction (update) in one entry; up[0].instructions[0] (load_module) already changes the code"},
-      {with_instructions(R"([{"op": "restart_module"}, {"op": "apply", "task": "t"}, {"op": "restart_module"}])"), "up[0].instructions[2]", "second code-change instruction"},
+       "second code-change instruction (update) in one entry; up[0].instructions[0] (load_module) already changes the "
+       "code"},
+      {with_instructions(R"([{"op": "restart_module"}, {"op": "apply", "task": "t"}, {"op": "restart_module"}])"),
+       "up[0].instructions[2]", "second code-change instruction"},
       {with_instructions(R"([{"op": "update", "module": "chat"}])"), "up[0].instructions[0].module",
        "update always acts on the appup's own module (counter); 'module' is not allowed here"},
-      {with_instructions(R"([{"op": "load_module", "module": "counter"}])"), "up[0].instructions[0].module", "always acts on the appup's own module"},
-      {with_instructions(R"([{"op": "update"}, {"op": "add_module", "module": "Chat"}])"), "up[0].instructions[1].module", "is not a valid name"},
-      {with_instructions(R"([{"op": "update"}, {"op": "delete_module", "module": 1}])"), "up[0].instructions[1].module", "expected a string"},
-      {with_instructions(R"([{"op": "blue_green", "reason": 1}])"), "up[0].instructions[0].reason", "expected a string, got number"},
+      {with_instructions(R"([{"op": "load_module", "module": "counter"}])"), "up[0].instructions[0].module",
+       "always acts on the appup's own module"},
+      {with_instructions(R"([{"op": "update"}, {"op": "add_module", "module": "Chat"}])"),
+       "up[0].instructions[1].module", "is not a valid name"},
+      {with_instructions(R"([{"op": "update"}, {"op": "delete_module", "module": 1}])"), "up[0].instructions[1].module",
+       "expected a string"},
+      {with_instructions(R"([{"op": "blue_green", "reason": 1}])"), "up[0].instructions[0].reason",
+       "expected a string, got number"},
   })));
 }
 

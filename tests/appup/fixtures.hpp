@@ -12,7 +12,8 @@ namespace hotswap::appup::testing {
 class TempDir {
  public:
   TempDir()
-      : path_(boost::filesystem::temp_directory_path() / boost::filesystem::unique_path("hotswap-appup-%%%%-%%%%-%%%%")) {
+      : path_(boost::filesystem::temp_directory_path() /
+              boost::filesystem::unique_path("hotswap-appup-%%%%-%%%%-%%%%")) {
     boost::filesystem::create_directories(path_);
   }
   ~TempDir() {

@@ -20,7 +20,8 @@ json valid_manifest() {
   return json::parse(R"({
     "release": "arena", "version": "1.1.0", "config": "runtime.json",
     "modules": [
-      {"name": "chat", "version": "1.0.0", "file": "modules/chat-1.0.0.so", "sha256": ")" + kSha + R"("},
+      {"name": "chat", "version": "1.0.0", "file": "modules/chat-1.0.0.so", "sha256": ")" +
+                     kSha + R"("},
       {"name": "arena", "version": "1.1.0", "file": "modules/arena-1.1.0.so",
        "sha256": "0123456789ABCDEFabcdef0123456789abcdef0123456789abcdef0123456789",
        "appup": "appups/arena-1.1.0.appup.json", "depends_on": ["chat"]}
@@ -45,7 +46,8 @@ json broken(Edit edit) {
 }  // namespace
 
 TEST_CASE("parse_manifest makes paths absolute under the release folder", "[manifest]") {
-  const ReleaseManifest manifest = parse_manifest(valid_manifest(), "/releases/arena-1.1.0", "/releases/arena-1.1.0/manifest.json");
+  const ReleaseManifest manifest =
+      parse_manifest(valid_manifest(), "/releases/arena-1.1.0", "/releases/arena-1.1.0/manifest.json");
   CHECK(manifest.source == "/releases/arena-1.1.0/manifest.json");
   CHECK(manifest.dir == "/releases/arena-1.1.0");
   CHECK(manifest.name == "arena");
@@ -112,7 +114,8 @@ TEST_CASE("load_manifest reports a missing or malformed manifest.json", "[manife
 TEST_CASE("Malformed manifests are rejected naming the file and field", "[manifest]") {
   const BadManifest bad = GENERATE(values<BadManifest>({
       {json::array(), "", "expected a JSON object, got array"},
-      {broken([](json& d) { d["owner"] = "ops"; }), "owner", "unknown key (expected one of: release, version, config, modules)"},
+      {broken([](json& d) { d["owner"] = "ops"; }), "owner",
+       "unknown key (expected one of: release, version, config, modules)"},
       {broken([](json& d) { d.erase("release"); }), "release", "missing"},
       {broken([](json& d) { d["release"] = "../arena"; }), "release", "is not a valid name"},
       {broken([](json& d) { d["version"] = "1.1"; }), "version", "is not a semantic version"},
@@ -120,18 +123,28 @@ TEST_CASE("Malformed manifests are rejected naming the file and field", "[manife
       {broken([](json& d) { d["modules"] = json::object(); }), "modules", "expected an array"},
       {broken([](json& d) { d["config"] = "/etc/runtime.json"; }), "config", "'/etc/runtime.json' is absolute"},
       {broken([](json& d) { d["config"] = "../runtime.json"; }), "config", "contains '..'"},
-      {broken([](json& d) { d["modules"][0]["path"] = "x"; }), "modules[0].path", "unknown key (expected one of: name, version, file, sha256, appup, depends_on)"},
+      {broken([](json& d) { d["modules"][0]["path"] = "x"; }), "modules[0].path",
+       "unknown key (expected one of: name, version, file, sha256, appup, depends_on)"},
       {broken([](json& d) { d["modules"][0].erase("sha256"); }), "modules[0].sha256", "missing"},
-      {broken([](json& d) { d["modules"][0]["sha256"] = "abc"; }), "modules[0].sha256", "expected 64 hexadecimal digits"},
-      {broken([](json& d) { d["modules"][0]["sha256"] = std::string(63, 'a') + "g"; }), "modules[0].sha256", "expected 64 hexadecimal digits"},
-      {broken([](json& d) { d["modules"][0]["sha256"] = std::string(65, 'a'); }), "modules[0].sha256", "expected 64 hexadecimal digits"},
+      {broken([](json& d) { d["modules"][0]["sha256"] = "abc"; }), "modules[0].sha256",
+       "expected 64 hexadecimal digits"},
+      {broken([](json& d) { d["modules"][0]["sha256"] = std::string(63, 'a') + "g"; }), "modules[0].sha256",
+       "expected 64 hexadecimal digits"},
+      {broken([](json& d) { d["modules"][0]["sha256"] = std::string(65, 'a'); }), "modules[0].sha256",
+       "expected 64 hexadecimal digits"},
       {broken([](json& d) { d["modules"][0]["file"] = "/usr/lib/chat.so"; }), "modules[0].file", "is absolute"},
       {broken([](json& d) { d["modules"][0]["file"] = ""; }), "modules[0].file", "empty path"},
       {broken([](json& d) { d["modules"][1]["appup"] = "appups/../../x.json"; }), "modules[1].appup", "contains '..'"},
-      {broken([](json& d) { d["modules"][1]["version"] = "latest"; }), "modules[1].version", "'latest' is not a semantic version"},
-      {broken([](json& d) { d["modules"][1]["name"] = "chat"; }), "modules[1].name", "duplicate module 'chat' (already declared by modules[0])"},
-      {broken([](json& d) { d["modules"][1]["depends_on"] = {"chat", "score"}; }), "modules[1].depends_on[1]", "'score' is not a module of this release"},
-      {broken([](json& d) { d["modules"][1]["depends_on"] = {"arena"}; }), "modules[1].depends_on[0]", "module 'arena' cannot depend on itself"},
+      {broken([](json& d) { d["modules"][1]["version"] = "latest"; }), "modules[1].version",
+       "'latest' is not a semantic version"},
+      {broken([](json& d) { d["modules"][1]["name"] = "chat"; }), "modules[1].name",
+       "duplicate module 'chat' (already declared by modules[0])"},
+      {broken([](json& d) {
+         d["modules"][1]["depends_on"] = {"chat", "score"};
+       }),
+       "modules[1].depends_on[1]", "'score' is not a module of this release"},
+      {broken([](json& d) { d["modules"][1]["depends_on"] = {"arena"}; }), "modules[1].depends_on[0]",
+       "module 'arena' cannot depend on itself"},
       {broken([](json& d) { d["modules"][1]["depends_on"] = "chat"; }), "modules[1].depends_on", "expected an array"},
   }));
   CAPTURE(bad.document.dump());

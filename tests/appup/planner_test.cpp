@@ -47,10 +47,11 @@ ReleaseManifest release(const std::string& version, const std::vector<Mod>& mods
 // In-memory appups, named "<module>-<version>.appup.json", served in place of files.
 class Appups {
  public:
-  Appups& add(const std::string& module, const std::string& version, const std::string& up, const std::string& down = "[]") {
+  Appups& add(const std::string& module, const std::string& version, const std::string& up,
+              const std::string& down = "[]") {
     const std::string source = module + "-" + version + ".appup.json";
-    const json document = json::parse(R"({"module": ")" + module + R"(", "version": ")" + version + R"(", "up": )" + up +
-                                      R"(, "down": )" + down + "}");
+    const json document = json::parse(R"({"module": ")" + module + R"(", "version": ")" + version + R"(", "up": )" +
+                                      up + R"(, "down": )" + down + "}");
     appups_.emplace(module + "-" + version, parse_appup(document, source));
     return *this;
   }
@@ -58,7 +59,9 @@ class Appups {
   AppupSource source() const {
     return [this](const ModuleEntry& entry) {
       const auto it = appups_.find(entry.name + "-" + entry.version);
-      if (it == appups_.end()) throw std::logic_error("the planner asked for the appup of " + entry.name + " " + entry.version);
+      if (it == appups_.end()) {
+        throw std::logic_error("the planner asked for the appup of " + entry.name + " " + entry.version);
+      }
       return it->second;
     };
   }
@@ -79,7 +82,8 @@ const ReleaseManifest kCounterV2 = release("2.0.0", {{"counter", "2.0.0", 'b'}})
 }  // namespace
 
 TEST_CASE("An upgrade with load_module swaps the code of the changed module", "[planner]") {
-  const Appups appups = Appups().add("counter", "2.0.0", R"([{"from": "1.0.0", "instructions": [{"op": "load_module"}]}])");
+  const Appups appups =
+      Appups().add("counter", "2.0.0", R"([{"from": "1.0.0", "instructions": [{"op": "load_module"}]}])");
   const Plan plan = make_plan(kCounterV1, kCounterV2, appups.source());
 
   CHECK(plan.direction == Direction::Upgrade);
@@ -103,7 +107,8 @@ TEST_CASE("An upgrade with load_module swaps the code of the changed module", "[
 
 TEST_CASE("An update step carries extra and timeout", "[planner]") {
   const Appups appups = Appups().add(
-      "counter", "2.0.0", R"([{"from": "1.0.0", "instructions": [{"op": "update", "extra": {"bonus": 5}, "timeout_ms": 100}]}])");
+      "counter", "2.0.0",
+      R"([{"from": "1.0.0", "instructions": [{"op": "update", "extra": {"bonus": 5}, "timeout_ms": 100}]}])");
   const Plan plan = make_plan(kCounterV1, kCounterV2, appups.source());
 
   REQUIRE(plan.steps.size() == 1);
@@ -130,8 +135,10 @@ TEST_CASE("A downgrade uses the down entry of the newer (current) version's appu
   CHECK(step.code->version == "1.0.0");
   CHECK(step.extra == "drop bonus");
   CHECK(step.origin == "counter-2.0.0.appup.json down[0].instructions[0]");
-  CHECK(plan.describe() == "downgrade arena 2.0.0 -> 1.0.0 (1 step)\n"
-                           "  1. update counter 2.0.0 -> 1.0.0 (extra \"drop bonus\")  [counter-2.0.0.appup.json down[0].instructions[0]]\n");
+  CHECK(plan.describe() ==
+        "downgrade arena 2.0.0 -> 1.0.0 (1 step)\n"
+        "  1. update counter 2.0.0 -> 1.0.0 (extra \"drop bonus\")  [counter-2.0.0.appup.json "
+        "down[0].instructions[0]]\n");
 }
 
 TEST_CASE("A regex 'from' selects the entry for any matching old version", "[planner]") {
@@ -147,7 +154,8 @@ TEST_CASE("A regex 'from' selects the entry for any matching old version", "[pla
 }
 
 TEST_CASE("No matching up entry is a PlanError naming module, versions and file", "[planner]") {
-  const Appups appups = Appups().add("counter", "2.0.0", R"([{"from": {"regex": "1\\.1\\..*"}, "instructions": [{"op": "update"}]}])");
+  const Appups appups =
+      Appups().add("counter", "2.0.0", R"([{"from": {"regex": "1\\.1\\..*"}, "instructions": [{"op": "update"}]}])");
   CHECK_THROWS_MATCHES(make_plan(kCounterV1, kCounterV2, appups.source()), PlanError,
                        Catch::Message("module counter: no 'up' entry in counter-2.0.0.appup.json matches 1.0.0 "
                                       "(upgrading counter 1.0.0 -> 2.0.0)"));
@@ -170,7 +178,9 @@ TEST_CASE("A changed module without an appup is a PlanError", "[planner]") {
 TEST_CASE("An appup shipped with the wrong module version is an InputError naming the file", "[planner]") {
   Appups appups;
   appups.add("counter", "1.9.0", R"([{"from": "1.0.0", "instructions": [{"op": "update"}]}])");
-  const AppupSource wrong_version = [&](const ModuleEntry&) { return appups.source()({"counter", "1.9.0", {}, {}, {}, {}}); };
+  const AppupSource wrong_version = [&](const ModuleEntry&) {
+    return appups.source()({"counter", "1.9.0", {}, {}, {}, {}});
+  };
   try {
     make_plan(kCounterV1, kCounterV2, wrong_version);
     FAIL("planned with an appup of another version");
@@ -182,7 +192,8 @@ TEST_CASE("An appup shipped with the wrong module version is an InputError namin
 }
 
 TEST_CASE("An entry that never changes its module's code is a PlanError", "[planner]") {
-  const Appups appups = Appups().add("counter", "2.0.0", R"([{"from": "1.0.0", "instructions": [{"op": "apply", "task": "reindex"}]}])");
+  const Appups appups =
+      Appups().add("counter", "2.0.0", R"([{"from": "1.0.0", "instructions": [{"op": "apply", "task": "reindex"}]}])");
   CHECK_THROWS_MATCHES(make_plan(kCounterV1, kCounterV2, appups.source()), PlanError,
                        Catch::Message("module counter: counter-2.0.0.appup.json up[0]: instructions never change the "
                                       "code of counter (add load_module, update or restart_module)"));
@@ -212,8 +223,8 @@ TEST_CASE("Instructions that add or delete modules replace the implicit steps, a
       {"op": "delete_module", "module": "legacy"}]}])");
   const Plan plan = make_plan(current, target, appups.source());
 
-  CHECK(described(plan) == std::vector<std::string>{"add_module chat 1.0.0 (timeout 20ms)", "update counter 1.0.0 -> 2.0.0",
-                                                    "delete_module legacy 1.0.0"});
+  CHECK(described(plan) == std::vector<std::string>{"add_module chat 1.0.0 (timeout 20ms)",
+                                                    "update counter 1.0.0 -> 2.0.0", "delete_module legacy 1.0.0"});
   CHECK(plan.steps[0].origin == "counter-2.0.0.appup.json up[0].instructions[0]");
   CHECK(plan.steps[2].origin == "counter-2.0.0.appup.json up[0].instructions[2]");
 }
@@ -222,27 +233,36 @@ TEST_CASE("add_module and delete_module must match the two releases", "[planner]
   const ReleaseManifest current = release("1.0.0", {{"counter", "1.0.0"}, {"chat", "1.0.0"}});
   const ReleaseManifest target = release("2.0.0", {{"counter", "2.0.0", 'b'}, {"chat", "1.0.0"}});
   SECTION("adding a module the current release already runs") {
-    const Appups appups = Appups().add("counter", "2.0.0", R"([{"from": "1.0.0", "instructions": [{"op": "update"}, {"op": "add_module", "module": "chat"}]}])");
+    const Appups appups = Appups().add(
+        "counter", "2.0.0",
+        R"([{"from": "1.0.0", "instructions": [{"op": "update"}, {"op": "add_module", "module": "chat"}]}])");
     CHECK_THROWS_MATCHES(make_plan(current, target, appups.source()), PlanError,
                          Catch::Message("module counter: counter-2.0.0.appup.json up[0].instructions[1] adds chat, "
                                         "which the current release already runs"));
   }
   SECTION("deleting a module the target release still has") {
-    const Appups appups = Appups().add("counter", "2.0.0", R"([{"from": "1.0.0", "instructions": [{"op": "update"}, {"op": "delete_module", "module": "chat"}]}])");
+    const Appups appups = Appups().add(
+        "counter", "2.0.0",
+        R"([{"from": "1.0.0", "instructions": [{"op": "update"}, {"op": "delete_module", "module": "chat"}]}])");
     CHECK_THROWS_MATCHES(make_plan(current, target, appups.source()), PlanError,
                          Catch::Message("module counter: counter-2.0.0.appup.json up[0].instructions[1] deletes chat, "
                                         "which the target release still has"));
   }
   SECTION("adding a module the target release does not have") {
-    const Appups appups = Appups().add("counter", "2.0.0", R"([{"from": "1.0.0", "instructions": [{"op": "update"}, {"op": "add_module", "module": "score"}]}])");
-    CHECK_THROWS_WITH(make_plan(current, target, appups.source()), Catch::Contains("adds score, which the target release does not have"));
+    const Appups appups = Appups().add(
+        "counter", "2.0.0",
+        R"([{"from": "1.0.0", "instructions": [{"op": "update"}, {"op": "add_module", "module": "score"}]}])");
+    CHECK_THROWS_WITH(make_plan(current, target, appups.source()),
+                      Catch::Contains("adds score, which the target release does not have"));
   }
 }
 
 TEST_CASE("A module added by two instructions is a PlanError", "[planner]") {
   const ReleaseManifest current = release("1.0.0", {{"counter", "1.0.0"}, {"score", "1.0.0"}});
-  const ReleaseManifest target = release("2.0.0", {{"counter", "2.0.0", 'b'}, {"score", "2.0.0", 'b'}, {"chat", "1.0.0"}});
-  const char* adds_chat = R"([{"from": "1.0.0", "instructions": [{"op": "update"}, {"op": "add_module", "module": "chat"}]}])";
+  const ReleaseManifest target =
+      release("2.0.0", {{"counter", "2.0.0", 'b'}, {"score", "2.0.0", 'b'}, {"chat", "1.0.0"}});
+  const char* adds_chat =
+      R"([{"from": "1.0.0", "instructions": [{"op": "update"}, {"op": "add_module", "module": "chat"}]}])";
   const Appups appups = Appups().add("counter", "2.0.0", adds_chat).add("score", "2.0.0", adds_chat);
   CHECK_THROWS_MATCHES(make_plan(current, target, appups.source()), PlanError,
                        Catch::Message("module chat is added twice: by counter-2.0.0.appup.json up[0].instructions[1] "
@@ -259,9 +279,10 @@ TEST_CASE("apply steps keep their appup position and carry the module's versions
       {"op": "apply", "task": "announce", "module": "chat"}]}])");
   const Plan plan = make_plan(current, target, appups.source());
 
-  CHECK(described(plan) == std::vector<std::string>{"apply counter task 'flush'", "update counter 1.0.0 -> 2.0.0",
-                                                    R"(apply counter task 'reindex' (args {"full":true}, timeout 5000ms))",
-                                                    "apply chat task 'announce'"});
+  CHECK(described(plan) ==
+        std::vector<std::string>{"apply counter task 'flush'", "update counter 1.0.0 -> 2.0.0",
+                                 R"(apply counter task 'reindex' (args {"full":true}, timeout 5000ms))",
+                                 "apply chat task 'announce'"});
   CHECK(plan.steps[0].from_version == "1.0.0");
   CHECK(plan.steps[0].to_version == "2.0.0");
   CHECK_FALSE(plan.steps[0].code);
@@ -271,15 +292,19 @@ TEST_CASE("apply steps keep their appup position and carry the module's versions
 }
 
 TEST_CASE("apply on a module in neither release is a PlanError", "[planner]") {
-  const Appups appups = Appups().add("counter", "2.0.0", R"([{"from": "1.0.0", "instructions": [{"op": "update"}, {"op": "apply", "task": "t", "module": "ghost"}]}])");
+  const Appups appups = Appups().add(
+      "counter", "2.0.0",
+      R"([{"from": "1.0.0", "instructions": [{"op": "update"}, {"op": "apply", "task": "t", "module": "ghost"}]}])");
   CHECK_THROWS_WITH(make_plan(kCounterV1, kCounterV2, appups.source()),
-                    "module counter: counter-2.0.0.appup.json up[0].instructions[1] applies a task to ghost, which is in neither release");
+                    "module counter: counter-2.0.0.appup.json up[0].instructions[1] applies a task to ghost, which is "
+                    "in neither release");
 }
 
 TEST_CASE("A module's steps come after those of the modules it depends on", "[planner]") {
   // Manifest order is b, c, a; b depends on a, so a moves ahead of b while c keeps its place relative to b.
   const ReleaseManifest current = release("1.0.0", {{"b", "1.0.0"}, {"c", "1.0.0"}, {"a", "1.0.0"}});
-  const ReleaseManifest target = release("2.0.0", {{"b", "2.0.0", 'b', {"a"}}, {"c", "2.0.0", 'b'}, {"a", "2.0.0", 'b'}});
+  const ReleaseManifest target =
+      release("2.0.0", {{"b", "2.0.0", 'b', {"a"}}, {"c", "2.0.0", 'b'}, {"a", "2.0.0", 'b'}});
   const char* load = R"([{"from": "1.0.0", "instructions": [{"op": "load_module"}]}])";
   const Appups appups = Appups().add("a", "2.0.0", load).add("b", "2.0.0", load).add("c", "2.0.0", load);
   const Plan plan = make_plan(current, target, appups.source());
@@ -291,12 +316,16 @@ TEST_CASE("A module's steps come after those of the modules it depends on", "[pl
 TEST_CASE("An instruction's depends_on orders its whole group", "[planner]") {
   const ReleaseManifest current = release("1.0.0", {{"a", "1.0.0"}, {"b", "1.0.0"}});
   const ReleaseManifest target = release("2.0.0", {{"a", "2.0.0", 'b'}, {"b", "2.0.0", 'b'}});
-  const Appups appups = Appups()
-                            .add("a", "2.0.0", R"([{"from": "1.0.0", "instructions": [{"op": "update"}, {"op": "apply", "task": "sync", "depends_on": ["b"]}]}])")
-                            .add("b", "2.0.0", R"([{"from": "1.0.0", "instructions": [{"op": "update"}]}])");
+  const Appups appups =
+      Appups()
+          .add(
+              "a", "2.0.0",
+              R"([{"from": "1.0.0", "instructions": [{"op": "update"}, {"op": "apply", "task": "sync", "depends_on": ["b"]}]}])")
+          .add("b", "2.0.0", R"([{"from": "1.0.0", "instructions": [{"op": "update"}]}])");
   const Plan plan = make_plan(current, target, appups.source());
 
-  CHECK(described(plan) == std::vector<std::string>{"update b 1.0.0 -> 2.0.0", "update a 1.0.0 -> 2.0.0", "apply a task 'sync'"});
+  CHECK(described(plan) ==
+        std::vector<std::string>{"update b 1.0.0 -> 2.0.0", "update a 1.0.0 -> 2.0.0", "apply a task 'sync'"});
 }
 
 TEST_CASE("Implicitly added modules wait for their dependencies", "[planner]") {
@@ -310,18 +339,23 @@ TEST_CASE("Implicitly added modules wait for their dependencies", "[planner]") {
 
 TEST_CASE("A dependency cycle is a PlanError naming the cycle", "[planner]") {
   const ReleaseManifest current = release("1.0.0", {{"x", "1.0.0"}, {"a", "1.0.0"}, {"b", "1.0.0"}});
-  const ReleaseManifest target = release("2.0.0", {{"x", "2.0.0", 'b', {"a"}}, {"a", "2.0.0", 'b', {"b"}}, {"b", "2.0.0", 'b'}});
-  const Appups appups = Appups()
-                            .add("x", "2.0.0", R"([{"from": "1.0.0", "instructions": [{"op": "load_module"}]}])")
-                            .add("a", "2.0.0", R"([{"from": "1.0.0", "instructions": [{"op": "load_module"}]}])")
-                            .add("b", "2.0.0", R"([{"from": "1.0.0", "instructions": [{"op": "update", "depends_on": ["a"]}]}])");
-  CHECK_THROWS_MATCHES(make_plan(current, target, appups.source()), PlanError, Catch::Message("dependency cycle: a -> b -> a"));
+  const ReleaseManifest target =
+      release("2.0.0", {{"x", "2.0.0", 'b', {"a"}}, {"a", "2.0.0", 'b', {"b"}}, {"b", "2.0.0", 'b'}});
+  const Appups appups =
+      Appups()
+          .add("x", "2.0.0", R"([{"from": "1.0.0", "instructions": [{"op": "load_module"}]}])")
+          .add("a", "2.0.0", R"([{"from": "1.0.0", "instructions": [{"op": "load_module"}]}])")
+          .add("b", "2.0.0", R"([{"from": "1.0.0", "instructions": [{"op": "update", "depends_on": ["a"]}]}])");
+  CHECK_THROWS_MATCHES(make_plan(current, target, appups.source()), PlanError,
+                       Catch::Message("dependency cycle: a -> b -> a"));
 }
 
 TEST_CASE("Deletions run last, dependents before their dependencies", "[planner]") {
-  const ReleaseManifest current = release("1.0.0", {{"base", "1.0.0"}, {"mid", "1.0.0", 'a', {"base"}},
-                                                    {"top", "1.0.0", 'a', {"mid"}}, {"counter", "1.0.0"}});
-  const Appups appups = Appups().add("counter", "2.0.0", R"([{"from": "1.0.0", "instructions": [{"op": "load_module"}]}])");
+  const ReleaseManifest current = release(
+      "1.0.0",
+      {{"base", "1.0.0"}, {"mid", "1.0.0", 'a', {"base"}}, {"top", "1.0.0", 'a', {"mid"}}, {"counter", "1.0.0"}});
+  const Appups appups =
+      Appups().add("counter", "2.0.0", R"([{"from": "1.0.0", "instructions": [{"op": "load_module"}]}])");
   const Plan plan = make_plan(current, kCounterV2, appups.source());
 
   CHECK(described(plan) == std::vector<std::string>{"load_module counter 1.0.0 -> 2.0.0", "delete_module top 1.0.0",
@@ -330,44 +364,54 @@ TEST_CASE("Deletions run last, dependents before their dependencies", "[planner]
 
 TEST_CASE("Depending on a module the plan deletes implicitly is a PlanError", "[planner]") {
   const ReleaseManifest current = release("1.0.0", {{"counter", "1.0.0"}, {"legacy", "1.0.0"}});
-  const Appups appups = Appups().add("counter", "2.0.0", R"([{"from": "1.0.0", "instructions": [{"op": "update", "depends_on": ["legacy"]}]}])");
-  CHECK_THROWS_WITH(make_plan(current, kCounterV2, appups.source()),
-                    Catch::StartsWith("module counter: counter-2.0.0.appup.json up[0].instructions[0] depends on legacy, "
-                                      "which this plan deletes, and deletions run last"));
+  const Appups appups = Appups().add(
+      "counter", "2.0.0", R"([{"from": "1.0.0", "instructions": [{"op": "update", "depends_on": ["legacy"]}]}])");
+  CHECK_THROWS_WITH(
+      make_plan(current, kCounterV2, appups.source()),
+      Catch::StartsWith("module counter: counter-2.0.0.appup.json up[0].instructions[0] depends on legacy, "
+                        "which this plan deletes, and deletions run last"));
 }
 
 TEST_CASE("Dependencies on unchanged modules impose no order", "[planner]") {
   const ReleaseManifest current = release("1.0.0", {{"counter", "1.0.0"}, {"chat", "1.0.0"}});
   const ReleaseManifest target = release("2.0.0", {{"counter", "2.0.0", 'b', {"chat"}}, {"chat", "1.0.0"}});
-  const Appups appups = Appups().add("counter", "2.0.0", R"([{"from": "1.0.0", "instructions": [{"op": "update", "depends_on": ["nobody"]}]}])");
-  CHECK(described(make_plan(current, target, appups.source())) == std::vector<std::string>{"update counter 1.0.0 -> 2.0.0"});
+  const Appups appups = Appups().add(
+      "counter", "2.0.0", R"([{"from": "1.0.0", "instructions": [{"op": "update", "depends_on": ["nobody"]}]}])");
+  CHECK(described(make_plan(current, target, appups.source())) ==
+        std::vector<std::string>{"update counter 1.0.0 -> 2.0.0"});
 }
 
 TEST_CASE("A blue_green instruction is refused with its reason", "[planner]") {
-  const Appups appups = Appups().add("counter", "2.0.0", R"([{"from": "1.0.0", "instructions": [{"op": "blue_green", "reason": "new wire format"}]}])");
-  CHECK_THROWS_MATCHES(make_plan(kCounterV1, kCounterV2, appups.source()), PlanError,
-                       Catch::Message("module counter: counter-2.0.0.appup.json up[0].instructions[0] requires a blue-green "
-                                      "handover (new wire format), which this host cannot perform yet"));
+  const Appups appups =
+      Appups().add("counter", "2.0.0",
+                   R"([{"from": "1.0.0", "instructions": [{"op": "blue_green", "reason": "new wire format"}]}])");
+  CHECK_THROWS_MATCHES(
+      make_plan(kCounterV1, kCounterV2, appups.source()), PlanError,
+      Catch::Message("module counter: counter-2.0.0.appup.json up[0].instructions[0] requires a blue-green "
+                     "handover (new wire format), which this host cannot perform yet"));
 }
 
 TEST_CASE("Same module version with another sha256 is refused", "[planner]") {
   const ReleaseManifest target = release("1.0.1", {{"counter", "1.0.0", 'c'}});
-  CHECK_THROWS_MATCHES(make_plan(kCounterV1, target, Appups().source()), PlanError,
-                       Catch::Message("module counter keeps version 1.0.0 but its sha256 changed; bump its version so an "
-                                      "appup can describe the change"));
+  CHECK_THROWS_MATCHES(
+      make_plan(kCounterV1, target, Appups().source()), PlanError,
+      Catch::Message("module counter keeps version 1.0.0 but its sha256 changed; bump its version so an "
+                     "appup can describe the change"));
 }
 
 TEST_CASE("Equal release versions are refused", "[planner]") {
-  CHECK_THROWS_MATCHES(make_plan(kCounterV1, kCounterV1, Appups().source()), PlanError,
-                       Catch::Message("already at release arena 1.0.0: current and target have the same version, so there "
-                                      "is nothing to plan"));
+  CHECK_THROWS_MATCHES(
+      make_plan(kCounterV1, kCounterV1, Appups().source()), PlanError,
+      Catch::Message("already at release arena 1.0.0: current and target have the same version, so there "
+                     "is nothing to plan"));
 }
 
 TEST_CASE("Releases with different names are refused", "[planner]") {
   json other = manifest_json("2.0.0", {{"counter", "2.0.0"}});
   other["release"] = "lobby";
-  CHECK_THROWS_MATCHES(make_plan(kCounterV1, parse_manifest(other, "/r", "manifest.json"), Appups().source()), PlanError,
-                       Catch::Message("cannot plan from release 'arena' to release 'lobby': they are different releases"));
+  CHECK_THROWS_MATCHES(
+      make_plan(kCounterV1, parse_manifest(other, "/r", "manifest.json"), Appups().source()), PlanError,
+      Catch::Message("cannot plan from release 'arena' to release 'lobby': they are different releases"));
 }
 
 TEST_CASE("Unchanged modules produce no steps", "[planner]") {
@@ -385,7 +429,8 @@ TEST_CASE("Plan::describe and to_json list every step", "[planner]") {
 
   CHECK(plan.describe() ==
         "upgrade arena 1.0.0 -> 2.0.0 (3 steps)\n"
-        "  1. update counter 1.0.0 -> 2.0.0 (extra {\"bonus\":5}, timeout 100ms)  [counter-2.0.0.appup.json up[0].instructions[0]]\n"
+        "  1. update counter 1.0.0 -> 2.0.0 (extra {\"bonus\":5}, timeout 100ms)  [counter-2.0.0.appup.json "
+        "up[0].instructions[0]]\n"
         "  2. apply counter task 'reindex'  [counter-2.0.0.appup.json up[0].instructions[1]]\n"
         "  3. add_module chat 1.0.0  [manifest]\n");
 
@@ -421,19 +466,22 @@ TEST_CASE("make_plan reads appup files from the release folders by default", "[p
   const TempDir root;
   root.write("v1/manifest.json", manifest_json("1.0.0", {{"counter", "1.0.0"}}).dump());
   root.write("v2/manifest.json", manifest_json("2.0.0", {{"counter", "2.0.0", 'b'}}).dump());
-  root.write("v2/appups/counter-2.0.0.appup.json",
-             R"({"module": "counter", "version": "2.0.0", "up": [{"from": "1.0.0", "instructions": [{"op": "update"}]}]})");
+  root.write(
+      "v2/appups/counter-2.0.0.appup.json",
+      R"({"module": "counter", "version": "2.0.0", "up": [{"from": "1.0.0", "instructions": [{"op": "update"}]}]})");
   const Plan plan = make_plan(load_manifest(root.path() / "v1"), load_manifest(root.path() / "v2"));
 
   REQUIRE(plan.steps.size() == 1);
-  CHECK(plan.steps[0].origin == (root.path() / "v2/appups/counter-2.0.0.appup.json").string() + " up[0].instructions[0]");
+  CHECK(plan.steps[0].origin ==
+        (root.path() / "v2/appups/counter-2.0.0.appup.json").string() + " up[0].instructions[0]");
 }
 
 TEST_CASE("A malformed appup file surfaces as an InputError from make_plan", "[planner]") {
   const TempDir root;
   root.write("v1/manifest.json", manifest_json("1.0.0", {{"counter", "1.0.0"}}).dump());
   root.write("v2/manifest.json", manifest_json("2.0.0", {{"counter", "2.0.0", 'b'}}).dump());
-  const auto appup = root.write("v2/appups/counter-2.0.0.appup.json", R"({"module": "counter", "version": "2.0.0", "up": [{"from": "1.0.0"}]})");
+  const auto appup = root.write("v2/appups/counter-2.0.0.appup.json",
+                                R"({"module": "counter", "version": "2.0.0", "up": [{"from": "1.0.0"}]})");
   CHECK_THROWS_WITH(make_plan(load_manifest(root.path() / "v1"), load_manifest(root.path() / "v2")),
                     appup.string() + ": up[0].instructions: missing");
 }
