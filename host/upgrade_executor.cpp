@@ -26,14 +26,11 @@ struct CodeAtStep {
   bool exists = false;
 };
 
-// Everything the check phase produced: one loaded library per code-changing step.
-struct CheckedPlan {
-  std::vector<std::shared_ptr<LoadedLibrary>> libraries;  // indexed like plan.steps (null when no code)
-  std::set<std::string> affected;                         // modules running now that the plan touches
-};
-
-CheckedPlan check_plan(const appup::Plan& plan, ModuleRegistry& registry, LibraryLoader& loader) {
-  CheckedPlan checked;
+// Loads and checks every library the plan needs; fills libraries and affected.
+// Throws with a message naming the step on the first problem.
+void check_plan(const appup::Plan& plan, ModuleRegistry& registry, LibraryLoader& loader,
+                std::vector<std::shared_ptr<LoadedLibrary>>& libraries, std::vector<std::string>& affected) {
+  std::set<std::string> touched;
   std::map<std::string, CodeAtStep> code;  // what each module runs after the steps so far
   auto code_of = [&](const std::string& module) -> CodeAtStep& {
     auto it = code.find(module);
@@ -68,11 +65,28 @@ CheckedPlan check_plan(const appup::Plan& plan, ModuleRegistry& registry, Librar
       current = {library.get(), true};
     }
     if (step.kind == StepKind::DeleteModule) current = {};
-    if (current.exists || step.kind == StepKind::DeleteModule)
-      if (registry.find(step.module) != nullptr) checked.affected.insert(step.module);
-    checked.libraries.push_back(std::move(library));
+    if (registry.find(step.module) != nullptr) touched.insert(step.module);
+    libraries.push_back(std::move(library));
   }
-  return checked;
+  affected.assign(touched.begin(), touched.end());
+}
+
+void emit_to(const ProgressListener& progress, const nlohmann::json& event) {
+  if (!progress) return;
+  try {
+    progress(event);
+  } catch (const std::exception& e) {
+    spdlog::warn("upgrade progress listener failed: {}", e.what());
+  }
+}
+
+void emit_paused_steps(const ProgressListener& progress, const std::vector<std::string>& paused,
+                       const std::vector<StepReport>& steps) {
+  if (!progress) return;
+  emit_to(progress, {{"event", "paused"}, {"modules", paused}});
+  for (size_t i = 0; i < steps.size(); ++i)
+    emit_to(progress, {{"event", "step"}, {"index", i + 1}, {"step", steps[i].description}, {"ok", steps[i].ok},
+                       {"ms", ms(steps[i].duration)}, {"error", steps[i].error}});
 }
 
 }  // namespace
@@ -115,45 +129,50 @@ std::string UpgradeReport::summary() const {
 }
 
 UpgradeReport UpgradeExecutor::run(const appup::Plan& plan, const ProgressListener& progress) {
-  auto emit = [&](nlohmann::json event) {
-    if (!progress) return;
-    try {
-      progress(event);
-    } catch (const std::exception& e) {
-      spdlog::warn("upgrade progress listener failed: {}", e.what());
-    }
-  };
-  UpgradeReport report;
+  return apply(prepare(plan, progress), progress);
+}
+
+PreparedUpgrade UpgradeExecutor::prepare(const appup::Plan& plan, const ProgressListener& progress) {
+  PreparedUpgrade prepared;
+  prepared.plan_ = plan;
+  UpgradeReport& report = prepared.report_;
   report.direction = plan.direction;
   report.release_name = plan.release_name;
   report.from_release = plan.from_release;
   report.to_release = plan.to_release;
-
-  // 1. Check, while traffic flows.
-  emit({{"event", "check"}, {"steps", plan.steps.size()}});
+  emit_to(progress, {{"event", "check"}, {"steps", plan.steps.size()}});
   Clock::time_point check_start = Clock::now();
-  CheckedPlan checked;
   try {
-    checked = check_plan(plan, registry_, loader_);
+    check_plan(plan, registry_, loader_, prepared.libraries_, prepared.affected_);
   } catch (const std::exception& e) {
-    report.check_time = Clock::now() - check_start;
-    report.outcome = UpgradeReport::Outcome::Refused;
     report.error = e.what();
-    emit({{"event", "refused"}, {"error", report.error}});
-    return report;
+    prepared.libraries_.clear();
   }
   report.check_time = Clock::now() - check_start;
-  emit({{"event", "loaded"}, {"check_ms", ms(report.check_time)}});
+  for (const PlanStep& step : plan.steps) prepared.descriptions_.push_back(step.describe());
+  if (prepared.ok()) emit_to(progress, {{"event", "loaded"}, {"check_ms", ms(report.check_time)}});
+  return prepared;
+}
+
+UpgradeReport UpgradeExecutor::apply(PreparedUpgrade prepared, const ProgressListener& progress) {
+  auto emit = [&](const nlohmann::json& event) { emit_to(progress, event); };
+  UpgradeReport report = std::move(prepared.report_);
+  const appup::Plan& plan = prepared.plan_;
+  if (!report.error.empty()) {
+    report.outcome = UpgradeReport::Outcome::Refused;
+    emit({{"event", "refused"}, {"error", report.error}});
+    spdlog::warn("{}", report.summary());
+    return report;
+  }
 
   // 2. Suspend only the affected modules.
   Clock::time_point pause_start = Clock::now();
   std::vector<ModuleSlot*> suspended;
-  for (const std::string& name : checked.affected) {
+  for (const std::string& name : prepared.affected_) {
     ModuleSlot* slot = registry_.find(name);
     registry_.suspend(*slot);
     suspended.push_back(slot);
   }
-  emit({{"event", "paused"}, {"modules", checked.affected}});
 
   // 3. Migrate into staged instances; the live ones are only read.
   std::map<std::string, std::unique_ptr<ModuleInstance>> staged;
@@ -173,10 +192,10 @@ UpgradeReport UpgradeExecutor::run(const appup::Plan& plan, const ProgressListen
   bool failed = false;
   for (size_t i = 0; i < plan.steps.size() && !failed; ++i) {
     const PlanStep& step = plan.steps[i];
-    StepReport sr{step.describe(), step.module, {}, false, {}};
+    StepReport sr{prepared.descriptions_[i], step.module, {}, false, {}};
     Clock::time_point step_start = Clock::now();
     try {
-      const std::shared_ptr<LoadedLibrary>& library = checked.libraries[i];
+      const std::shared_ptr<LoadedLibrary>& library = prepared.libraries_[i];
       auto fresh = [&] {
         return std::make_unique<ModuleInstance>(library, registry_, registry_.module_config(step.module), true);
       };
@@ -225,13 +244,12 @@ UpgradeReport UpgradeExecutor::run(const appup::Plan& plan, const ProgressListen
       report.error = "step " + std::to_string(i + 1) + " (" + sr.description + ") failed: " + e.what();
       failed = true;
     }
-    emit({{"event", "step"}, {"index", i + 1}, {"step", sr.description}, {"ok", sr.ok}, {"ms", ms(sr.duration)},
-          {"error", sr.error}});
     report.steps.push_back(std::move(sr));
     if (!failed && step_hook_) step_hook_(i);
   }
 
-  // 4. Commit or roll back, then resume.
+  // 4. Commit or roll back, then resume. Progress for the paused part is
+  // reported after resuming, so that reporting never lengthens the pause.
   std::vector<std::unique_ptr<ModuleInstance>> retired;
   if (failed) {
     staged.clear();
@@ -239,6 +257,7 @@ UpgradeReport UpgradeExecutor::run(const appup::Plan& plan, const ProgressListen
     for (ModuleSlot* slot : suspended) registry_.resume(*slot);
     report.pause = Clock::now() - pause_start;
     report.outcome = UpgradeReport::Outcome::RolledBack;
+    emit_paused_steps(progress, prepared.affected_, report.steps);
     emit({{"event", "rolled_back"}, {"error", report.error},
           {"pause_us", std::chrono::duration<double, std::micro>(report.pause).count()}});
   } else {
@@ -262,6 +281,7 @@ UpgradeReport UpgradeExecutor::run(const appup::Plan& plan, const ProgressListen
     for (ModuleSlot* slot : to_resume) registry_.resume(*slot);
     report.pause = Clock::now() - pause_start;
     report.outcome = UpgradeReport::Outcome::Committed;
+    emit_paused_steps(progress, prepared.affected_, report.steps);
     emit({{"event", "committed"}, {"pause_us", std::chrono::duration<double, std::micro>(report.pause).count()}});
   }
 
@@ -275,7 +295,7 @@ UpgradeReport UpgradeExecutor::run(const appup::Plan& plan, const ProgressListen
     if (library.use_count() == 1 && !library->close()) report.leaked.push_back(name);
   }
   retired.clear();
-  checked.libraries.clear();  // libraries of a rolled-back plan
+  prepared.libraries_.clear();  // libraries of a rolled-back plan
   report.purge_time = Clock::now() - purge_start;
   emit({{"event", "purged"}, {"purge_ms", ms(report.purge_time)}, {"leaked", report.leaked}});
   (report.committed() ? spdlog::info("{}", report.summary()) : spdlog::warn("{}", report.summary()));

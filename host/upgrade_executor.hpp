@@ -59,11 +59,36 @@ const char* to_string(UpgradeReport::Outcome outcome);
 // Receives progress as JSON objects: {"event":"check"|"loaded"|"paused"|"step"|"committed"|"rolled_back"|"refused"|"purged", ...}.
 using ProgressListener = std::function<void(const nlohmann::json& event)>;
 
+// The outcome of the check phase: the plan with every library it needs loaded
+// and checked. Holds no instance; dropping it unloads the libraries.
+class PreparedUpgrade {
+ public:
+  bool ok() const { return report_.error.empty(); }
+  const UpgradeReport& report() const { return report_; }
+
+ private:
+  friend class UpgradeExecutor;
+  appup::Plan plan_;
+  std::vector<std::shared_ptr<LoadedLibrary>> libraries_;  // indexed like plan_.steps
+  std::vector<std::string> affected_;                      // running modules the plan touches
+  std::vector<std::string> descriptions_;                  // step.describe(), made before the pause
+  UpgradeReport report_;
+};
+
 class UpgradeExecutor {
  public:
   UpgradeExecutor(ModuleRegistry& registry, LibraryLoader& loader) : registry_(registry), loader_(loader) {}
 
+  // check + apply, on the event-loop thread.
   UpgradeReport run(const appup::Plan& plan, const ProgressListener& progress = {});
+
+  // The check phase alone. It only loads libraries and reads which code the
+  // modules run, so a host may call it from a worker thread while the loop
+  // serves traffic, provided no other upgrade runs meanwhile.
+  PreparedUpgrade prepare(const appup::Plan& plan, const ProgressListener& progress = {});
+  // Suspend, migrate, commit or roll back, resume, purge: on the event-loop thread.
+  // A prepared upgrade that failed its check is returned as Refused.
+  UpgradeReport apply(PreparedUpgrade prepared, const ProgressListener& progress = {});
 
   // For tests and rehearsals: called between migration steps while the affected
   // modules are suspended (e.g. to deliver events that must be queued).

@@ -1,0 +1,407 @@
+#include "network_server.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <deque>
+
+namespace hotswap::host {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+struct NetworkServer::Listener {
+  ListenerConfig config;
+  tcp::acceptor acceptor;
+  bool accepting = true;
+  Listener(asio::io_context& io, ListenerConfig c) : config(std::move(c)), acceptor(io) {}
+};
+
+struct NetworkServer::Timer {
+  hotswap_timer_id id;
+  std::string module;
+  uint64_t repeat_ms, tag;
+  asio::steady_timer timer;
+  Timer(asio::io_context& io, hotswap_timer_id i, std::string m, uint64_t r, uint64_t t)
+      : id(i), module(std::move(m)), repeat_ms(r), tag(t), timer(io) {}
+};
+
+struct NetworkServer::Tick {
+  std::string module;
+  std::chrono::nanoseconds period;
+  asio::steady_timer timer;
+  std::chrono::steady_clock::time_point next;
+  Tick(asio::io_context& io, std::string m, std::chrono::nanoseconds p) : module(std::move(m)), period(p), timer(io) {}
+};
+
+// One client connection. Reads frames and hands them to the owning module;
+// writes whatever the module sends, through a bounded queue.
+class NetworkServer::Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(NetworkServer& server, tcp::socket socket, hotswap_conn_id id, std::shared_ptr<Listener> listener)
+      : server_(server), socket_(std::move(socket)), id_(id), listener_(std::move(listener)) {}
+
+  hotswap_conn_id id() const { return id_; }
+  const std::string& module() const { return listener_->config.module; }
+
+  void start() {
+    boost::system::error_code ec;
+    auto peer = socket_.remote_endpoint(ec);
+    std::string peer_text = ec ? "unknown" : peer.address().to_string() + ":" + std::to_string(peer.port());
+    socket_.set_option(tcp::no_delay(true), ec);
+    if (ModuleSlot* slot = server_.registry_.find(module()))
+      server_.registry_.deliver_connect(*slot, id_, listener_->config.name, peer_text);
+    read_more();
+  }
+
+  hotswap_status send(std::string_view message) {
+    if (closing_ || finished_) return HOTSWAP_NOT_FOUND;
+    std::string frame;
+    if (listener_->config.framing == Framing::Line) {
+      if (message.find('\n') != std::string_view::npos) return HOTSWAP_BAD_ARGUMENT;
+      frame.reserve(message.size() + 1);
+      frame.append(message);
+      frame.push_back('\n');
+    } else {
+      uint32_t n = static_cast<uint32_t>(message.size());
+      char header[4] = {char(n >> 24), char(n >> 16), char(n >> 8), char(n)};
+      frame.reserve(message.size() + 4);
+      frame.append(header, 4);
+      frame.append(message);
+    }
+    if (output_bytes_ + frame.size() > server_.limits_.max_output_bytes) {
+      ++server_.stats_.slow_readers;
+      spdlog::warn("connection {}: closed, output queue over {} bytes (the client does not read)", id_,
+                   server_.limits_.max_output_bytes);
+      abort(HOTSWAP_DISCONNECT_SLOW_READER);
+      return HOTSWAP_LIMIT;
+    }
+    output_bytes_ += frame.size();
+    output_.push_back(std::move(frame));
+    ++server_.stats_.frames_out;
+    if (!writing_) write_more();
+    return HOTSWAP_OK;
+  }
+
+  // Stop reading; close once the pending output is written.
+  void close_gracefully(hotswap_disconnect_reason reason) {
+    if (closing_ || finished_) return;
+    closing_ = true;
+    reason_ = reason;
+    boost::system::error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_receive, ec);
+    if (!writing_) finish();
+  }
+
+  // Close now, dropping pending output.
+  void abort(hotswap_disconnect_reason reason) {
+    if (finished_) return;
+    closing_ = true;
+    reason_ = reason;
+    finish();
+  }
+
+ private:
+  void read_more() {
+    if (closing_) return;
+    auto self = shared_from_this();
+    socket_.async_read_some(asio::buffer(chunk_), [this, self](boost::system::error_code ec, size_t n) {
+      if (finished_) return;
+      if (ec) {
+        if (!closing_) abort(ec == asio::error::eof ? HOTSWAP_DISCONNECT_PEER_CLOSED : HOTSWAP_DISCONNECT_IO_ERROR);
+        return;
+      }
+      input_.append(chunk_.data(), n);
+      if (!deliver_frames()) return;
+      read_more();
+    });
+  }
+
+  // Hands every complete frame in input_ to the module. False when the
+  // connection was closed (protocol error, or the module closed it).
+  bool deliver_frames() {
+    ModuleSlot* slot = server_.registry_.find(module());
+    const ListenerConfig& cfg = listener_->config;
+    size_t start = 0;
+    while (!closing_) {
+      std::string_view frame;
+      size_t next = 0;
+      if (cfg.framing == Framing::Line) {
+        size_t nl = input_.find('\n', scan_from_);
+        if (nl == std::string::npos) {
+          scan_from_ = input_.size();
+          if (input_.size() - start > cfg.max_frame_bytes) return protocol_error("line longer than max_frame_bytes");
+          break;
+        }
+        size_t end = nl;
+        if (end > start && input_[end - 1] == '\r') --end;
+        if (end - start > cfg.max_frame_bytes) return protocol_error("line longer than max_frame_bytes");
+        frame = std::string_view(input_).substr(start, end - start);
+        if (frame.find('\0') != std::string_view::npos) return protocol_error("NUL byte in a text line");
+        next = nl + 1;
+        scan_from_ = next;
+      } else {
+        if (input_.size() - start < 4) break;
+        const auto* p = reinterpret_cast<const unsigned char*>(input_.data() + start);
+        size_t n = (size_t(p[0]) << 24) | (size_t(p[1]) << 16) | (size_t(p[2]) << 8) | size_t(p[3]);
+        if (n > cfg.max_frame_bytes)
+          return protocol_error("frame of " + std::to_string(n) + " bytes over max_frame_bytes");
+        if (input_.size() - start - 4 < n) break;
+        frame = std::string_view(input_).substr(start + 4, n);
+        next = start + 4 + n;
+      }
+      ++server_.stats_.frames_in;
+      if (slot != nullptr) server_.registry_.deliver_message(*slot, id_, frame);
+      start = next;
+    }
+    if (finished_) return false;
+    input_.erase(0, start);
+    scan_from_ = scan_from_ >= start ? scan_from_ - start : 0;
+    return !closing_;
+  }
+
+  bool protocol_error(const std::string& what) {
+    ++server_.stats_.protocol_errors;
+    spdlog::warn("connection {} on listener {}: {}; closing this connection", id_, listener_->config.name, what);
+    abort(HOTSWAP_DISCONNECT_PROTOCOL_ERROR);
+    return false;
+  }
+
+  void write_more() {
+    if (output_.empty() || finished_) {
+      writing_ = false;
+      if (closing_ && !finished_) finish();
+      return;
+    }
+    writing_ = true;
+    buffers_.clear();
+    in_flight_ = std::min<size_t>(output_.size(), 64);
+    for (size_t i = 0; i < in_flight_; ++i) buffers_.push_back(asio::buffer(output_[i]));
+    auto self = shared_from_this();
+    asio::async_write(socket_, buffers_, [this, self](boost::system::error_code ec, size_t) {
+      if (finished_) return;
+      if (ec) {
+        abort(HOTSWAP_DISCONNECT_IO_ERROR);
+        return;
+      }
+      for (size_t i = 0; i < in_flight_; ++i) {
+        output_bytes_ -= output_.front().size();
+        output_.pop_front();
+      }
+      write_more();
+    });
+  }
+
+  void finish() {
+    if (finished_) return;
+    finished_ = true;
+    boost::system::error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
+    output_.clear();
+    output_bytes_ = 0;
+    server_.connection_closed(id_, reason_, module());
+  }
+
+  NetworkServer& server_;
+  tcp::socket socket_;
+  hotswap_conn_id id_;
+  std::shared_ptr<Listener> listener_;
+  std::array<char, 16 * 1024> chunk_{};
+  std::string input_;
+  size_t scan_from_ = 0;
+  std::deque<std::string> output_;
+  std::vector<asio::const_buffer> buffers_;
+  size_t in_flight_ = 0;
+  size_t output_bytes_ = 0;
+  bool writing_ = false;
+  bool closing_ = false;
+  bool finished_ = false;
+  hotswap_disconnect_reason reason_ = HOTSWAP_DISCONNECT_PEER_CLOSED;
+};
+
+NetworkServer::NetworkServer(asio::io_context& io, ModuleRegistry& registry) : io_(io), registry_(registry) {}
+
+NetworkServer::~NetworkServer() {
+  for (auto& l : listeners_) {
+    boost::system::error_code ec;
+    l->acceptor.close(ec);
+  }
+  auto connections = std::move(connections_);
+  for (auto& [id, c] : connections) c->abort(HOTSWAP_DISCONNECT_SHUTDOWN);
+}
+
+uint16_t NetworkServer::listen(const ListenerConfig& config) {
+  auto listener = std::make_shared<Listener>(io_, config);
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(config.address, ec);
+  if (ec) throw std::runtime_error("listener " + config.name + ": invalid address '" + config.address + "'");
+  tcp::endpoint endpoint(address, config.port);
+  listener->acceptor.open(endpoint.protocol(), ec);
+  if (!ec) listener->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) listener->acceptor.bind(endpoint, ec);
+  if (!ec) listener->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec)
+    throw std::runtime_error("listener " + config.name + ": cannot listen on " + config.address + ":" +
+                             std::to_string(config.port) + ": " + ec.message());
+  listener->config.port = listener->acceptor.local_endpoint().port();
+  listeners_.push_back(listener);
+  spdlog::info("listener {} on {}:{} ({} framing) for module {}", config.name, config.address,
+               listener->config.port, config.framing == Framing::Line ? "line" : "length-prefixed", config.module);
+  accept_next(listener);
+  return listener->config.port;
+}
+
+void NetworkServer::accept_next(const std::shared_ptr<Listener>& listener) {
+  if (!listener->accepting) return;
+  listener->acceptor.async_accept([this, listener](boost::system::error_code ec, tcp::socket socket) {
+    if (!listener->accepting) return;
+    if (ec) {
+      if (ec == asio::error::operation_aborted) return;
+      spdlog::warn("listener {}: accept failed: {}", listener->config.name, ec.message());
+    } else {
+      hotswap_conn_id id = next_conn_id_++;
+      auto connection = std::make_shared<Connection>(*this, std::move(socket), id, listener);
+      connections_.emplace(id, connection);
+      ++stats_.accepted;
+      connection->start();
+    }
+    accept_next(listener);
+  });
+}
+
+void NetworkServer::stop_accepting() {
+  for (auto& l : listeners_) {
+    l->accepting = false;
+    boost::system::error_code ec;
+    l->acceptor.close(ec);
+  }
+}
+
+std::vector<ListenerStatus> NetworkServer::listeners() const {
+  std::vector<ListenerStatus> out;
+  for (const auto& l : listeners_) out.push_back({l->config.name, l->config.module, l->config.address, l->config.port});
+  return out;
+}
+
+bool NetworkServer::module_owns_listener(const std::string& module) const {
+  for (const auto& l : listeners_)
+    if (l->config.module == module) return true;
+  return false;
+}
+
+void NetworkServer::connection_closed(hotswap_conn_id id, hotswap_disconnect_reason reason, const std::string& module) {
+  if (connections_.erase(id) == 0) return;
+  ++stats_.closed;
+  if (ModuleSlot* slot = registry_.find(module)) registry_.deliver_disconnect(*slot, id, reason);
+  if (shutting_down_ && connections_.empty() && on_all_closed_) {
+    auto done = std::move(on_all_closed_);
+    on_all_closed_ = nullptr;
+    if (shutdown_timer_) shutdown_timer_->cancel();
+    asio::post(io_, std::move(done));
+  }
+}
+
+hotswap_status NetworkServer::send(hotswap_conn_id conn, std::string_view message) {
+  auto it = connections_.find(conn);
+  if (it == connections_.end()) return HOTSWAP_NOT_FOUND;
+  auto keep = it->second;  // send may close it (slow reader)
+  return keep->send(message);
+}
+
+hotswap_status NetworkServer::close(hotswap_conn_id conn, std::string_view reason) {
+  auto it = connections_.find(conn);
+  if (it == connections_.end()) return HOTSWAP_NOT_FOUND;
+  spdlog::debug("connection {}: closed by module {}: {}", conn, it->second->module(), reason);
+  auto keep = it->second;
+  keep->close_gracefully(HOTSWAP_DISCONNECT_CLOSED_BY_MODULE);
+  return HOTSWAP_OK;
+}
+
+void NetworkServer::schedule_timer(ModuleSlot& owner, hotswap_timer_id id, uint64_t delay_ms, uint64_t repeat_ms,
+                                   uint64_t tag) {
+  auto timer = std::make_shared<Timer>(io_, id, owner.name(), repeat_ms, tag);
+  timers_[id] = timer;
+  arm_timer(timer, delay_ms);
+}
+
+void NetworkServer::arm_timer(const std::shared_ptr<Timer>& timer, uint64_t delay_ms) {
+  timer->timer.expires_after(std::chrono::milliseconds(delay_ms));
+  timer->timer.async_wait([this, timer](boost::system::error_code ec) {
+    if (ec) return;
+    auto it = timers_.find(timer->id);
+    if (it == timers_.end() || it->second != timer) return;
+    bool last = timer->repeat_ms == 0;
+    if (last) timers_.erase(it);
+    ModuleSlot* slot = registry_.find(timer->module);
+    if (slot == nullptr) {
+      timers_.erase(timer->id);
+      return;
+    }
+    registry_.deliver_timer(*slot, timer->id, timer->tag, last);
+    if (!last && timers_.count(timer->id)) arm_timer(timer, timer->repeat_ms);
+  });
+}
+
+bool NetworkServer::cancel_timer(hotswap_timer_id id) {
+  auto it = timers_.find(id);
+  if (it == timers_.end()) return false;
+  it->second->timer.cancel();
+  timers_.erase(it);
+  return true;
+}
+
+void NetworkServer::set_tick_rate(const std::string& module, double hz) {
+  auto it = ticks_.find(module);
+  if (it != ticks_.end()) {
+    it->second->timer.cancel();
+    ticks_.erase(it);
+  }
+  if (hz <= 0) return;
+  auto period = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(1.0 / hz));
+  auto tick = std::make_shared<Tick>(io_, module, period);
+  tick->next = std::chrono::steady_clock::now() + period;
+  ticks_[module] = tick;
+  arm_tick(tick);
+}
+
+void NetworkServer::arm_tick(const std::shared_ptr<Tick>& tick) {
+  tick->timer.expires_at(tick->next);
+  tick->timer.async_wait([this, tick](boost::system::error_code ec) {
+    if (ec) return;
+    auto it = ticks_.find(tick->module);
+    if (it == ticks_.end() || it->second != tick) return;
+    if (ModuleSlot* slot = registry_.find(tick->module)) registry_.deliver_tick(*slot);
+    // Fixed rate: the next tick is due one period after the previous one was due,
+    // unless we fell far behind (then skip ahead rather than burst).
+    auto now = std::chrono::steady_clock::now();
+    tick->next += tick->period;
+    if (tick->next + 10 * tick->period < now) tick->next = now + tick->period;
+    arm_tick(tick);
+  });
+}
+
+void NetworkServer::shutdown(std::chrono::milliseconds timeout, std::function<void()> done) {
+  shutting_down_ = true;
+  stop_accepting();
+  for (auto& [module, tick] : ticks_) tick->timer.cancel();
+  ticks_.clear();
+  for (auto& [id, timer] : timers_) timer->timer.cancel();
+  timers_.clear();
+  if (connections_.empty()) {
+    asio::post(io_, std::move(done));
+    return;
+  }
+  on_all_closed_ = std::move(done);
+  shutdown_timer_ = std::make_unique<asio::steady_timer>(io_, timeout);
+  shutdown_timer_->async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    spdlog::warn("shutdown: {} connection(s) still had output after the timeout; closing them", connections_.size());
+    auto remaining = connections_;
+    for (auto& [id, c] : remaining) c->abort(HOTSWAP_DISCONNECT_SHUTDOWN);
+  });
+  auto all = connections_;
+  for (auto& [id, c] : all) c->close_gracefully(HOTSWAP_DISCONNECT_SHUTDOWN);
+}
+
+}  // namespace hotswap::host

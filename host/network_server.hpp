@@ -1,0 +1,101 @@
+// The host's network layer (Boost.Asio, one event-loop thread): listeners,
+// connections, framing, bounded output queues, timers and fixed-rate ticks.
+// Every socket, buffer and connection id belongs to the host, never to module
+// code, so swapping a module's code cannot close a connection. Implements the
+// HostServices that modules reach through the host function table.
+#pragma once
+
+#include "host_services.hpp"
+#include "module_registry.hpp"
+#include "runtime_config.hpp"
+
+#include <boost/asio.hpp>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace hotswap::host {
+
+struct ServerLimits {
+  size_t max_output_bytes = 1 << 20;  // per connection; over it the reader is closed
+};
+
+struct ListenerStatus {
+  std::string name, module, address;
+  uint16_t port = 0;
+};
+
+struct ServerStats {
+  uint64_t accepted = 0;
+  uint64_t closed = 0;
+  uint64_t frames_in = 0;
+  uint64_t frames_out = 0;
+  uint64_t protocol_errors = 0;
+  uint64_t slow_readers = 0;
+};
+
+class NetworkServer : public HostServices {
+ public:
+  NetworkServer(boost::asio::io_context& io, ModuleRegistry& registry);
+  ~NetworkServer() override;
+  NetworkServer(const NetworkServer&) = delete;
+  NetworkServer& operator=(const NetworkServer&) = delete;
+
+  void set_limits(const ServerLimits& limits) { limits_ = limits; }
+
+  // Binds and starts accepting; returns the bound port (the OS's pick for port 0).
+  // Throws std::runtime_error naming the listener and address when binding fails.
+  uint16_t listen(const ListenerConfig& config);
+  // Stops accepting on every listener (queued connections stay in the kernel's backlog until close).
+  void stop_accepting();
+  std::vector<ListenerStatus> listeners() const;
+  // True when some listener hands its connections to `module`.
+  bool module_owns_listener(const std::string& module) const;
+
+  // Sets (or, with hz == 0, stops) the fixed-rate tick of a module.
+  void set_tick_rate(const std::string& module, double hz);
+
+  // Graceful shutdown: stop reading, write pending output, then close every
+  // connection; `done` runs when all are closed or `timeout` passes.
+  void shutdown(std::chrono::milliseconds timeout, std::function<void()> done);
+
+  size_t connection_count() const { return connections_.size(); }
+  const ServerStats& stats() const { return stats_; }
+
+  // HostServices
+  hotswap_status send(hotswap_conn_id conn, std::string_view message) override;
+  hotswap_status close(hotswap_conn_id conn, std::string_view reason) override;
+  void schedule_timer(ModuleSlot& owner, hotswap_timer_id id, uint64_t delay_ms, uint64_t repeat_ms,
+                      uint64_t tag) override;
+  bool cancel_timer(hotswap_timer_id id) override;
+
+ private:
+  class Connection;
+  struct Listener;
+  struct Timer;
+  struct Tick;
+  friend class Connection;
+
+  void accept_next(const std::shared_ptr<Listener>& listener);
+  void connection_closed(hotswap_conn_id id, hotswap_disconnect_reason reason, const std::string& module);
+  void arm_timer(const std::shared_ptr<Timer>& timer, uint64_t delay_ms);
+  void arm_tick(const std::shared_ptr<Tick>& tick);
+
+  boost::asio::io_context& io_;
+  ModuleRegistry& registry_;
+  ServerLimits limits_;
+  ServerStats stats_;
+  hotswap_conn_id next_conn_id_ = 1;
+  std::vector<std::shared_ptr<Listener>> listeners_;
+  std::map<hotswap_conn_id, std::shared_ptr<Connection>> connections_;
+  std::map<hotswap_timer_id, std::shared_ptr<Timer>> timers_;
+  std::map<std::string, std::shared_ptr<Tick>> ticks_;
+  bool shutting_down_ = false;
+  std::function<void()> on_all_closed_;
+  std::unique_ptr<boost::asio::steady_timer> shutdown_timer_;
+};
+
+}  // namespace hotswap::host
