@@ -165,7 +165,7 @@ bool ModuleRegistry::cancel_timer(ModuleSlot& slot, hotswap_timer_id id) {
   return services_.cancel_timer(id);
 }
 
-void ModuleRegistry::stop_all() {
+void ModuleRegistry::notify_stop() {
   for (auto& [name, slot] : slots_) {
     try {
       slot->active_->stop();
@@ -173,6 +173,9 @@ void ModuleRegistry::stop_all() {
       spdlog::warn("{}", e.what());
     }
   }
+}
+
+void ModuleRegistry::stop_all() {
   for (auto& [name, slot] : slots_) {
     for (hotswap_timer_id id : slot->timers_) services_.cancel_timer(id);
     slot->timers_.clear();

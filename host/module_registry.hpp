@@ -111,7 +111,9 @@ class ModuleRegistry {
   void arm_timer(ModuleSlot& slot, hotswap_timer_id id, uint64_t delay_ms, uint64_t repeat_ms, uint64_t tag);
   bool cancel_timer(ModuleSlot& slot, hotswap_timer_id id);
 
-  // Graceful stop: on_stop for every module, then destroy them all.
+  // Graceful stop, first half: on_stop for every module (their sends are still delivered).
+  void notify_stop();
+  // Destroys every module and cancels their timers.
   void stop_all();
 
  private:

@@ -3,6 +3,8 @@
 // "add N" adds N to the total and to the sender's count and replies
 // "<tag> total=<total>"; "get" replies the same without adding.
 // Tasks: "double" doubles the total; "fail" always fails.
+#include "counter_protocol.hpp"
+
 #include <hotswap/module.hpp>
 
 #include <map>
@@ -17,7 +19,8 @@ class Counter : public hotswap::Module<Counter> {
   static constexpr uint32_t kStateSchema = 1;
   using Module::Module;
 
-  void on_message(hotswap::ConnId conn, std::string_view msg) {
+  void on_message(hotswap::ConnId conn, std::string_view request) {
+    auto [msg, tag] = split_tag(request);
     if (msg.rfind("add ", 0) == 0) {
       uint64_t n = std::stoull(std::string(msg.substr(4)));
       total_ += n;
@@ -25,7 +28,7 @@ class Counter : public hotswap::Module<Counter> {
     } else if (msg != "get") {
       throw std::runtime_error("unknown request '" + std::string(msg) + "'");
     }
-    host().send(conn, std::string(COUNTER_TAG) + " total=" + std::to_string(total_));
+    host().send(conn, std::string(COUNTER_TAG) + " total=" + std::to_string(total_) + std::string(tag));
   }
   void on_tick(uint64_t) { ++ticks_; }
   std::string run_task(std::string_view name, std::string_view) {

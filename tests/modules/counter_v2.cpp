@@ -3,6 +3,8 @@
 // Upgrade from schema 1: label from extra.label (default "default"), messages 0.
 // Downgrade to schema 1: drops label and messages.
 // Test hooks in `extra`: {"sleep_ms": N} makes the migration slow; {"fail": "throw"} makes it throw.
+#include "counter_protocol.hpp"
+
 #include <hotswap/module.hpp>
 
 #include <nlohmann/json.hpp>
@@ -33,7 +35,8 @@ class Counter : public hotswap::Module<Counter> {
   static constexpr uint32_t kStateSchema = 2;
   using Module::Module;
 
-  void on_message(hotswap::ConnId conn, std::string_view msg) {
+  void on_message(hotswap::ConnId conn, std::string_view request) {
+    auto [msg, tag] = split_tag(request);
     Entry& e = per_conn_[conn];
     ++e.messages;
     if (msg.rfind("add ", 0) == 0) {
@@ -43,7 +46,7 @@ class Counter : public hotswap::Module<Counter> {
     } else if (msg != "get") {
       throw std::runtime_error("unknown request '" + std::string(msg) + "'");
     }
-    host().send(conn, "v2 total=" + std::to_string(total_));
+    host().send(conn, "v2 total=" + std::to_string(total_) + std::string(tag));
   }
   void on_tick(uint64_t) { ++ticks_; }
 

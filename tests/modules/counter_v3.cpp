@@ -1,6 +1,8 @@
 // counter 3.0.0 — state schema 3 (another layout change):
 //   u64 ticks, u32 bonus, str label, i64 total, u64 n, n x (u64 conn, u64 messages, i64 count)
 // Upgrade from schema 2: bonus from extra.bonus (default 0). Downgrade to schema 2 drops bonus.
+#include "counter_protocol.hpp"
+
 #include <hotswap/module.hpp>
 
 #include <nlohmann/json.hpp>
@@ -13,7 +15,8 @@ class Counter : public hotswap::Module<Counter> {
   static constexpr uint32_t kStateSchema = 3;
   using Module::Module;
 
-  void on_message(hotswap::ConnId conn, std::string_view msg) {
+  void on_message(hotswap::ConnId conn, std::string_view request) {
+    auto [msg, tag] = split_tag(request);
     Entry& e = per_conn_[conn];
     ++e.messages;
     if (msg.rfind("add ", 0) == 0) {
@@ -23,7 +26,7 @@ class Counter : public hotswap::Module<Counter> {
     } else if (msg != "get") {
       throw std::runtime_error("unknown request '" + std::string(msg) + "'");
     }
-    host().send(conn, "v3 total=" + std::to_string(total_));
+    host().send(conn, "v3 total=" + std::to_string(total_) + std::string(tag));
   }
   void on_tick(uint64_t) { ++ticks_; }
 

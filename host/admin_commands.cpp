@@ -1,0 +1,100 @@
+#include "admin_commands.hpp"
+
+#include "runtime.hpp"
+
+#include <spdlog/spdlog.h>
+
+namespace hotswap::host {
+namespace {
+
+// The request's string argument `key`; throws a bad-request error naming it.
+std::string string_arg(const nlohmann::json& request, const char* key) {
+  auto it = request.find(key);
+  if (it == request.end() || !it->is_string() || it->get<std::string>().empty())
+    throw std::invalid_argument(std::string("missing string argument \"") + key + "\"");
+  return it->get<std::string>();
+}
+
+std::optional<ReleaseTask> pre_task_arg(const nlohmann::json& request) {
+  auto it = request.find("pre_task");
+  if (it == request.end() || it->is_null()) return std::nullopt;
+  if (!it->is_object()) throw std::invalid_argument("\"pre_task\" must be an object {module, task, args}");
+  ReleaseTask task;
+  task.module = string_arg(*it, "module");
+  task.name = string_arg(*it, "task");
+  task.args = it->value("args", nlohmann::json(nullptr));
+  return task;
+}
+
+void reply_with_report(const AdminResponder& respond, const UpgradeReport& report) {
+  if (report.committed()) return respond.ok(report.to_json());
+  bool busy = report.error.rfind("busy:", 0) == 0;
+  respond.error(report.summary(), busy ? "busy" : report.outcome == UpgradeReport::Outcome::RolledBack
+                                                      ? "rolled_back"
+                                                      : "refused");
+}
+
+void start_upgrade(Runtime& runtime, const nlohmann::json& request, const AdminResponder& respond,
+                   std::optional<appup::Direction> direction) {
+  UpgradeRequest upgrade;
+  upgrade.version = string_arg(request, "version");
+  upgrade.pre_task = pre_task_arg(request);
+  upgrade.expected_direction = direction;
+  runtime.upgrade(
+      upgrade, [respond](const nlohmann::json& event) { respond.event(event); },
+      [respond](const UpgradeReport& report) { reply_with_report(respond, report); });
+}
+
+}  // namespace
+
+AdminHandler make_admin_handler(Runtime& runtime) {
+  return [&runtime](const nlohmann::json& request, const AdminResponder& respond) {
+    const std::string cmd = request["cmd"];
+    try {
+      if (cmd == "status") return respond.ok(runtime.status());
+      if (cmd == "releases") return respond.ok(runtime.store().to_json());
+      if (cmd == "plan") {
+        appup::Plan plan = runtime.plan_to(string_arg(request, "version"));
+        return respond.ok({{"plan", plan.to_json()}, {"text", plan.describe()}});
+      }
+      if (cmd == "upgrade") return start_upgrade(runtime, request, respond, appup::Direction::Upgrade);
+      if (cmd == "downgrade") return start_upgrade(runtime, request, respond, appup::Direction::Downgrade);
+      if (cmd == "reload") {
+        return runtime.reload([respond](const nlohmann::json& event) { respond.event(event); },
+                              [respond](const nlohmann::json& result, const std::string& error) {
+                                if (error.empty()) return respond.ok(result);
+                                respond.error(error, error.rfind("busy:", 0) == 0 ? "busy" : "failed");
+                              });
+      }
+      if (cmd == "unpack") {
+        std::string version = runtime.store().unpack(string_arg(request, "file"));
+        return respond.ok({{"version", version}});
+      }
+      if (cmd == "make_permanent") {
+        std::string version = string_arg(request, "version");
+        runtime.make_permanent(version);
+        return respond.ok({{"permanent", version}});
+      }
+      if (cmd == "remove") {
+        std::string version = string_arg(request, "version");
+        runtime.store().remove(version);
+        return respond.ok({{"removed", version}});
+      }
+      if (cmd == "log_level") {
+        std::string level = string_arg(request, "level");
+        runtime.set_log_level(level);
+        return respond.ok({{"level", level}});
+      }
+      if (cmd == "stop") {
+        respond.ok({{"stopping", true}});
+        boost::asio::post(runtime.io(), [&runtime] { runtime.stop(); });
+        return;
+      }
+      respond.error("unknown command '" + cmd + "'", "bad_request");
+    } catch (const std::invalid_argument& e) {
+      respond.error(e.what(), "bad_request");
+    }
+  };
+}
+
+}  // namespace hotswap::host

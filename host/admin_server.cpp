@@ -1,0 +1,211 @@
+#include "admin_server.hpp"
+
+#include <boost/filesystem/operations.hpp>
+#include <spdlog/spdlog.h>
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <deque>
+
+namespace hotswap::host {
+
+namespace asio = boost::asio;
+using local = asio::local::stream_protocol;
+
+class AdminSession : public std::enable_shared_from_this<AdminSession> {
+ public:
+  AdminSession(AdminServer& server, local::socket socket) : server_(server), socket_(std::move(socket)) {}
+
+  void start() {
+    if (!peer_allowed()) {
+      write_line({{"id", nullptr}, {"ok", false}, {"code", "forbidden"},
+                  {"error", "permission denied: only the host's user or root may use the admin socket"}});
+      close_after_write_ = true;
+      return;
+    }
+    read_next();
+  }
+
+  void write_line(const nlohmann::json& message) {
+    if (closed_) return;
+    outbox_.push_back(message.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+    if (outbox_.size() == 1) write_next();
+  }
+
+  // Called when a command's final reply is written: the next request may run.
+  void reply_sent() {
+    busy_ = false;
+    if (!closed_ && !processing_) process_buffer();  // an asynchronous reply: resume the queue
+  }
+
+  void close() {
+    if (closed_) return;
+    closed_ = true;
+    boost::system::error_code ec;
+    socket_.close(ec);
+  }
+
+ private:
+  bool peer_allowed() {
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (::getsockopt(socket_.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return false;
+    if (cred.uid == ::geteuid() || cred.uid == 0) return true;
+    spdlog::warn("admin socket: refused peer pid {} uid {}", cred.pid, cred.uid);
+    return false;
+  }
+
+  void read_next() {
+    auto self = shared_from_this();
+    socket_.async_read_some(asio::buffer(chunk_), [this, self](boost::system::error_code ec, size_t n) {
+      if (ec) {
+        finish();
+        return;
+      }
+      buffer_.append(chunk_.data(), n);
+      // While a long command runs, later requests wait in the buffer; bound it.
+      if (buffer_.size() > 4 * server_.max_request_bytes_) return reject_oversized();
+      process_buffer();
+      if (!closed_ && !close_after_write_) read_next();
+    });
+  }
+
+  void process_buffer() {
+    processing_ = true;
+    process_lines();
+    processing_ = false;
+  }
+
+  void process_lines() {
+    while (!busy_ && !closed_ && !close_after_write_) {
+      size_t nl = buffer_.find('\n');
+      if (nl == std::string::npos) {
+        if (buffer_.size() > server_.max_request_bytes_) reject_oversized();
+        return;
+      }
+      if (nl > server_.max_request_bytes_) return reject_oversized();
+      std::string line = buffer_.substr(0, nl);
+      buffer_.erase(0, nl + 1);
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      handle(line);
+    }
+  }
+
+  void reject_oversized() {
+    write_line({{"id", nullptr}, {"ok", false}, {"code", "too_large"},
+                {"error", "request over " + std::to_string(server_.max_request_bytes_) + " bytes"}});
+    close_after_write_ = true;
+    buffer_.clear();
+  }
+
+  void handle(const std::string& line) {
+    nlohmann::json request = nlohmann::json::parse(line, nullptr, false);
+    nlohmann::json id = request.is_object() && request.contains("id") ? request["id"] : nlohmann::json(nullptr);
+    busy_ = true;
+    AdminResponder respond(weak_from_this(), id);
+    if (request.is_discarded()) return respond.error("malformed JSON request", "bad_request");
+    if (!request.is_object() || !request.contains("cmd") || !request["cmd"].is_string())
+      return respond.error("a request is a JSON object with a string \"cmd\"", "bad_request");
+    try {
+      server_.handler_(request, respond);
+    } catch (const std::exception& e) {
+      respond.error(e.what());
+    }
+  }
+
+  void write_next() {
+    auto self = shared_from_this();
+    asio::async_write(socket_, asio::buffer(outbox_.front()), [this, self](boost::system::error_code ec, size_t) {
+      if (ec) {
+        finish();
+        return;
+      }
+      outbox_.pop_front();
+      if (!outbox_.empty()) return write_next();
+      if (close_after_write_) finish();
+    });
+  }
+
+  void finish() {
+    close();
+    server_.sessions_.erase(shared_from_this());
+  }
+
+  AdminServer& server_;
+  local::socket socket_;
+  std::array<char, 4096> chunk_{};
+  std::string buffer_;
+  std::deque<std::string> outbox_;
+  bool busy_ = false;
+  bool processing_ = false;
+  bool closed_ = false;
+  bool close_after_write_ = false;
+};
+
+AdminResponder::AdminResponder(std::weak_ptr<AdminSession> session, nlohmann::json id)
+    : session_(std::move(session)), id_(std::move(id)) {}
+
+void AdminResponder::event(const nlohmann::json& event) const {
+  if (auto s = session_.lock()) s->write_line({{"id", id_}, {"event", event}});
+}
+
+void AdminResponder::ok(const nlohmann::json& result) const {
+  if (auto s = session_.lock()) {
+    s->write_line({{"id", id_}, {"ok", true}, {"result", result}});
+    s->reply_sent();
+  }
+}
+
+void AdminResponder::error(const std::string& message, const std::string& code) const {
+  if (auto s = session_.lock()) {
+    s->write_line({{"id", id_}, {"ok", false}, {"code", code}, {"error", message}});
+    s->reply_sent();
+  }
+}
+
+AdminServer::AdminServer(asio::io_context& io, boost::filesystem::path socket_path, size_t max_request_bytes,
+                         AdminHandler handler)
+    : io_(io), path_(std::move(socket_path)), max_request_bytes_(max_request_bytes), handler_(std::move(handler)),
+      acceptor_(io) {
+  boost::system::error_code ec;
+  boost::filesystem::remove(path_, ec);  // a stale socket of a host that died; PidFile rules out a live one
+  local::endpoint endpoint(path_.string());
+  acceptor_.open(endpoint.protocol());
+  mode_t old_mask = ::umask(0177);  // the socket file is created 0600
+  acceptor_.bind(endpoint, ec);
+  ::umask(old_mask);
+  if (ec) throw std::runtime_error("cannot bind the admin socket " + path_.string() + ": " + ec.message());
+  ::chmod(path_.c_str(), 0600);
+  acceptor_.listen();
+  accept_next();
+}
+
+AdminServer::~AdminServer() { close(); }
+
+void AdminServer::close() {
+  boost::system::error_code ec;
+  if (acceptor_.is_open()) {
+    acceptor_.close(ec);
+    boost::filesystem::remove(path_, ec);
+  }
+  auto sessions = std::move(sessions_);
+  for (auto& s : sessions) s->close();
+}
+
+void AdminServer::accept_next() {
+  acceptor_.async_accept([this](boost::system::error_code ec, local::socket socket) {
+    if (ec) {
+      if (ec != asio::error::operation_aborted) spdlog::warn("admin socket: accept failed: {}", ec.message());
+      if (!acceptor_.is_open()) return;
+    } else {
+      auto session = std::make_shared<AdminSession>(*this, std::move(socket));
+      sessions_.insert(session);
+      session->start();
+    }
+    accept_next();
+  });
+}
+
+}  // namespace hotswap::host

@@ -1,0 +1,66 @@
+// The admin control socket: a Unix stream socket at ROOT/run/admin.sock
+// (mode 0600 in a 0700 folder). Every peer is checked with SO_PEERCRED; only
+// the host's own user or root is served.
+//
+// Protocol: JSON lines (documented in host/README.md, "Admin protocol").
+//   request   {"id": <any>, "cmd": "<command>", ...arguments}
+//   event     {"id": <same>, "event": {...}}          zero or more, while the command runs
+//   reply     {"id": <same>, "ok": true, "result": ...}
+//          or {"id": <same>, "ok": false, "error": "<message>", "code": "<busy|bad_request|failed|...>"}
+// Requests on one connection are answered in order, one at a time. A request
+// over the size limit gets an error reply and the connection is closed.
+#pragma once
+
+#include <boost/asio.hpp>
+#include <boost/filesystem/path.hpp>
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+
+namespace hotswap::host {
+
+class AdminSession;
+
+// How a command answers: any number of events, then exactly one reply.
+// Safe to keep after the client left (writes are then dropped).
+class AdminResponder {
+ public:
+  AdminResponder(std::weak_ptr<AdminSession> session, nlohmann::json id);
+  void event(const nlohmann::json& event) const;
+  void ok(const nlohmann::json& result) const;
+  void error(const std::string& message, const std::string& code = "failed") const;
+
+ private:
+  std::weak_ptr<AdminSession> session_;
+  nlohmann::json id_;
+};
+
+using AdminHandler = std::function<void(const nlohmann::json& request, const AdminResponder& respond)>;
+
+class AdminServer {
+ public:
+  // Binds the socket (replacing a stale one). Throws std::runtime_error on failure.
+  AdminServer(boost::asio::io_context& io, boost::filesystem::path socket_path, size_t max_request_bytes,
+              AdminHandler handler);
+  ~AdminServer();
+
+  const boost::filesystem::path& path() const { return path_; }
+  void set_max_request_bytes(size_t n) { max_request_bytes_ = n; }
+  void close();
+
+ private:
+  void accept_next();
+
+  boost::asio::io_context& io_;
+  boost::filesystem::path path_;
+  size_t max_request_bytes_;
+  AdminHandler handler_;
+  boost::asio::local::stream_protocol::acceptor acceptor_;
+  std::set<std::shared_ptr<AdminSession>> sessions_;
+  friend class AdminSession;
+};
+
+}  // namespace hotswap::host

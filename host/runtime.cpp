@@ -1,0 +1,419 @@
+#include "runtime.hpp"
+
+#include <hotswap/appup/error.hpp>
+#include <hotswap/appup/planner.hpp>
+
+#include <boost/filesystem/operations.hpp>
+#include <spdlog/spdlog.h>
+
+#include <map>
+#include <set>
+
+namespace hotswap::host {
+
+namespace asio = boost::asio;
+namespace fs = boost::filesystem;
+
+namespace {
+
+// Sends go nowhere and timers never fire: for a module instance that serves no traffic.
+class DetachedServices : public HostServices {
+ public:
+  hotswap_status send(hotswap_conn_id, std::string_view) override { return HOTSWAP_NOT_FOUND; }
+  hotswap_status close(hotswap_conn_id, std::string_view) override { return HOTSWAP_NOT_FOUND; }
+  void schedule_timer(ModuleSlot&, hotswap_timer_id, uint64_t, uint64_t, uint64_t) override {}
+  bool cancel_timer(hotswap_timer_id) override { return false; }
+};
+
+appup::ReleaseManifest load_release(const fs::path& dir) {
+  try {
+    return appup::load_manifest(dir);
+  } catch (const appup::InputError& e) {
+    throw std::runtime_error(std::string("invalid release manifest: ") + e.what());
+  }
+}
+
+std::string config_section(const RuntimeConfig& config, const std::string& module) {
+  auto it = config.modules.find(module);
+  return it == config.modules.end() ? "null" : it->second.config.dump();
+}
+
+double tick_rate(const RuntimeConfig& config, const std::string& module) {
+  auto it = config.modules.find(module);
+  return it == config.modules.end() ? 0 : it->second.tick_hz;
+}
+
+// Every module the config talks about must be in the release.
+void check_config_matches(const RuntimeConfig& config, const appup::ReleaseManifest& manifest,
+                          const fs::path& config_file) {
+  for (const auto& listener : config.listeners)
+    if (manifest.find(listener.module) == nullptr)
+      throw ConfigError(config_file.string(), "listeners." + listener.name + ".module",
+                        "module '" + listener.module + "' is not in release " + manifest.version);
+  for (const auto& [name, section] : config.modules)
+    if (manifest.find(name) == nullptr)
+      throw ConfigError(config_file.string(), "modules." + name,
+                        "module '" + name + "' is not in release " + manifest.version);
+}
+
+bool same_listeners(const RuntimeConfig& a, const RuntimeConfig& b) {
+  if (a.listeners.size() != b.listeners.size()) return false;
+  for (size_t i = 0; i < a.listeners.size(); ++i) {
+    const ListenerConfig &x = a.listeners[i], &y = b.listeners[i];
+    if (x.name != y.name || x.address != y.address || x.port != y.port || x.framing != y.framing ||
+        x.max_frame_bytes != y.max_frame_bytes || x.module != y.module)
+      return false;
+  }
+  return true;
+}
+
+// Manifest order, with each module after the modules it depends on.
+std::vector<const appup::ModuleEntry*> boot_order(const appup::ReleaseManifest& manifest) {
+  std::vector<const appup::ModuleEntry*> order;
+  std::set<std::string> placed, visiting;
+  std::function<void(const appup::ModuleEntry&)> place = [&](const appup::ModuleEntry& m) {
+    if (placed.count(m.name)) return;
+    if (!visiting.insert(m.name).second)
+      throw std::runtime_error("release " + manifest.version + ": dependency cycle through module " + m.name);
+    for (const std::string& dep : m.depends_on)
+      if (const appup::ModuleEntry* d = manifest.find(dep)) place(*d);
+    placed.insert(m.name);
+    order.push_back(&m);
+  };
+  for (const auto& m : manifest.modules) place(m);
+  return order;
+}
+
+UpgradeReport refused_report(const std::string& release, const std::string& from, const std::string& to,
+                             const std::string& why) {
+  UpgradeReport r;
+  r.outcome = UpgradeReport::Outcome::Refused;
+  r.release_name = release;
+  r.from_release = from;
+  r.to_release = to;
+  r.error = why;
+  return r;
+}
+
+}  // namespace
+
+std::string run_release_task(const fs::path& release_dir, const RuntimeConfig& config, const ReleaseTask& task,
+                             LibraryLoader& loader) {
+  appup::ReleaseManifest manifest = load_release(release_dir);
+  const appup::ModuleEntry* entry = manifest.find(task.module);
+  if (entry == nullptr)
+    throw std::runtime_error("release " + manifest.version + " has no module '" + task.module + "'");
+  DetachedServices services;
+  ModuleRegistry registry(services);
+  registry.set_module_config(entry->name, config_section(config, entry->name));
+  ModuleSlot& slot = registry.start(loader.load(entry->file, {entry->name, entry->version, entry->sha256}));
+  std::string result = slot.active().run_task(task.name, task.args.dump());
+  registry.stop_all();
+  return result;
+}
+
+Runtime::Runtime(const fs::path& root)
+    : signals_(io_), store_(root), loader_(store_.run_dir()), server_(io_, registry_), registry_(server_),
+      executor_(registry_, loader_), auto_permanent_timer_(io_) {}
+
+Runtime::~Runtime() {
+  worker_.join();
+  registry_.stop_all();
+}
+
+void Runtime::boot() {
+  std::string version = store_.boot_version();
+  fs::path dir = store_.release_dir(version);
+  appup::ReleaseManifest manifest = load_release(dir);
+  fs::path config_file = store_.runtime_config_path(version);
+  RuntimeConfig config = load_runtime_config(config_file);
+  check_config_matches(config, manifest, config_file);
+
+  for (const auto& [name, section] : config.modules) registry_.set_module_config(name, section.config.dump());
+  for (const appup::ModuleEntry* m : boot_order(manifest)) {
+    registry_.start(loader_.load(m->file, {m->name, m->version, m->sha256}));
+    spdlog::info("module {} {} started", m->name, m->version);
+  }
+  manifest_ = std::move(manifest);
+  apply_config(config, /*at_boot=*/true);
+  for (const ListenerConfig& listener : config_.listeners) server_.listen(listener);
+  spdlog::info("release {} {} booted from {} ({} module(s), {} listener(s))", manifest_->name, version, dir.string(),
+               manifest_->modules.size(), config_.listeners.size());
+}
+
+void Runtime::open_admin(AdminHandler handler) {
+  admin_ = std::make_unique<AdminServer>(io_, store_.run_dir() / "admin.sock", config_.admin_max_request_bytes,
+                                         std::move(handler));
+}
+
+void Runtime::apply_config(const RuntimeConfig& next, bool at_boot) {
+  set_log_level(next.log_level);
+  server_.set_limits({next.max_output_bytes});
+  if (admin_) admin_->set_max_request_bytes(next.admin_max_request_bytes);
+  for (ModuleSlot* slot : registry_.slots()) {
+    const std::string& name = slot->name();
+    std::string section = config_section(next, name);
+    if (!at_boot && section != registry_.module_config(name)) {
+      registry_.set_module_config(name, section);
+      try {
+        slot->active().config_changed(section);
+        spdlog::info("module {}: runtime config section changed; module notified", name);
+      } catch (const std::exception& e) {
+        spdlog::warn("{}", e.what());
+      }
+    }
+    if (at_boot || tick_rate(next, name) != tick_rate(config_, name))
+      server_.set_tick_rate(name, tick_rate(next, name));
+  }
+  config_ = next;
+}
+
+void Runtime::set_log_level(const std::string& level) {
+  auto parsed = spdlog::level::from_str(level);
+  if (parsed == spdlog::level::off && level != "off")
+    throw std::invalid_argument("unknown log level '" + level + "' (trace, debug, info, warn, error, critical, off)");
+  spdlog::set_level(parsed);
+}
+
+appup::Plan Runtime::plan_to(const std::string& version) {
+  if (!store_.exists(version))
+    throw std::runtime_error("release " + version + " is not unpacked under " + store_.releases_dir().string() +
+                             " (use `hotswap unpack FILE`)");
+  appup::ReleaseManifest target = load_release(store_.release_dir(version));
+  return appup::make_plan(*manifest_, target);
+}
+
+void Runtime::check_upgradable(const appup::Plan& plan, const RuntimeConfig& target_config) const {
+  for (const appup::PlanStep& step : plan.steps)
+    if (step.kind == appup::StepKind::DeleteModule && server_.module_owns_listener(step.module))
+      throw std::runtime_error("refusing to delete module " + step.module +
+                               ": it owns a listener and its connections; change the listener's module in "
+                               "runtime.json and restart first");
+  if (!same_listeners(config_, target_config))
+    throw std::runtime_error("the target release's runtime config changes the listeners; a listener change needs a "
+                             "restart (a blue-green handover is not available yet)");
+}
+
+void Runtime::upgrade(const UpgradeRequest& request, const ProgressListener& progress, Done done) {
+  const std::string& from = manifest_->version;
+  auto refuse = [&](const std::string& why) {
+    done(refused_report(manifest_->name, from, request.version, why));
+  };
+  if (busy_) return refuse("busy: an upgrade to " + busy_with_ + " is in progress");
+  if (stopping_) return refuse("the host is stopping");
+
+  auto target = std::make_shared<appup::ReleaseManifest>();
+  auto target_config = std::make_shared<RuntimeConfig>();
+  auto plan = std::make_shared<appup::Plan>();
+  try {
+    *plan = plan_to(request.version);
+    *target = load_release(store_.release_dir(request.version));
+    fs::path config_file = store_.runtime_config_path(request.version);
+    *target_config = load_runtime_config(config_file);
+    check_config_matches(*target_config, *target, config_file);
+    if (request.expected_direction && plan->direction != *request.expected_direction)
+      throw std::runtime_error(request.version + " is " +
+                               (plan->direction == appup::Direction::Upgrade ? "newer" : "older") +
+                               " than the running release " + from + ": use `hotswap " +
+                               (plan->direction == appup::Direction::Upgrade ? "upgrade" : "downgrade") + "`");
+    check_upgradable(*plan, *target_config);
+  } catch (const std::exception& e) {
+    return refuse(e.what());
+  }
+
+  busy_ = true;
+  busy_with_ = request.version;
+  // Progress from the worker thread reaches the listener on the loop thread.
+  ProgressListener on_loop = [this, progress](const nlohmann::json& event) {
+    if (progress) asio::post(io_, [progress, event] { progress(event); });
+  };
+  std::optional<ReleaseTask> pre_task = request.pre_task;
+  fs::path target_dir = store_.release_dir(request.version);
+  asio::post(worker_, [this, plan, target, target_config, pre_task, target_dir, on_loop, progress, done] {
+    // Check phase and pre-upgrade task: off the loop, while traffic flows.
+    auto prepared = std::make_shared<PreparedUpgrade>(executor_.prepare(*plan, on_loop));
+    std::string pre_task_error;
+    if (prepared->ok() && pre_task) {
+      on_loop({{"event", "pre_task"}, {"module", pre_task->module}, {"task", pre_task->name}});
+      try {
+        std::string result = run_release_task(target_dir, *target_config, *pre_task, loader_);
+        on_loop({{"event", "pre_task_done"}, {"result", result}});
+      } catch (const std::exception& e) {
+        pre_task_error = "pre-upgrade task " + pre_task->module + ":" + pre_task->name + " failed: " + e.what();
+      }
+    }
+    asio::post(io_, [this, prepared, plan, target, target_config, pre_task_error, progress, done] {
+      UpgradeReport report;
+      if (!pre_task_error.empty()) {
+        report = prepared->report();
+        report.outcome = UpgradeReport::Outcome::Refused;
+        report.error = pre_task_error;
+        if (progress) progress({{"event", "refused"}, {"error", report.error}});
+        spdlog::warn("{}", report.summary());
+      } else {
+        // New instances are created with the target release's config sections.
+        std::map<std::string, std::string> previous;
+        for (const auto& m : target->modules) {
+          previous[m.name] = registry_.module_config(m.name);
+          registry_.set_module_config(m.name, config_section(*target_config, m.name));
+        }
+        report = executor_.apply(std::move(*prepared), progress);
+        if (report.committed()) {
+          finish_upgrade(report, *target, *target_config);
+        } else {
+          for (const auto& [name, section] : previous) registry_.set_module_config(name, section);
+        }
+      }
+      busy_ = false;
+      busy_with_.clear();
+      last_upgrade_ = report;
+      done(report);
+    });
+  });
+}
+
+void Runtime::finish_upgrade(const UpgradeReport& report, const appup::ReleaseManifest& target,
+                             const RuntimeConfig& config) {
+  (void)report;
+  for (const auto& m : manifest_->modules)
+    if (target.find(m.name) == nullptr) server_.set_tick_rate(m.name, 0);
+  manifest_ = target;
+  try {
+    store_.mark_current(target.version);
+  } catch (const std::exception& e) {
+    spdlog::error("release {} runs, but recording it as current failed: {}", target.version, e.what());
+  }
+  // Swapped modules already got their new section at create; apply_config tells the others.
+  apply_config(config, /*at_boot=*/false);
+  schedule_auto_permanent();
+}
+
+void Runtime::schedule_auto_permanent() {
+  auto_permanent_timer_.cancel();
+  if (config_.auto_permanent_after.count() <= 0 || store_.current() != manifest_->version) return;
+  std::string version = manifest_->version;
+  auto_permanent_timer_.expires_after(config_.auto_permanent_after);
+  auto_permanent_timer_.async_wait([this, version](boost::system::error_code ec) {
+    if (ec || manifest_->version != version || store_.current() != version) return;
+    try {
+      store_.make_permanent(version);
+      spdlog::info("release {} made permanent after {} s of healthy running", version,
+                   config_.auto_permanent_after.count());
+    } catch (const std::exception& e) {
+      spdlog::error("automatic make-permanent of {} failed: {}", version, e.what());
+    }
+  });
+}
+
+void Runtime::make_permanent(const std::string& version) {
+  if (version != manifest_->version)
+    throw std::runtime_error("release " + version + " is not the running release (" + manifest_->version + ")");
+  store_.make_permanent(version);
+  auto_permanent_timer_.cancel();
+}
+
+void Runtime::reload(const ProgressListener& progress, std::function<void(nlohmann::json, std::string)> done) {
+  if (busy_) return done(nullptr, "busy: an upgrade to " + busy_with_ + " is in progress");
+  if (auto newer = store_.newest_newer_than(manifest_->version)) {
+    UpgradeRequest request;
+    request.version = *newer;
+    return upgrade(request, progress, [done](const UpgradeReport& report) {
+      if (report.committed())
+        done({{"action", "upgrade"}, {"report", report.to_json()}}, "");
+      else
+        done({{"action", "upgrade"}, {"report", report.to_json()}}, report.summary());
+    });
+  }
+  fs::path config_file = store_.runtime_config_path(manifest_->version);
+  try {
+    RuntimeConfig next = load_runtime_config(config_file);
+    check_config_matches(next, *manifest_, config_file);
+    if (!same_listeners(config_, next))
+      throw std::runtime_error(config_file.string() + ": listeners changed; a listener change needs a restart");
+    if (next == config_) return done({{"action", "none"}, {"release", manifest_->version}}, "");
+    apply_config(next, false);
+    done({{"action", "config"}, {"release", manifest_->version}}, "");
+  } catch (const std::exception& e) {
+    done(nullptr, std::string("config not reloaded, the old one stays: ") + e.what());
+  }
+}
+
+nlohmann::json Runtime::status() const {
+  nlohmann::json modules = nlohmann::json::array();
+  for (ModuleSlot* slot : const_cast<ModuleRegistry&>(registry_).slots()) {
+    const auto& stats = slot->stats();
+    modules.push_back({{"name", slot->name()},
+                       {"version", slot->active().version()},
+                       {"state_schema", slot->active().library().state_schema()},
+                       {"suspended", slot->suspended()},
+                       {"queued", slot->queued()},
+                       {"events", stats.events},
+                       {"failed_events", stats.failed_events},
+                       {"timers", slot->timers().size()},
+                       {"ticks", slot->tick_number()}});
+  }
+  nlohmann::json listeners = nlohmann::json::array();
+  for (const auto& l : server_.listeners())
+    listeners.push_back({{"name", l.name}, {"address", l.address}, {"port", l.port}, {"module", l.module}});
+  const ServerStats& s = server_.stats();
+  nlohmann::json status = {
+      {"release", manifest_->name},
+      {"version", manifest_->version},
+      {"permanent", store_.permanent() ? nlohmann::json(*store_.permanent()) : nlohmann::json(nullptr)},
+      {"pid", ::getpid()},
+      {"uptime_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count()},
+      {"modules", modules},
+      {"listeners", listeners},
+      {"connections", server_.connection_count()},
+      {"traffic",
+       {{"accepted", s.accepted}, {"closed", s.closed}, {"frames_in", s.frames_in}, {"frames_out", s.frames_out},
+        {"protocol_errors", s.protocol_errors}, {"slow_readers", s.slow_readers}}},
+      {"busy", busy_},
+      {"leaked_libraries", loader_.leaked()},
+      {"last_upgrade", last_upgrade_ ? last_upgrade_->to_json() : nlohmann::json(nullptr)}};
+  return status;
+}
+
+void Runtime::wait_for_signals() {
+  signals_.async_wait([this](boost::system::error_code ec, int signal) {
+    if (ec) return;
+    if (signal == SIGHUP) {
+      spdlog::info("SIGHUP: reloading");
+      reload({}, [](const nlohmann::json& result, const std::string& error) {
+        if (!error.empty())
+          spdlog::error("reload failed: {}", error);
+        else
+          spdlog::info("reload: {}", result.value("action", "?"));
+      });
+      wait_for_signals();
+      return;
+    }
+    spdlog::info("signal {}: stopping gracefully", signal);
+    stop();
+  });
+}
+
+void Runtime::run() {
+  signals_.add(SIGHUP);
+  signals_.add(SIGTERM);
+  signals_.add(SIGINT);
+  wait_for_signals();
+  io_.run();
+}
+
+void Runtime::stop() {
+  if (stopping_) return;
+  stopping_ = true;
+  auto_permanent_timer_.cancel();
+  server_.stop_accepting();
+  if (admin_) admin_->close();
+  registry_.notify_stop();
+  server_.shutdown(config_.shutdown_timeout, [this] {
+    registry_.stop_all();
+    signals_.cancel();
+    spdlog::info("stopped");
+    io_.stop();
+  });
+}
+
+}  // namespace hotswap::host

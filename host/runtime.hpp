@@ -1,0 +1,120 @@
+// The running host: one release booted from a root folder, its modules, its
+// listeners, and the operations an operator asks for (upgrade, downgrade,
+// reload, make-permanent...). Everything here runs on the event-loop thread;
+// only an upgrade's check phase runs on a worker thread while traffic flows.
+#pragma once
+
+#include "admin_server.hpp"
+#include "library_loader.hpp"
+#include "module_registry.hpp"
+#include "network_server.hpp"
+#include "release_store.hpp"
+#include "runtime_config.hpp"
+#include "upgrade_executor.hpp"
+
+#include <hotswap/appup/manifest.hpp>
+
+#include <boost/asio.hpp>
+#include <boost/filesystem/path.hpp>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace hotswap::host {
+
+// A named task of a module, run on a fresh instance of a release's code that
+// serves no traffic (`hotswap task`, and an upgrade's pre-upgrade task).
+struct ReleaseTask {
+  std::string module;
+  std::string name;
+  nlohmann::json args = nullptr;
+};
+
+// Loads `task.module` from `release_dir` (hash-checked), creates it with its
+// config section from `config`, runs the task and returns its result. Sends
+// reach no one and timers never fire. Throws with a clear message.
+std::string run_release_task(const boost::filesystem::path& release_dir, const RuntimeConfig& config,
+                             const ReleaseTask& task, LibraryLoader& loader);
+
+struct UpgradeRequest {
+  std::string version;
+  std::optional<ReleaseTask> pre_task;  // run before anything pauses; failure aborts
+  // Set by the caller that expects a direction ("upgrade"/"downgrade" commands).
+  std::optional<appup::Direction> expected_direction;
+};
+
+class Runtime {
+ public:
+  explicit Runtime(const boost::filesystem::path& root);
+  ~Runtime();
+
+  boost::asio::io_context& io() { return io_; }
+  ReleaseStore& store() { return store_; }
+  const appup::ReleaseManifest& manifest() const { return *manifest_; }
+  const RuntimeConfig& config() const { return config_; }
+  NetworkServer& server() { return server_; }
+  ModuleRegistry& registry() { return registry_; }
+
+  // Boots the permanent release: loads its modules (in dependency order),
+  // opens its listeners, starts ticks. Throws ConfigError (exit 78) or
+  // std::runtime_error with a message for the operator.
+  void boot();
+
+  // Opens ROOT/run/admin.sock with `handler` answering requests (see admin_commands.hpp).
+  void open_admin(AdminHandler handler);
+
+  // Runs the event loop until stop() finishes. SIGHUP reloads; SIGTERM and SIGINT stop.
+  void run();
+  // Graceful stop: stop accepting, on_stop for modules, write pending output, close.
+  void stop();
+
+  using Done = std::function<void(const UpgradeReport&)>;
+  // Starts an upgrade or downgrade to an unpacked release. Refused at once
+  // (Refused report, `done` called before returning) when another upgrade runs
+  // ("busy"), the release is unknown, the plan or the target config is invalid.
+  void upgrade(const UpgradeRequest& request, const ProgressListener& progress, Done done);
+  bool busy() const { return busy_; }
+
+  // Newest newer release → upgrade; otherwise re-reads the runtime config and
+  // tells modules whose section changed. `done` gets a JSON summary or throws nothing.
+  void reload(const ProgressListener& progress, std::function<void(nlohmann::json result, std::string error)> done);
+
+  // The plan to `version`, without doing it. Throws.
+  appup::Plan plan_to(const std::string& version);
+
+  nlohmann::json status() const;
+  void set_log_level(const std::string& level);  // throws std::invalid_argument
+  void make_permanent(const std::string& version);
+
+ private:
+  void apply_config(const RuntimeConfig& next, bool at_boot);
+  void check_upgradable(const appup::Plan& plan, const RuntimeConfig& target_config) const;
+  void finish_upgrade(const UpgradeReport& report, const appup::ReleaseManifest& target, const RuntimeConfig& config);
+  void schedule_auto_permanent();
+  void wait_for_signals();
+
+  boost::asio::io_context io_;
+  boost::asio::signal_set signals_;
+  ReleaseStore store_;
+  LibraryLoader loader_;
+  NetworkServer server_;
+  ModuleRegistry registry_;
+  UpgradeExecutor executor_;
+  boost::asio::thread_pool worker_{1};
+  boost::asio::steady_timer auto_permanent_timer_;
+
+  std::optional<appup::ReleaseManifest> manifest_;
+  RuntimeConfig config_;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  bool busy_ = false;
+  std::string busy_with_;
+  bool stopping_ = false;
+  std::optional<UpgradeReport> last_upgrade_;
+  std::unique_ptr<AdminServer> admin_;
+};
+
+}  // namespace hotswap::host

@@ -1,0 +1,230 @@
+// A hotswap root on disk built from the test modules, a Runtime serving it on
+// a background thread, and a load client that checks every reply.
+#pragma once
+
+#include "admin_commands.hpp"
+#include "runtime.hpp"
+#include "sha256.hpp"
+
+#include <boost/asio.hpp>
+#include <boost/filesystem.hpp>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <fstream>
+#include <future>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace hotswap::test {
+
+namespace fs = boost::filesystem;
+
+struct ModuleSpec {
+  std::string name, version, variant = "good";
+  nlohmann::json appup = nullptr;  // written as appups/<name>-<version>.appup.json when set
+};
+
+// A temporary root folder, removed at the end.
+class TestRoot {
+ public:
+  TestRoot() : dir_(fs::temp_directory_path() / fs::unique_path("hotswap-root-%%%%%%%%")) {
+    fs::create_directories(dir_);
+  }
+  ~TestRoot() {
+    boost::system::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+  const fs::path& dir() const { return dir_; }
+
+  // Writes releases/<version>/ with a manifest, the module files, appups and runtime.json.
+  void add_release(const std::string& version, const std::vector<ModuleSpec>& modules, const nlohmann::json& runtime) {
+    fs::path rel = dir_ / "releases" / version;
+    fs::create_directories(rel / "modules");
+    fs::create_directories(rel / "appups");
+    nlohmann::json manifest = {{"release", "counter"}, {"version", version}, {"config", "runtime.json"},
+                               {"modules", nlohmann::json::array()}};
+    for (const ModuleSpec& m : modules) {
+      std::string file = "modules/" + m.name + "-" + m.version + ".so";
+      fs::copy_file(fs::path(HOTSWAP_TEST_MODULES_DIR) / m.variant / (m.name + "-" + m.version + ".so"), rel / file,
+                    fs::copy_option::overwrite_if_exists);
+      nlohmann::json entry = {{"name", m.name}, {"version", m.version}, {"file", file},
+                              {"sha256", host::sha256_file(rel / file)}};
+      if (!m.appup.is_null()) {
+        std::string appup = "appups/" + m.name + "-" + m.version + ".appup.json";
+        write(rel / appup, m.appup.dump(2));
+        entry["appup"] = appup;
+      }
+      manifest["modules"].push_back(entry);
+    }
+    write(rel / "manifest.json", manifest.dump(2));
+    write(rel / "runtime.json", runtime.dump(2));
+  }
+
+  static void write(const fs::path& file, const std::string& text) {
+    std::ofstream out(file.string(), std::ios::trunc);
+    out << text;
+  }
+
+ private:
+  fs::path dir_;
+};
+
+// The counter appup for 2.0.0: update from/to 1.0.0 with `extra`.
+inline nlohmann::json counter_v2_appup(const nlohmann::json& extra = {{"label", "live"}}) {
+  return {{"module", "counter"},
+          {"version", "2.0.0"},
+          {"up", {{{"from", "1.0.0"}, {"instructions", {{{"op", "update"}, {"extra", extra}}}}}}},
+          {"down", {{{"to", "1.0.0"}, {"instructions", {{{"op", "update"}}}}}}}};
+}
+
+inline nlohmann::json counter_runtime(size_t max_output_bytes = 1 << 20, size_t max_frame = 1024) {
+  return {{"log_level", "warn"},
+          {"max_output_bytes", max_output_bytes},
+          {"listeners",
+           {{{"name", "main"}, {"address", "127.0.0.1"}, {"port", 0}, {"framing", "line"},
+             {"max_frame_bytes", max_frame}, {"module", "counter"}}}},
+          {"modules", {{"counter", {{"tick_hz", 50}}}}}};
+}
+
+// Runs a booted Runtime's event loop on a background thread.
+class RunningHost {
+ public:
+  explicit RunningHost(const fs::path& root) : runtime_(root) {
+    runtime_.boot();
+    thread_ = std::thread([this] { runtime_.io().run(); });
+  }
+  ~RunningHost() {
+    boost::asio::post(runtime_.io(), [this] { runtime_.stop(); });
+    thread_.join();
+  }
+  host::Runtime& runtime() { return runtime_; }
+  uint16_t port() { return on_loop([this] { return runtime_.server().listeners().at(0).port; }); }
+
+  // Runs fn on the loop thread and returns its result.
+  template <class Fn>
+  auto on_loop(Fn fn) -> decltype(fn()) {
+    std::packaged_task<decltype(fn())()> task(std::move(fn));
+    auto result = task.get_future();
+    boost::asio::post(runtime_.io(), [&task] { task(); });
+    return result.get();
+  }
+
+  // Upgrades or downgrades and waits for the outcome.
+  host::UpgradeReport upgrade(const std::string& version) {
+    std::promise<host::UpgradeReport> done;
+    boost::asio::post(runtime_.io(), [&] {
+      host::UpgradeRequest request;
+      request.version = version;
+      runtime_.upgrade(request, {}, [&done](const host::UpgradeReport& r) { done.set_value(r); });
+    });
+    return done.get_future().get();
+  }
+
+ private:
+  host::Runtime runtime_;
+  std::thread thread_;
+};
+
+// N connections, each sending "add 1 #<n>" and waiting for its reply before
+// the next, checking that every reply carries the tag of the oldest request.
+class LoadClient {
+ public:
+  struct Totals {
+    uint64_t opened = 0, dropped = 0, sent = 0, replies = 0, out_of_order = 0, unexpected = 0;
+  };
+
+  LoadClient(uint16_t port, size_t connections) : port_(port) {
+    for (size_t i = 0; i < connections; ++i) conns_.push_back(std::make_unique<Conn>(io_));
+  }
+  ~LoadClient() { stop(); }
+
+  void start() {
+    boost::asio::ip::tcp::endpoint endpoint(boost::asio::ip::make_address("127.0.0.1"), port_);
+    for (auto& c : conns_) {
+      c->socket.connect(endpoint);
+      ++totals_.opened;
+      read(*c);
+      send(*c);
+    }
+    thread_ = std::thread([this] { io_.run(); });
+  }
+
+  // Stops sending, waits for outstanding replies, closes.
+  Totals stop() {
+    if (!thread_.joinable()) return totals_;
+    boost::asio::post(io_, [this] { stopping_ = true; });
+    for (int i = 0; i < 500; ++i) {
+      if (outstanding_.load() == 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    boost::asio::post(io_, [this] {
+      for (auto& c : conns_) {
+        c->closing = true;
+        boost::system::error_code ec;
+        c->socket.close(ec);
+      }
+    });
+    thread_.join();
+    return totals_;
+  }
+
+  uint64_t replies() const { return replies_.load(); }
+
+ private:
+  struct Conn {
+    explicit Conn(boost::asio::io_context& io) : socket(io) {}
+    boost::asio::ip::tcp::socket socket;
+    boost::asio::streambuf in;
+    std::string out;
+    uint64_t next_tag = 1;
+    uint64_t awaiting = 0;
+    bool closing = false;
+  };
+
+  void send(Conn& c) {
+    if (stopping_) return;
+    c.awaiting = c.next_tag++;
+    c.out = "add 1 #" + std::to_string(c.awaiting) + "\n";
+    ++totals_.sent;
+    ++outstanding_;
+    boost::asio::async_write(c.socket, boost::asio::buffer(c.out), [this, &c](boost::system::error_code ec, size_t) {
+      if (ec && !c.closing) ++totals_.dropped;
+    });
+  }
+
+  void read(Conn& c) {
+    boost::asio::async_read_until(c.socket, c.in, '\n', [this, &c](boost::system::error_code ec, size_t n) {
+      if (ec) {
+        if (!c.closing) ++totals_.dropped;
+        return;
+      }
+      std::string line(boost::asio::buffers_begin(c.in.data()), boost::asio::buffers_begin(c.in.data()) + n - 1);
+      c.in.consume(n);
+      size_t hash = line.rfind(" #");
+      if (hash == std::string::npos) {
+        ++totals_.unexpected;
+      } else if (std::stoull(line.substr(hash + 2)) != c.awaiting) {
+        ++totals_.out_of_order;
+      } else {
+        ++totals_.replies;
+        ++replies_;
+        --outstanding_;
+        send(c);
+      }
+      read(c);
+    });
+  }
+
+  uint16_t port_;
+  boost::asio::io_context io_;
+  std::vector<std::unique_ptr<Conn>> conns_;
+  std::thread thread_;
+  Totals totals_;
+  bool stopping_ = false;
+  std::atomic<uint64_t> outstanding_{0};
+  std::atomic<uint64_t> replies_{0};
+};
+
+}  // namespace hotswap::test

@@ -1,0 +1,171 @@
+// The live server: upgrades under traffic with zero drops, rollback under
+// traffic, and misbehaving clients that must affect only themselves.
+#include "server_fixture.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <sys/socket.h>
+
+using hotswap::test::LoadClient;
+using hotswap::test::RunningHost;
+using hotswap::test::TestRoot;
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+void wait_for_replies(const LoadClient& client, uint64_t at_least) {
+  for (int i = 0; i < 1000 && client.replies() < at_least; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+}
+
+// Asks the counter for its total on a fresh connection.
+uint64_t counter_total(uint16_t port) {
+  asio::io_context io;
+  tcp::socket s(io);
+  s.connect({asio::ip::make_address("127.0.0.1"), port});
+  asio::write(s, asio::buffer(std::string("get #final\n")));
+  asio::streambuf in;
+  size_t n = asio::read_until(s, in, '\n');
+  std::string line(asio::buffers_begin(in.data()), asio::buffers_begin(in.data()) + n - 1);
+  size_t eq = line.find("total=");
+  REQUIRE(eq != std::string::npos);
+  return std::stoull(line.substr(eq + 6));
+}
+
+// Reads until the server closes the connection; true when it did within the time limit.
+bool closed_by_server(tcp::socket& s, std::chrono::seconds limit = std::chrono::seconds(10)) {
+  timeval tv{static_cast<time_t>(limit.count()), 0};
+  ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::recv(s.native_handle(), buf, sizeof buf, 0);
+    if (n == 0) return true;
+    if (n < 0) return errno == ECONNRESET;
+  }
+}
+
+struct CounterServer {
+  TestRoot root;
+  std::unique_ptr<RunningHost> host;
+  explicit CounterServer(size_t max_output_bytes = 1 << 20) {
+    root.add_release("1.0.0", {{"counter", "1.0.0"}}, hotswap::test::counter_runtime(max_output_bytes));
+    host = std::make_unique<RunningHost>(root.dir());
+    root.add_release("2.0.0", {{"counter", "2.0.0", "good", hotswap::test::counter_v2_appup()}},
+                     hotswap::test::counter_runtime(max_output_bytes));
+  }
+};
+
+}  // namespace
+
+TEST_CASE("200 connections keep every reply, in order, through 50 upgrade/downgrade cycles") {
+  CounterServer server;
+  uint16_t port = server.host->port();
+  LoadClient client(port, 200);
+  client.start();
+  wait_for_replies(client, 2000);
+  for (int cycle = 0; cycle < 50; ++cycle) {
+    uint64_t before = client.replies();
+    auto up = server.host->upgrade("2.0.0");
+    INFO("cycle " << cycle << ": " << up.summary());
+    REQUIRE(up.committed());
+    wait_for_replies(client, before + 400);
+    auto down = server.host->upgrade("1.0.0");
+    INFO("cycle " << cycle << ": " << down.summary());
+    REQUIRE(down.committed());
+    REQUIRE(down.direction == hotswap::appup::Direction::Downgrade);
+    wait_for_replies(client, before + 800);
+  }
+  CHECK(server.host->on_loop([&] { return server.host->runtime().server().connection_count(); }) == 200);
+  LoadClient::Totals totals = client.stop();
+  CHECK(totals.opened == 200);
+  CHECK(totals.dropped == 0);
+  CHECK(totals.out_of_order == 0);
+  CHECK(totals.unexpected == 0);
+  CHECK(totals.sent == totals.replies);
+  CHECK(totals.replies > 40000);
+  // Every "add 1" was applied exactly once, across 100 code swaps and 100 state migrations.
+  CHECK(counter_total(port) == totals.replies);
+  CHECK(server.host->on_loop([&] { return server.host->runtime().manifest().version; }) == "1.0.0");
+}
+
+TEST_CASE("a migration that fails under traffic rolls back with no connection dropped and no reply lost") {
+  CounterServer server;
+  server.root.add_release("2.0.1", {{"counter", "2.0.0", "good", hotswap::test::counter_v2_appup({{"fail", "throw"}})}},
+                          hotswap::test::counter_runtime());
+  uint16_t port = server.host->port();
+  LoadClient client(port, 50);
+  client.start();
+  wait_for_replies(client, 500);
+  for (int i = 0; i < 5; ++i) {
+    uint64_t before = client.replies();
+    auto report = server.host->upgrade("2.0.1");
+    CHECK(report.outcome == hotswap::host::UpgradeReport::Outcome::RolledBack);
+    CHECK_THAT(report.error, Catch::Contains("migration failed on purpose"));
+    wait_for_replies(client, before + 200);
+  }
+  LoadClient::Totals totals = client.stop();
+  CHECK(totals.dropped == 0);
+  CHECK(totals.out_of_order == 0);
+  CHECK(totals.sent == totals.replies);
+  CHECK(counter_total(port) == totals.replies);
+  CHECK(server.host->on_loop([&] { return server.host->runtime().manifest().version; }) == "1.0.0");
+}
+
+TEST_CASE("misbehaving clients are closed one by one while the others are served") {
+  CounterServer server(/*max_output_bytes=*/64 * 1024);
+  uint16_t port = server.host->port();
+  LoadClient good(port, 20);
+  good.start();
+  asio::io_context io;
+  tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"), port);
+
+  SECTION("an oversized frame") {
+    tcp::socket s(io);
+    s.connect(endpoint);
+    asio::write(s, asio::buffer(std::string(4096, 'x') + "\n"));
+    CHECK(closed_by_server(s));
+  }
+  SECTION("a line that never ends grows past the frame limit") {
+    tcp::socket s(io);
+    s.connect(endpoint);
+    asio::write(s, asio::buffer(std::string(2000, 'y')));
+    CHECK(closed_by_server(s));
+  }
+  SECTION("bytes that are invalid for line framing") {
+    tcp::socket s(io);
+    s.connect(endpoint);
+    asio::write(s, asio::buffer(std::string("add 1\0 #1\n", 10)));
+    CHECK(closed_by_server(s));
+  }
+  SECTION("a client that disconnects mid-frame") {
+    tcp::socket s(io);
+    s.connect(endpoint);
+    asio::write(s, asio::buffer(std::string("add 5")));
+    s.close();
+  }
+  SECTION("a client that never reads") {
+    tcp::socket s(io);
+    int small = 4096;
+    ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    s.connect(endpoint);
+    std::string burst;
+    for (int i = 0; i < 20000; ++i) burst += "get\n";
+    bool closed = false;
+    for (int i = 0; i < 200 && !closed; ++i) {
+      boost::system::error_code ec;
+      asio::write(s, asio::buffer(burst), ec);
+      closed = ec.failed();
+      if (!closed)
+        closed = server.host->on_loop([&] { return server.host->runtime().server().stats().slow_readers; }) > 0;
+    }
+    CHECK(closed);
+  }
+  uint64_t before = good.replies();
+  wait_for_replies(good, before + 200);
+  LoadClient::Totals totals = good.stop();
+  CHECK(totals.dropped == 0);
+  CHECK(totals.out_of_order == 0);
+  CHECK(totals.sent == totals.replies);
+  CHECK(totals.replies >= before + 200);
+}
