@@ -328,9 +328,7 @@ void print_reply(const std::string& name, const json& reply, bool as_json) {
   else if (name == "stop") std::cout << "stopping\n";
 }
 
-int send_request(AdminClient& client, const std::string& name, const Args& args) {
-  json request = request_for(name, args);
-  bool as_json = args.has("--json");
+int send_request(AdminClient& client, const std::string& name, const json& request, bool as_json) {
   bool streams = name == "upgrade" || name == "downgrade" || name == "reload";
   json reply = client.request(request, [&](const json& event) {
     if (streams && !as_json) print_event(event);
@@ -436,7 +434,7 @@ int cmd_remote(const fs::path& root) {
     }
     try {
       Args args = parse_args(std::vector<std::string>(words.begin() + 1, words.end()));
-      send_request(client, c->name, args);
+      send_request(client, c->name, request_for(c->name, args), args.has("--json"));
       if (words[0] == "stop") break;
     } catch (const UsageError& e) {
       std::cout << e.what() << "\n";
@@ -467,9 +465,10 @@ int dispatch(const std::string& name, const Args& args) {
   if (name == "task") return cmd_task(root, args);
   if (name == "stop") return cmd_stop(root);
   if (name == "remote") return cmd_remote(root);
+  json request = request_for(name, args);  // usage errors before trying to connect
   try {
     AdminClient client(admin_socket(root));
-    return send_request(client, name, args);
+    return send_request(client, name, request, args.has("--json"));
   } catch (const NotRunning& e) {
     if (name == "unpack" || name == "releases" || name == "remove") return offline(root, name, args);
     throw;

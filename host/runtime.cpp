@@ -137,6 +137,7 @@ void Runtime::boot() {
   manifest_ = std::move(manifest);
   apply_config(config, /*at_boot=*/true);
   for (const ListenerConfig& listener : config_.listeners) server_.listen(listener);
+  store_.mark_current(version);  // a release that ran before a restart but was never made permanent is now old
   spdlog::info("release {} {} booted from {} ({} module(s), {} listener(s))", manifest_->name, version, dir.string(),
                manifest_->modules.size(), config_.listeners.size());
 }

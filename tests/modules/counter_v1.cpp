@@ -2,6 +2,7 @@
 //   u64 total, u64 ticks, u32 n, n x (u64 conn, u64 count)
 // "add N" adds N to the total and to the sender's count and replies
 // "<tag> total=<total>"; "get" replies the same without adding.
+// "config" replies the module's runtime-config section (updated by on_config_change).
 // Tasks: "double" doubles the total; "fail" always fails.
 #include "counter_protocol.hpp"
 
@@ -17,7 +18,7 @@
 class Counter : public hotswap::Module<Counter> {
  public:
   static constexpr uint32_t kStateSchema = 1;
-  using Module::Module;
+  Counter(hotswap::Host host, std::string_view config) : Module(host, config), config_(config) {}
 
   void on_message(hotswap::ConnId conn, std::string_view request) {
     auto [msg, tag] = split_tag(request);
@@ -25,12 +26,16 @@ class Counter : public hotswap::Module<Counter> {
       uint64_t n = std::stoull(std::string(msg.substr(4)));
       total_ += n;
       per_conn_[conn] += n;
+    } else if (msg == "config") {
+      host().send(conn, config_ + std::string(tag));
+      return;
     } else if (msg != "get") {
       throw std::runtime_error("unknown request '" + std::string(msg) + "'");
     }
     host().send(conn, std::string(COUNTER_TAG) + " total=" + std::to_string(total_) + std::string(tag));
   }
   void on_tick(uint64_t) { ++ticks_; }
+  void on_config_change(std::string_view config) { config_ = std::string(config); }
   std::string run_task(std::string_view name, std::string_view) {
     if (name == "double") {
       total_ *= 2;
@@ -60,6 +65,7 @@ class Counter : public hotswap::Module<Counter> {
   }
 
  private:
+  std::string config_ = "null";  // the latest runtime-config section, answered to "config"
   uint64_t total_ = 0;
   uint64_t ticks_ = 0;
   std::map<hotswap::ConnId, uint64_t> per_conn_;

@@ -101,8 +101,13 @@ class Counter : public hotswap::Module<Counter> {
       out.u64(static_cast<uint64_t>(e.count));
     }
   }
-  std::string run_task(std::string_view name, std::string_view) {
+  std::string run_task(std::string_view name, std::string_view args) {
     if (name == "label") return "\"" + label_ + "\"";
+    if (name == "sleep") {  // a slow release task, for tests of concurrent upgrades
+      nlohmann::json a = nlohmann::json::parse(args);
+      std::this_thread::sleep_for(std::chrono::milliseconds(a.value("ms", 100)));
+      return "\"slept\"";
+    }
     throw hotswap::UnsupportedTask(name);
   }
 

@@ -1,0 +1,350 @@
+// End-to-end: the `hotswap` command driving a real daemon on a real root.
+#include "pid_file.hpp"
+
+#include <boost/asio.hpp>
+#include <boost/filesystem.hpp>
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <future>
+#include <thread>
+
+namespace fs = boost::filesystem;
+using nlohmann::json;
+
+namespace {
+
+struct Result {
+  int code;
+  std::string out;
+};
+
+// Runs `hotswap ARGS --root ROOT` with optional environment assignments; captures stdout+stderr.
+Result hotswap(const fs::path& root, const std::string& args, const std::string& env = "") {
+  std::string cmd = "env " + env + " " HOTSWAP_BINARY " " + args + " --root '" + root.string() + "' 2>&1";
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::string out;
+  char buf[4096];
+  while (size_t n = std::fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+  int status = ::pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+fs::path tarball(const std::string& version) {
+  return fs::path(HOTSWAP_TEST_RELEASES_DIR) / ("counter-" + version + ".tar.gz");
+}
+
+// A root folder; stops any host still running on it and removes it at the end.
+struct Root {
+  fs::path dir = fs::temp_directory_path() / fs::unique_path("hotswap-cli-%%%%%%%%");
+  Root() { fs::create_directories(dir); }
+  ~Root() {
+    if (auto pid = hotswap::host::PidFile::running(dir / "run" / "hotswap.pid")) {
+      ::kill(*pid, SIGKILL);
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    boost::system::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+  Result run(const std::string& args, const std::string& env = "") const { return hotswap(dir, args, env); }
+  void must(const std::string& args) const {
+    Result r = run(args);
+    INFO("hotswap " << args << "\n" << r.out);
+    REQUIRE(r.code == 0);
+  }
+  json status() const {
+    Result r = run("status --json");
+    INFO(r.out);
+    REQUIRE(r.code == 0);
+    return json::parse(r.out);
+  }
+  std::string version() const { return status()["version"]; }
+  std::map<std::string, std::string> states() const {
+    Result r = run("releases --json");
+    REQUIRE(r.code == 0);
+    std::map<std::string, std::string> out;
+    json listing = json::parse(r.out);
+    for (const auto& rel : listing["releases"]) out[rel["version"].get<std::string>()] = rel["state"].get<std::string>();
+    return out;
+  }
+  // Unpacks 1.0.0 and starts a daemon on it.
+  void boot_first_release() const {
+    must("unpack " + tarball("1.0.0").string());
+    must("daemon");
+    REQUIRE(version() == "1.0.0");
+  }
+};
+
+// One line-protocol request to the counter.
+std::string ask(uint16_t port, const std::string& request) {
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::socket s(io);
+  s.connect({boost::asio::ip::make_address("127.0.0.1"), port});
+  boost::asio::write(s, boost::asio::buffer(request + "\n"));
+  boost::asio::streambuf in;
+  size_t n = boost::asio::read_until(s, in, '\n');
+  return std::string(boost::asio::buffers_begin(in.data()), boost::asio::buffers_begin(in.data()) + n - 1);
+}
+
+uint16_t port_of(const Root& root) { return root.status()["listeners"][0]["port"]; }
+
+// Raw admin-socket exchange: sends bytes, returns the first reply line ("" when closed without one).
+std::string admin_raw(const fs::path& root, const std::string& bytes) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::string path = (root / "run" / "admin.sock").string();
+  std::strcpy(addr.sun_path, path.c_str());
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+  std::string reply;
+  char c;
+  while (::read(fd, &c, 1) == 1 && c != '\n') reply.push_back(c);
+  ::close(fd);
+  return reply;
+}
+
+}  // namespace
+
+TEST_CASE("unpack then plan then upgrade then make-permanent: a restart boots the permanent release") {
+  Root root;
+  root.boot_first_release();
+  CHECK(root.states() == std::map<std::string, std::string>{{"1.0.0", "permanent"}});
+  root.must("unpack " + tarball("1.1.0").string());
+  Result plan = root.run("plan 1.1.0");
+  CHECK(plan.code == 0);
+  CHECK_THAT(plan.out, Catch::Contains("load_module counter 1.0.0 -> 1.1.0"));
+  Result up = root.run("upgrade 1.1.0");
+  INFO(up.out);
+  CHECK(up.code == 0);
+  CHECK_THAT(up.out, Catch::Contains("step 1: load_module counter 1.0.0 -> 1.1.0") && Catch::Contains("committed"));
+  json status = root.status();
+  CHECK(status["version"] == "1.1.0");
+  CHECK(status["permanent"] == "1.0.0");
+  CHECK(status["last_upgrade"]["outcome"] == "committed");
+  CHECK(status["modules"][0]["version"] == "1.1.0");
+  CHECK(root.states() == std::map<std::string, std::string>{{"1.0.0", "permanent"}, {"1.1.0", "current"}});
+  root.must("make-permanent 1.1.0");
+  CHECK(root.states() == std::map<std::string, std::string>{{"1.0.0", "old"}, {"1.1.0", "permanent"}});
+  root.must("stop");
+  CHECK(root.run("status").code == 69);
+  root.must("daemon");
+  CHECK(root.version() == "1.1.0");
+  root.must("stop");
+}
+
+TEST_CASE("a release that was installed but never made permanent is not booted after a restart") {
+  Root root;
+  root.boot_first_release();
+  root.must("unpack " + tarball("2.0.0").string());
+  root.must("upgrade 2.0.0");
+  CHECK(root.version() == "2.0.0");
+  root.must("stop");
+  root.must("daemon");
+  CHECK(root.version() == "1.0.0");
+  CHECK(root.states()["2.0.0"] == "old");
+  root.must("stop");
+}
+
+TEST_CASE("downgrade hands the state back to the older version") {
+  Root root;
+  root.boot_first_release();
+  uint16_t port = port_of(root);
+  CHECK(ask(port, "add 5") == "v1 total=5");
+  root.must("unpack " + tarball("2.0.0").string());
+  Result wrong_way = root.run("downgrade 2.0.0");
+  CHECK(wrong_way.code == 1);
+  CHECK_THAT(wrong_way.out, Catch::Contains("newer than the running release") && Catch::Contains("hotswap upgrade"));
+  root.must("upgrade 2.0.0");
+  CHECK(ask(port, "add 1") == "v2 total=6");
+  Result down = root.run("downgrade 1.0.0");
+  INFO(down.out);
+  CHECK(down.code == 0);
+  CHECK_THAT(down.out, Catch::Contains("downgrade 2.0.0 -> 1.0.0: committed"));
+  CHECK(ask(port, "get") == "v1 total=6");
+  root.must("stop");
+}
+
+TEST_CASE("remove is refused for the current and the permanent release") {
+  Root root;
+  root.boot_first_release();
+  root.must("unpack " + tarball("1.1.0").string());
+  root.must("unpack " + tarball("2.0.0").string());
+  root.must("upgrade 1.1.0");
+  Result current = root.run("remove 1.1.0");
+  CHECK(current.code == 1);
+  CHECK_THAT(current.out, Catch::Contains("1.1.0") && Catch::Contains("current"));
+  Result permanent = root.run("remove 1.0.0");
+  CHECK(permanent.code == 1);
+  CHECK_THAT(permanent.out, Catch::Contains("permanent"));
+  root.must("remove 2.0.0");
+  CHECK(root.states().count("2.0.0") == 0);
+  root.must("stop");
+}
+
+TEST_CASE("a tampered module file is refused and the old release keeps serving") {
+  Root root;
+  root.boot_first_release();
+  root.must("unpack " + tarball("1.1.0").string());
+  fs::path so = root.dir / "releases" / "1.1.0" / "modules" / "counter-1.1.0.so";
+  { std::ofstream(so.string(), std::ios::app) << "tampered"; }
+  Result r = root.run("upgrade 1.1.0");
+  CHECK(r.code == 1);
+  CHECK_THAT(r.out, Catch::Contains(so.string()) && Catch::Contains("sha256"));
+  CHECK(root.version() == "1.0.0");
+  CHECK(ask(port_of(root), "get") == "v1 total=0");
+  root.must("stop");
+}
+
+TEST_CASE("a missing required environment variable stops the boot with exit status 78") {
+  Root root;
+  root.must("unpack " + tarball("1.0.0").string());
+  std::ifstream in((root.dir / "releases" / "1.0.0" / "runtime.json").string());
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  text.replace(text.find("${COUNTER_PORT:-0}"), 18, "${HOTSWAP_TEST_PORT:?set the game port}");
+  { std::ofstream((root.dir / "runtime.json").string()) << text; }
+  Result r = root.run("start");
+  CHECK(r.code == 78);
+  CHECK_THAT(r.out, Catch::Contains("HOTSWAP_TEST_PORT") && Catch::Contains("set the game port") &&
+                        Catch::Contains((root.dir / "runtime.json").string()));
+  Result daemon = root.run("daemon");
+  CHECK(daemon.code == 78);
+  // With the variable set, the same config boots.
+  Result ok = root.run("daemon", "HOTSWAP_TEST_PORT=0");
+  INFO(ok.out);
+  CHECK(ok.code == 0);
+  root.must("stop");
+}
+
+TEST_CASE("malformed, unknown and oversized admin requests get error replies and do not disturb the host") {
+  Root root;
+  root.boot_first_release();
+  json malformed = json::parse(admin_raw(root.dir, "this is not json\n"));
+  CHECK(malformed["ok"] == false);
+  CHECK(malformed["code"] == "bad_request");
+  json unknown = json::parse(admin_raw(root.dir, "{\"id\":7,\"cmd\":\"frobnicate\"}\n"));
+  CHECK(unknown["id"] == 7);
+  CHECK(unknown["code"] == "bad_request");
+  CHECK_THAT(unknown["error"].get<std::string>(), Catch::Contains("unknown command 'frobnicate'"));
+  json no_cmd = json::parse(admin_raw(root.dir, "{\"id\":8}\n"));
+  CHECK(no_cmd["code"] == "bad_request");
+  json missing_arg = json::parse(admin_raw(root.dir, "{\"cmd\":\"upgrade\"}\n"));
+  CHECK_THAT(missing_arg["error"].get<std::string>(), Catch::Contains("\"version\""));
+  json oversized = json::parse(admin_raw(root.dir, std::string(200 * 1024, 'x') + "\n"));
+  CHECK(oversized["code"] == "too_large");
+  CHECK(root.version() == "1.0.0");
+  root.must("stop");
+}
+
+TEST_CASE("two concurrent upgrades: the second is answered busy") {
+  Root root;
+  root.boot_first_release();
+  root.must("unpack " + tarball("2.0.0").string());
+  auto first = std::async(std::launch::async, [&] {
+    return root.run("upgrade 2.0.0 --pre-task 'counter:sleep:{\"ms\":1500}'");
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  Result second = root.run("upgrade 2.0.0");
+  CHECK(second.code == 75);
+  CHECK_THAT(second.out, Catch::Contains("busy"));
+  Result done = first.get();
+  INFO(done.out);
+  CHECK(done.code == 0);
+  CHECK_THAT(done.out, Catch::Contains("pre-upgrade task counter:sleep"));
+  CHECK(root.version() == "2.0.0");
+  root.must("stop");
+}
+
+TEST_CASE("a failing pre-upgrade task aborts the upgrade before anything pauses") {
+  Root root;
+  root.boot_first_release();
+  root.must("unpack " + tarball("2.0.0").string());
+  Result r = root.run("upgrade 2.0.0 --pre-task counter:no_such_task");
+  CHECK(r.code == 1);
+  CHECK_THAT(r.out, Catch::Contains("pre-upgrade task counter:no_such_task failed") &&
+                        Catch::Contains("unknown task 'no_such_task'"));
+  json status = root.status();
+  CHECK(status["version"] == "1.0.0");
+  CHECK(status["last_upgrade"]["outcome"] == "refused");
+  root.must("stop");
+}
+
+TEST_CASE("hotswap task runs a module task on a release without a running host") {
+  Root root;
+  root.must("unpack " + tarball("1.0.0").string());
+  Result r = root.run("task counter double");
+  INFO(r.out);
+  CHECK(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("{\"total\":0}"));
+  Result bad = root.run("task counter fail");
+  CHECK(bad.code == 1);
+  CHECK_THAT(bad.out, Catch::Contains("task failed on purpose"));
+}
+
+TEST_CASE("reload and SIGHUP: a changed config reaches the module, a newer release is installed") {
+  Root root;
+  root.boot_first_release();
+  uint16_t port = port_of(root);
+  CHECK(ask(port, "config") == "{\"greeting\":\"hello\"}");
+  Result nothing = root.run("reload");
+  CHECK(nothing.code == 0);
+  CHECK_THAT(nothing.out, Catch::Contains("nothing to reload"));
+  auto write_override = [&](const std::string& greeting) {
+    std::ofstream((root.dir / "runtime.json").string())
+        << R"({"log_level": "info", "listeners": [{"name": "main", "address": "127.0.0.1", "port": 0,
+               "framing": "line", "max_frame_bytes": 1024, "module": "counter"}],
+               "modules": {"counter": {"tick_hz": 10, "config": {"greeting": ")"
+        << greeting << R"("}}}})";
+  };
+  write_override("hello");  // the same config as the release's, spelled differently
+  Result same = root.run("reload");
+  CHECK(same.code == 0);
+  CHECK_THAT(same.out, Catch::Contains("nothing to reload"));
+  write_override("bonjour");
+  Result changed = root.run("reload");
+  INFO(changed.out);
+  CHECK(changed.code == 0);
+  CHECK_THAT(changed.out, Catch::Contains("runtime config reloaded"));
+  CHECK(ask(port, "config") == "{\"greeting\":\"bonjour\"}");
+  { std::ofstream((root.dir / "runtime.json").string()) << "{\"listeners\": 5}"; }
+  Result broken = root.run("reload");
+  CHECK(broken.code == 1);
+  CHECK_THAT(broken.out, Catch::Contains("listeners"));
+  CHECK(ask(port, "config") == "{\"greeting\":\"bonjour\"}");
+  fs::remove(root.dir / "runtime.json");
+
+  root.must("unpack " + tarball("1.1.0").string());
+  pid_t pid = root.status()["pid"];
+  REQUIRE(::kill(pid, SIGHUP) == 0);
+  std::string version;
+  for (int i = 0; i < 100 && version != "1.1.0"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    version = root.version();
+  }
+  CHECK(version == "1.1.0");
+  REQUIRE(::kill(pid, SIGTERM) == 0);
+  for (int i = 0; i < 100 && hotswap::host::PidFile::running(root.dir / "run" / "hotswap.pid"); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  CHECK_FALSE(hotswap::host::PidFile::running(root.dir / "run" / "hotswap.pid"));
+}
+
+TEST_CASE("usage errors and a missing host have their own exit statuses") {
+  Root root;
+  CHECK(root.run("--help").code == 0);
+  CHECK(root.run("frobnicate").code == 64);
+  CHECK(root.run("upgrade").code == 64);
+  CHECK(root.run("status --bogus").code == 64);
+  Result none = root.run("status");
+  CHECK(none.code == 69);
+  CHECK_THAT(none.out, Catch::Contains("no hotswap host answers"));
+  CHECK(root.run("upgrade --help").code == 0);
+}
