@@ -102,7 +102,7 @@ TEST_CASE("v1 -> v2 -> v3 -> v2 -> v1 round-trips state exactly") {
   CHECK(f.loader.leaked().empty());
 }
 
-TEST_CASE("a migration that throws rolls back; the old version serves with its state") {
+TEST_CASE("a migration that throws rolls back and the old version serves with its state") {
   Fixture f;
   std::string before = f.state();
   auto s = step(StepKind::Update, "counter", "1.0.0", "2.0.0");
@@ -181,7 +181,7 @@ TEST_CASE("a tampered library (sha256 mismatch) refuses the upgrade and names th
   CHECK(f.version() == "1.0.0");
 }
 
-TEST_CASE("apply runs a task at its place in the plan; a failing task rolls back") {
+TEST_CASE("apply runs a task at its place in the plan and a failing task rolls back") {
   SECTION("success: the task's effect is part of the migrated state") {
     Fixture f;
     auto task = step(StepKind::Apply, "counter", "1.0.0", "1.1.0");
