@@ -16,7 +16,9 @@
  *    call. Output bytes are appended to a host-owned hotswap_buffer through
  *    hotswap_host_api.buffer_append.
  *  - Every callback is called on the host's event-loop thread, never
- *    concurrently for one instance.
+ *    concurrently for one instance. One exception: an instance created only
+ *    to run a release task (`hotswap task`, a pre-upgrade task) serves no
+ *    traffic and may be created, run and destroyed on a worker thread.
  */
 #ifndef HOTSWAP_MODULE_H
 #define HOTSWAP_MODULE_H
