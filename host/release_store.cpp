@@ -1,0 +1,584 @@
+#include "release_store.hpp"
+
+#include "sha256.hpp"
+
+#include <hotswap/appup/error.hpp>
+#include <hotswap/appup/manifest.hpp>
+#include <hotswap/appup/semver.hpp>
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <boost/filesystem/operations.hpp>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+namespace fs = boost::filesystem;
+using nlohmann::json;
+
+namespace hotswap::host {
+namespace {
+
+// What an unpacked release may weigh, and how many entries it may have: a
+// release is a handful of modules, so a tarball over these is a mistake or an attack.
+constexpr uint64_t kMaxUnpackedBytes = uint64_t(1) << 30;
+constexpr size_t kMaxEntries = 100'000;
+// Unpacked files keep their read and execute bits, never setuid/setgid/sticky
+// and never group/other write (the loader refuses modules others can write).
+constexpr mode_t kFileModeMask = 0755;
+constexpr mode_t kFolderMode = 0755;
+constexpr mode_t kRunFolderMode = 0700;  // admin.sock: only the owner may control the daemon
+
+std::string errno_text() { return std::strerror(errno); }
+
+// An owned file descriptor.
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int get() const { return fd_; }
+  // Closes now, so that an error reported by close (a late write error) is seen.
+  bool close() {
+    const int fd = fd_;
+    fd_ = -1;
+    return ::close(fd) == 0;
+  }
+
+ private:
+  int fd_;
+};
+
+// A fresh folder made by mkdtemp, deleted with its contents unless keep() is called.
+class TempDir {
+ public:
+  TempDir(const fs::path& parent, const std::string& prefix) {
+    std::string pattern = (parent / (prefix + "XXXXXX")).string();
+    if (::mkdtemp(pattern.data()) == nullptr)
+      throw ReleaseError("cannot create a temporary folder in " + parent.string() + ": " + errno_text());
+    path_ = pattern;
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir() {
+    boost::system::error_code ignored;
+    if (!path_.empty()) fs::remove_all(path_, ignored);
+  }
+  const fs::path& path() const { return path_; }
+  void keep() { path_.clear(); }
+
+ private:
+  fs::path path_;
+};
+
+void write_all(int fd, const char* data, size_t size, const fs::path& file) {
+  while (size > 0) {
+    const ssize_t written = ::write(fd, data, size);
+    if (written < 0 && errno == EINTR) continue;
+    if (written < 0) throw ReleaseError("cannot write " + file.string() + ": " + errno_text());
+    data += written;
+    size -= size_t(written);
+  }
+}
+
+// fsync on a folder makes the names in it (a rename, a new entry) durable.
+void sync_folder(const fs::path& folder) {
+  Fd fd(::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (fd.get() < 0 || ::fsync(fd.get()) != 0)
+    throw ReleaseError("cannot sync " + folder.string() + ": " + errno_text());
+}
+
+// Creates `folder` with exactly `mode` (whatever the umask). An existing folder
+// keeps its mode unless `enforce` says the mode matters for safety.
+void make_folder(const fs::path& folder, mode_t mode, bool enforce) {
+  const bool created = ::mkdir(folder.c_str(), mode) == 0;
+  if (!created && errno != EEXIST) throw ReleaseError("cannot create " + folder.string() + ": " + errno_text());
+  struct stat st {};
+  if (::stat(folder.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    throw ReleaseError(folder.string() + " exists and is not a folder");
+  if ((created || enforce) && (st.st_mode & 07777) != mode && ::chmod(folder.c_str(), mode) != 0)
+    throw ReleaseError("cannot set the mode of " + folder.string() + ": " + errno_text());
+}
+
+bool older(const std::string& a, const std::string& b) {
+  const int order = appup::compare(*appup::Version::parse(a), *appup::Version::parse(b));
+  // Versions differing only in build metadata have the same precedence; keep a stable order anyway.
+  return order != 0 ? order < 0 : a < b;
+}
+
+ReleaseState state_of(const std::string& version, const std::optional<std::string>& permanent,
+                      const std::optional<std::string>& current, const std::vector<std::string>& old) {
+  if (permanent == version) return ReleaseState::Permanent;
+  if (current == version) return ReleaseState::Current;
+  if (std::find(old.begin(), old.end(), version) != old.end()) return ReleaseState::Old;
+  return ReleaseState::Unpacked;
+}
+
+void add_old(std::vector<std::string>& old, const std::string& version) {
+  if (std::find(old.begin(), old.end(), version) == old.end()) old.push_back(version);
+}
+
+void drop_old(std::vector<std::string>& old, const std::string& version) {
+  old.erase(std::remove(old.begin(), old.end(), version), old.end());
+}
+
+json version_or_null(const std::optional<std::string>& version) { return version ? json(*version) : json(nullptr); }
+
+// ---- RELEASES.json -------------------------------------------------------------
+
+// The bookkeeping is never reset silently: which release boots depends on it.
+[[noreturn]] void corrupt(const fs::path& file, const std::string& why) {
+  throw ReleaseError(file.string() + ": corrupt release bookkeeping: " + why +
+                     " (repair or restore it; hotswap will not guess which release is permanent)");
+}
+
+std::string read_text(const fs::path& file) {
+  std::ifstream in(file.string(), std::ios::binary);
+  if (!in) throw ReleaseError("cannot read " + file.string() + ": " + errno_text());
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw ReleaseError("cannot read " + file.string() + ": " + errno_text());
+  return text.str();
+}
+
+std::string expect_version(const fs::path& file, const json& value, const std::string& key) {
+  if (!value.is_string() || !appup::is_valid_version(value.get<std::string>()))
+    corrupt(file, key + ": expected a release version, got " + value.dump());
+  return value.get<std::string>();
+}
+
+std::optional<std::string> version_field(const fs::path& file, const json& document, const char* key) {
+  const auto it = document.find(key);
+  if (it == document.end()) corrupt(file, std::string("'") + key + "' is missing");
+  if (it->is_null()) return std::nullopt;
+  return expect_version(file, *it, key);
+}
+
+std::vector<std::string> old_field(const fs::path& file, const json& document) {
+  const auto it = document.find("old");
+  if (it == document.end() || !it->is_array()) corrupt(file, "'old' must be an array of release versions");
+  std::vector<std::string> old;
+  for (size_t i = 0; i < it->size(); ++i)
+    old.push_back(expect_version(file, (*it)[i], "old[" + std::to_string(i) + "]"));
+  return old;
+}
+
+// ---- unpacking -----------------------------------------------------------------
+
+using ArchiveReader = std::unique_ptr<archive, decltype(&archive_read_free)>;
+
+[[noreturn]] void archive_failure(const fs::path& tarball, archive* reader) {
+  const char* message = archive_error_string(reader);
+  throw ReleaseError("tarball " + tarball.string() + ": " + (message ? message : "cannot read the archive"));
+}
+
+ArchiveReader open_tarball(const fs::path& tarball) {
+  boost::system::error_code ec;
+  if (!fs::is_regular_file(tarball, ec))
+    throw ReleaseError("tarball " + tarball.string() + ": not found or not a regular file");
+  ArchiveReader reader(archive_read_new(), &archive_read_free);
+  if (!reader) throw ReleaseError("tarball " + tarball.string() + ": cannot allocate an archive reader");
+  archive_read_support_filter_gzip(reader.get());
+  archive_read_support_format_tar(reader.get());  // ustar, pax and GNU tar
+  constexpr size_t kBlockSize = 64 * 1024;
+  if (archive_read_open_filename(reader.get(), tarball.c_str(), kBlockSize) != ARCHIVE_OK)
+    archive_failure(tarball, reader.get());
+  return reader;
+}
+
+// Extracts a tarball into an empty folder. libarchive only reads: every file
+// and folder is created here, after its path was checked, so nothing can land
+// outside `top`, and nothing but plain files and folders is ever created.
+class Unpacker {
+ public:
+  Unpacker(fs::path tarball, fs::path top) : tarball_(std::move(tarball)), top_(std::move(top)) {}
+
+  void run() {
+    const ArchiveReader reader = open_tarball(tarball_);
+    reader_ = reader.get();
+    for (;;) {
+      archive_entry* header = nullptr;
+      const int status = archive_read_next_header(reader_, &header);
+      if (status == ARCHIVE_EOF) return;
+      if (status != ARCHIVE_OK && status != ARCHIVE_WARN) archive_failure(tarball_, reader_);
+      unpack_entry(header);
+    }
+  }
+
+ private:
+  [[noreturn]] void refuse(const std::string& entry, const std::string& why) const {
+    throw ReleaseError("tarball " + tarball_.string() + ": entry '" + entry + "': " + why);
+  }
+
+  void unpack_entry(archive_entry* header) {
+    const char* name = archive_entry_pathname(header);
+    if (name == nullptr) throw ReleaseError("tarball " + tarball_.string() + ": an entry has no path");
+    const std::string entry = name;
+    if (++entries_ > kMaxEntries) refuse(entry, "more than " + std::to_string(kMaxEntries) + " entries");
+    const fs::path inner = inner_path(entry);
+    if (const char* target = archive_entry_hardlink(header))
+      refuse(entry, std::string("hard link to '") + target + "'; only files and folders are allowed");
+    switch (archive_entry_filetype(header)) {
+      case AE_IFREG: return unpack_file(header, entry, inner);
+      case AE_IFDIR: return make_folders(entry, inner);
+      case AE_IFLNK: {
+        const char* target = archive_entry_symlink(header);
+        refuse(entry,
+               "symbolic link to '" + std::string(target ? target : "") + "'; only files and folders are allowed");
+      }
+      default: refuse(entry, "a device, fifo or socket; only files and folders are allowed");
+    }
+  }
+
+  // The entry's path inside the release folder. Refuses absolute paths and "..";
+  // drops "." components ("./manifest.json"). Empty for the top folder itself ("./").
+  fs::path inner_path(const std::string& entry) const {
+    if (entry.empty()) refuse(entry, "empty path");
+    if (entry.front() == '/') refuse(entry, "absolute path; a release unpacks inside its own folder");
+    fs::path inner;
+    for (size_t start = 0; start <= entry.size();) {
+      const size_t end = std::min(entry.find('/', start), entry.size());
+      const std::string part = entry.substr(start, end - start);
+      if (part == "..") refuse(entry, "contains '..'; a release unpacks inside its own folder");
+      if (!part.empty() && part != ".") inner /= part;
+      start = end + 1;
+    }
+    return inner;
+  }
+
+  // Creates the folders of `inner`, each 0755. No path under top_ can be a
+  // symbolic link (none is ever created), so this stays inside.
+  void make_folders(const std::string& entry, const fs::path& inner) const {
+    fs::path folder = top_;
+    for (const fs::path& part : inner) {
+      folder /= part;
+      if (::mkdir(folder.c_str(), kFolderMode) == 0) {
+        if (::chmod(folder.c_str(), kFolderMode) != 0) refuse(entry, "cannot set a folder's mode: " + errno_text());
+        continue;
+      }
+      struct stat st {};
+      if (errno != EEXIST || ::lstat(folder.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+        refuse(entry, "cannot create folder " + part.string() + ": " + errno_text());
+    }
+  }
+
+  // O_EXCL refuses an entry that appears twice, O_NOFOLLOW any link.
+  void unpack_file(archive_entry* header, const std::string& entry, const fs::path& inner) {
+    if (inner.empty()) refuse(entry, "a file without a name");
+    if (archive_entry_size(header) > int64_t(kMaxUnpackedBytes - bytes_)) refuse(entry, kTooLarge);
+    make_folders(entry, inner.parent_path());
+    const fs::path target = top_ / inner;
+    Fd fd(::open(target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (fd.get() < 0) refuse(entry, errno == EEXIST ? "appears twice" : "cannot create: " + errno_text());
+    copy_data(fd.get(), entry, target);
+    if (::fchmod(fd.get(), archive_entry_perm(header) & kFileModeMask) != 0 || !fd.close())
+      refuse(entry, "cannot write: " + errno_text());
+  }
+
+  // Counts what is really written, whatever the header claimed.
+  void copy_data(int fd, const std::string& entry, const fs::path& target) {
+    char buffer[64 * 1024];
+    for (;;) {
+      const la_ssize_t got = archive_read_data(reader_, buffer, sizeof buffer);
+      if (got < 0) archive_failure(tarball_, reader_);
+      if (got == 0) return;
+      bytes_ += uint64_t(got);
+      if (bytes_ > kMaxUnpackedBytes) refuse(entry, kTooLarge);
+      write_all(fd, buffer, size_t(got), target);
+    }
+  }
+
+  static constexpr const char* kTooLarge = "the release would unpack to more than 1 GiB";
+
+  fs::path tarball_, top_;
+  archive* reader_ = nullptr;  // owned by run()
+  uint64_t bytes_ = 0;
+  size_t entries_ = 0;
+};
+
+std::string relative_name(const fs::path& file, const fs::path& top) { return file.lexically_relative(top).string(); }
+
+// load_manifest checks the manifest's own fields; this checks that the files it
+// names came with the tarball, so a broken release is refused now rather than
+// at the upgrade that needs it.
+void check_release_files(const appup::ReleaseManifest& manifest, const fs::path& tarball) {
+  const auto missing = [&](const fs::path& file, const std::string& what) {
+    boost::system::error_code ec;
+    if (!fs::is_regular_file(file, ec))
+      throw ReleaseError("tarball " + tarball.string() + ": manifest.json names " + what + " " +
+                         relative_name(file, manifest.dir) + ", which the tarball does not contain");
+  };
+  for (const appup::ModuleEntry& module : manifest.modules) {
+    missing(module.file, "the library of module '" + module.name + "'");
+    if (sha256_file(module.file) != module.sha256)
+      throw ReleaseError("tarball " + tarball.string() + ": " + relative_name(module.file, manifest.dir) +
+                         " does not match the sha256 in manifest.json");
+    if (!module.appup.empty()) missing(module.appup, "the appup of module '" + module.name + "'");
+  }
+  if (!manifest.config.empty()) missing(manifest.config, "the runtime config");
+}
+
+appup::ReleaseManifest read_unpacked_manifest(const fs::path& top, const fs::path& tarball) {
+  boost::system::error_code ec;
+  if (!fs::is_regular_file(top / "manifest.json", ec))
+    throw ReleaseError("tarball " + tarball.string() +
+                       ": no manifest.json at its top level (make release tarballs with hotswap_add_release)");
+  try {
+    appup::ReleaseManifest manifest = appup::load_manifest(top);
+    check_release_files(manifest, tarball);
+    return manifest;
+  } catch (const appup::InputError& e) {
+    // e.what() names the temporary folder, which is about to vanish.
+    const std::string where = e.field().empty() ? "" : e.field() + ": ";
+    throw ReleaseError("tarball " + tarball.string() + ": invalid manifest: manifest.json: " + where + e.problem());
+  }
+}
+
+}  // namespace
+
+const char* to_string(ReleaseState state) {
+  switch (state) {
+    case ReleaseState::Unpacked: return "unpacked";
+    case ReleaseState::Current: return "current";
+    case ReleaseState::Permanent: return "permanent";
+    case ReleaseState::Old: return "old";
+  }
+  return "unknown";
+}
+
+ReleaseStore::ReleaseStore(fs::path root) : root_(fs::absolute(root)) {
+  boost::system::error_code ec;
+  fs::create_directories(root_, ec);
+  if (ec) throw ReleaseError("cannot create " + root_.string() + ": " + ec.message());
+  make_folder(releases_dir(), kFolderMode, false);
+  make_folder(log_dir(), kFolderMode, false);
+  make_folder(run_dir(), kRunFolderMode, true);
+  load();
+}
+
+fs::path ReleaseStore::releases_dir() const { return root_ / "releases"; }
+fs::path ReleaseStore::run_dir() const { return root_ / "run"; }
+fs::path ReleaseStore::log_dir() const { return root_ / "log"; }
+
+fs::path ReleaseStore::release_dir(const std::string& version) const {
+  // Also the guard against a "version" like "../../etc" reaching the filesystem.
+  if (!appup::is_valid_version(version))
+    throw ReleaseError("'" + version + "' is not a release version (expected a semantic version like 1.2.3)");
+  return releases_dir() / version;
+}
+
+fs::path ReleaseStore::runtime_config_path(const std::string& version) const {
+  const fs::path operator_override = root_ / "runtime.json";
+  boost::system::error_code ec;
+  if (fs::exists(operator_override, ec)) return operator_override;
+  try {
+    const appup::ReleaseManifest manifest = appup::load_manifest(release_dir(version));
+    return manifest.config.empty() ? release_dir(version) / "runtime.json" : manifest.config;
+  } catch (const appup::InputError& e) {
+    throw ReleaseError(std::string("release ") + version + ": " + e.what());
+  }
+}
+
+std::vector<ReleaseRecord> ReleaseStore::list() const {
+  std::vector<std::string> versions;
+  boost::system::error_code ec;
+  for (fs::directory_iterator it(releases_dir(), ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    // Skips RELEASES.json and the temporary folders of unpack and remove.
+    if (exists(name)) versions.push_back(name);
+  }
+  if (ec) throw ReleaseError("cannot list " + releases_dir().string() + ": " + ec.message());
+  std::sort(versions.begin(), versions.end(), older);
+  std::vector<ReleaseRecord> records;
+  for (const std::string& version : versions)
+    records.push_back({version, state_of(version, permanent_, current_, old_)});
+  return records;
+}
+
+std::optional<std::string> ReleaseStore::permanent() const { return permanent_; }
+std::optional<std::string> ReleaseStore::current() const { return current_; }
+
+bool ReleaseStore::exists(const std::string& version) const {
+  boost::system::error_code ec;
+  return appup::is_valid_version(version) && fs::is_regular_file(releases_dir() / version / "manifest.json", ec);
+}
+
+std::string ReleaseStore::boot_version() {
+  load();
+  std::string version;
+  if (permanent_) {
+    version = *permanent_;
+    if (!exists(version))
+      throw ReleaseError("the permanent release " + version + " is gone: " + release_dir(version).string() +
+                         " has no manifest.json (unpack it again, or fix " +
+                         (releases_dir() / "RELEASES.json").string() + ")");
+  } else {
+    const std::vector<ReleaseRecord> records = list();
+    if (records.empty())
+      throw ReleaseError("no release under " + releases_dir().string() + ": unpack one with `hotswap unpack`");
+    version = records.back().version;  // first boot: the newest becomes permanent
+  }
+  if (permanent_ == version && !current_) return version;
+  // A release that was current before the restart no longer runs: it becomes old.
+  if (current_ && *current_ != version) add_old(old_, *current_);
+  current_.reset();
+  permanent_ = version;
+  drop_old(old_, version);
+  save();
+  return version;
+}
+
+std::optional<std::string> ReleaseStore::newest_newer_than(const std::string& than) const {
+  const std::optional<appup::Version> base = appup::Version::parse(than);
+  if (!base) throw ReleaseError("'" + than + "' is not a release version (expected a semantic version like 1.2.3)");
+  const std::vector<ReleaseRecord> records = list();
+  if (!records.empty() && *appup::Version::parse(records.back().version) > *base) return records.back().version;
+  return std::nullopt;
+}
+
+std::string ReleaseStore::unpack(const fs::path& tarball) {
+  TempDir staging(releases_dir(), ".unpack-");
+  Unpacker(tarball, staging.path()).run();
+  const appup::ReleaseManifest manifest = read_unpacked_manifest(staging.path(), tarball);
+  const fs::path target = release_dir(manifest.version);
+  boost::system::error_code ec;
+  const std::string already = "tarball " + tarball.string() + ": release " + manifest.version + " is already unpacked";
+  if (fs::exists(target, ec)) throw ReleaseError(already);
+  // mkdtemp made it 0700; a release folder is readable by all, writable by its owner only.
+  if (::chmod(staging.path().c_str(), kFolderMode) != 0)
+    throw ReleaseError("cannot set the mode of " + staging.path().string() + ": " + errno_text());
+  // Every file and folder must be on disk before the release appears under its name.
+  Fd staged(::open(staging.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (staged.get() < 0 || ::syncfs(staged.get()) != 0)
+    throw ReleaseError("cannot sync " + staging.path().string() + ": " + errno_text());
+  if (::rename(staging.path().c_str(), target.c_str()) != 0) {
+    if (errno == EEXIST || errno == ENOTEMPTY)  // another unpack of the same version won the race
+      throw ReleaseError(already);
+    throw ReleaseError("cannot move the unpacked release to " + target.string() + ": " + errno_text());
+  }
+  staging.keep();
+  sync_folder(releases_dir());
+  return manifest.version;
+}
+
+void ReleaseStore::mark_current(const std::string& version) {
+  load();
+  if (!exists(version)) throw ReleaseError("no release " + version + " under " + releases_dir().string());
+  if (current_ && *current_ != version) add_old(old_, *current_);
+  // Back on the permanent release (a downgrade): nothing runs that is not permanent.
+  if (permanent_ == version) {
+    current_.reset();
+  } else {
+    current_ = version;
+  }
+  drop_old(old_, version);
+  save();
+}
+
+void ReleaseStore::make_permanent(const std::string& version) {
+  load();
+  if (!exists(version)) throw ReleaseError("no release " + version + " under " + releases_dir().string());
+  const std::optional<std::string> running = current_ ? current_ : permanent_;
+  if (running != version)
+    throw ReleaseError("release " + version + " is not the running release (running: " + running.value_or("none") +
+                       "); only the running release can be made permanent");
+  if (permanent_ == version) return;
+  if (permanent_) add_old(old_, *permanent_);
+  permanent_ = version;
+  current_.reset();
+  drop_old(old_, version);
+  save();
+}
+
+void ReleaseStore::remove(const std::string& version) {
+  load();
+  const fs::path folder = release_dir(version);
+  if (!exists(version)) throw ReleaseError("no release " + version + " under " + releases_dir().string());
+  if (permanent_ == version)
+    throw ReleaseError("cannot remove: release " + version + " is permanent (make another release permanent first)");
+  if (current_ == version) throw ReleaseError("cannot remove: release " + version + " is current (it is running)");
+  // Moved aside in one rename first, so a crash half-way through the deletion
+  // never leaves a partial release that still looks bootable.
+  TempDir trash(releases_dir(), ".remove-");
+  if (::rename(folder.c_str(), trash.path().c_str()) != 0)
+    throw ReleaseError("cannot remove " + folder.string() + ": " + errno_text());
+  drop_old(old_, version);
+  save();
+  boost::system::error_code ec;
+  fs::remove_all(trash.path(), ec);
+  if (ec)
+    throw ReleaseError("release " + version + " removed, but deleting " + trash.path().string() +
+                       " failed: " + ec.message());
+}
+
+json ReleaseStore::to_json() const {
+  json releases = json::array();
+  for (const ReleaseRecord& record : list())
+    releases.push_back({{"version", record.version}, {"state", to_string(record.state)}});
+  return {{"releases", std::move(releases)},
+          {"permanent", version_or_null(permanent_)},
+          {"current", version_or_null(current_)}};
+}
+
+void ReleaseStore::save() const {
+  const fs::path file = releases_dir() / "RELEASES.json";
+  const fs::path temporary = releases_dir() / "RELEASES.json.tmp";
+  const json document = {
+      {"permanent", version_or_null(permanent_)}, {"current", version_or_null(current_)}, {"old", old_}};
+  const std::string text = document.dump(2) + "\n";
+  try {
+    Fd fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (fd.get() < 0) throw ReleaseError("cannot create " + temporary.string() + ": " + errno_text());
+    write_all(fd.get(), text.data(), text.size(), temporary);
+    if (::fsync(fd.get()) != 0 || !fd.close())
+      throw ReleaseError("cannot write " + temporary.string() + ": " + errno_text());
+    // rename replaces the old file in one step: a reader sees the old or the new content, never half.
+    if (::rename(temporary.c_str(), file.c_str()) != 0)
+      throw ReleaseError("cannot replace " + file.string() + ": " + errno_text());
+  } catch (const ReleaseError&) {
+    ::unlink(temporary.c_str());
+    throw;
+  }
+  sync_folder(releases_dir());
+}
+
+// Mutators call this first, so that a long-running host does not overwrite a
+// change made meanwhile by another `hotswap` command on the same root.
+void ReleaseStore::load() {
+  const fs::path file = releases_dir() / "RELEASES.json";
+  boost::system::error_code ec;
+  if (!fs::exists(file, ec)) {  // a fresh root: nothing has run yet
+    permanent_.reset();
+    current_.reset();
+    old_.clear();
+    return;
+  }
+  json document;
+  try {
+    document = json::parse(read_text(file));
+  } catch (const json::parse_error& e) {
+    corrupt(file, std::string("invalid JSON: ") + e.what());
+  }
+  if (!document.is_object()) corrupt(file, "expected a JSON object");
+  // Read every field before assigning any, so a corrupt file leaves the state as it was.
+  std::optional<std::string> permanent = version_field(file, document, "permanent");
+  std::optional<std::string> current = version_field(file, document, "current");
+  old_ = old_field(file, document);
+  permanent_ = std::move(permanent);
+  current_ = std::move(current);
+}
+
+}  // namespace hotswap::host
