@@ -66,10 +66,10 @@ AdminHandler make_admin_handler(Runtime& runtime) {
                                 respond.error(error, error.rfind("busy:", 0) == 0 ? "busy" : "failed");
                               });
       }
-      if (cmd == "unpack") {
-        std::string version = runtime.store().unpack(string_arg(request, "file"));
-        return respond.ok({{"version", version}});
-      }
+      if (cmd == "unpack") return runtime.unpack(string_arg(request, "file"), [respond](const std::string& version, const std::string& error) {
+        if (error.empty()) return respond.ok({{"version", version}});
+        respond.error(error);
+      });
       if (cmd == "make_permanent") {
         std::string version = string_arg(request, "version");
         runtime.make_permanent(version);

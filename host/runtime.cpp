@@ -339,6 +339,18 @@ void Runtime::reload(const ProgressListener& progress, std::function<void(nlohma
   }
 }
 
+void Runtime::unpack(const std::string& tarball, std::function<void(std::string, std::string)> done) {
+  asio::post(worker_, [this, tarball, done] {
+    std::string version, error;
+    try {
+      version = store_.unpack(tarball);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    asio::post(io_, [done, version, error] { done(version, error); });
+  });
+}
+
 nlohmann::json Runtime::status() const {
   nlohmann::json modules = nlohmann::json::array();
   for (ModuleSlot* slot : const_cast<ModuleRegistry&>(registry_).slots()) {

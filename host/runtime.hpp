@@ -86,6 +86,10 @@ class Runtime {
   // The plan to `version`, without doing it. Throws.
   appup::Plan plan_to(const std::string& version);
 
+  // Unpacks a release tarball on the worker thread (it reads, hashes and writes
+  // megabytes, which must not stall the event loop); `done` runs on the loop.
+  void unpack(const std::string& tarball, std::function<void(std::string version, std::string error)> done);
+
   nlohmann::json status() const;
   void set_log_level(const std::string& level);  // throws std::invalid_argument
   void make_permanent(const std::string& version);

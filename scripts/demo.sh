@@ -31,10 +31,10 @@ swap() {
   local out status=0
   out=$(hs "$@" 2>&1) || status=$?
   printf '%s\n' "$out" | sed 's/^/   /'
-  local verdict
-  verdict=$(printf '%s\n' "$out" | grep -E ': (committed|rolled_back|refused)' | tail -1 | sed 's/^ *//')
-  [ -n "$verdict" ] || verdict=$(printf '%s\n' "$out" | tail -1)
-  pauses+=("$label -> $verdict")
+  local outcome pause
+  outcome=$(printf '%s\n' "$out" | grep -oE ': (committed|rolled_back|refused)' | tail -1 | tr -d ': ')
+  pause=$(printf '%s\n' "$out" | grep -oE 'pause [0-9.]+ us' | tail -1)
+  pauses+=("$(printf '%-44s %-12s %s' "$label" "${outcome:-failed}" "${pause:-}")")
   return 0
 }
 
@@ -60,15 +60,18 @@ tar -C "$bad" -czf "$root/arena-2.0.1-bad.tar.gz" manifest.json modules appups r
 rm -rf "$bad"
 
 hs plan 1.1.0 | sed 's/^/   /'
-swap "upgrade 1.0.0 -> 1.1.0 (load_module: a code-only fix)" upgrade 1.1.0
+say "1.1.0 is a code-only fix (load_module)"
+swap "upgrade   1.0.0 -> 1.1.0 (load_module)" upgrade 1.1.0
 sleep 2
 hs plan 2.0.0 | sed 's/^/   /'
-swap "upgrade 1.1.0 -> 2.0.0 (update: health and score per player)" upgrade 2.0.0
+say "2.0.0 adds health and score per player (update, state migrated)"
+swap "upgrade   1.1.0 -> 2.0.0 (update)" upgrade 2.0.0
 sleep 2
-swap "downgrade 2.0.0 -> 1.1.0 (update down: the newer code writes the old layout)" downgrade 1.1.0
+swap "downgrade 2.0.0 -> 1.1.0 (update)" downgrade 1.1.0
 sleep 2
 hs unpack "$root/arena-2.0.1-bad.tar.gz" >/dev/null
-swap "upgrade 1.1.0 -> 2.0.1 (its migration fails: expect a rollback)" upgrade 2.0.1
+say "2.0.1 ships an appup whose extra the migration refuses: expect a rollback"
+swap "upgrade   1.1.0 -> 2.0.1 (failing migration)" upgrade 2.0.1
 sleep 2
 swap "downgrade 1.1.0 -> 1.0.0 (load_module)" downgrade 1.0.0
 
@@ -90,7 +93,9 @@ echo "   connections dropped: $(field dropped)"
 echo "   requests sent:       $(field sent)"
 echo "   replies lost:        $(field missing)"
 echo "   replies out of order: $(field out_of_order)"
-echo "   latency p50/p99/max: $(field p50_ms) / $(field p99_ms) / $(field max_ms) ms"
+echo "   latency p50/p99/max: $(field p50) / $(field p99) / $(field max) ms"
+echo
+echo "   in total: connections dropped $(field dropped), messages lost $(field missing)"
 if [ "$bot_status" -ne 0 ]; then
   echo "demo: the bots saw a problem (exit $bot_status):" >&2
   cat "$root/bot.err" "$root/bot.json" >&2
