@@ -265,3 +265,33 @@ TEST_CASE("the report records every step, the pause and the outcome") {
   CHECK(j["pause_us"].get<double>() > 0);
   CHECK_THAT(r.summary(), Catch::Contains("committed, pause"));
 }
+
+TEST_CASE("sends made during a migration are held until commit and dropped on rollback") {
+  SECTION("commit") {
+    Fixture f;
+    auto s = step(StepKind::Update, "counter", "1.0.0", "2.0.0");
+    s.extra = {{"announce", 9}};
+    REQUIRE(f.executor.run(plan_of({s})).committed());
+    CHECK(f.services.sent_to(9) == std::vector<std::string>{"v2 migrated"});
+  }
+  SECTION("rollback") {
+    Fixture f;
+    auto s = step(StepKind::Update, "counter", "1.0.0", "2.0.0");
+    s.extra = {{"announce", 9}, {"fail", "throw"}};
+    REQUIRE(f.executor.run(plan_of({s})).outcome == UpgradeReport::Outcome::RolledBack);
+    CHECK(f.services.sent_to(9).empty());
+  }
+}
+
+TEST_CASE("a timer belongs to the module slot and fires into the version serving when it expires") {
+  Fixture f;
+  f.send(4, "timer 50");
+  REQUIRE(f.services.timers.size() == 1);
+  hotswap_timer_id id = f.services.timers.begin()->first;
+  CHECK(f.counter().timers().count(id) == 1);
+  REQUIRE(f.executor.run(plan_of({step(StepKind::Update, "counter", "1.0.0", "2.0.0")})).committed());
+  CHECK(f.services.timers.count(id) == 1);  // not cancelled by the swap
+  f.registry.deliver_timer(f.counter(), id, f.services.timers[id].tag, /*last=*/true);
+  CHECK(f.services.last_to(4) == "v2 timer fired");
+  CHECK(f.counter().timers().empty());
+}

@@ -2,6 +2,7 @@
 //   u64 total, u64 ticks, u32 n, n x (u64 conn, u64 count)
 // "add N" adds N to the total and to the sender's count and replies
 // "<tag> total=<total>"; "get" replies the same without adding.
+// "timer MS" arms a one-shot timer; when it fires, the asking connection gets "<tag> timer fired".
 // "config" replies the module's runtime-config section (updated by on_config_change).
 // Tasks: "double" doubles the total; "fail" always fails.
 #include "counter_protocol.hpp"
@@ -26,6 +27,10 @@ class Counter : public hotswap::Module<Counter> {
       uint64_t n = std::stoull(std::string(msg.substr(4)));
       total_ += n;
       per_conn_[conn] += n;
+    } else if (msg.rfind("timer ", 0) == 0) {
+      host().start_timer(std::stoull(std::string(msg.substr(6))), 0, conn);
+      host().send(conn, std::string(COUNTER_TAG) + " timer armed" + std::string(tag));
+      return;
     } else if (msg == "config") {
       host().send(conn, config_ + std::string(tag));
       return;
@@ -35,6 +40,7 @@ class Counter : public hotswap::Module<Counter> {
     host().send(conn, std::string(COUNTER_TAG) + " total=" + std::to_string(total_) + std::string(tag));
   }
   void on_tick(uint64_t) { ++ticks_; }
+  void on_timer(hotswap::TimerId, uint64_t conn) { host().send(conn, std::string(COUNTER_TAG) + " timer fired"); }
   void on_config_change(std::string_view config) { config_ = std::string(config); }
   std::string run_task(std::string_view name, std::string_view) {
     if (name == "double") {

@@ -2,7 +2,8 @@
 //   str label, u64 n, n x (u64 conn, i64 count, u64 messages), i64 total, u64 ticks
 // Upgrade from schema 1: label from extra.label (default "default"), messages 0.
 // Downgrade to schema 1: drops label and messages.
-// Test hooks in `extra`: {"sleep_ms": N} makes the migration slow; {"fail": "throw"} makes it throw.
+// Test hooks in `extra`: {"sleep_ms": N} makes the migration slow; {"fail": "throw"} makes it throw;
+// {"announce": CONN} sends "v2 migrated" to CONN from inside the migration.
 #include "counter_protocol.hpp"
 
 #include <hotswap/module.hpp>
@@ -49,6 +50,7 @@ class Counter : public hotswap::Module<Counter> {
     host().send(conn, "v2 total=" + std::to_string(total_) + std::string(tag));
   }
   void on_tick(uint64_t) { ++ticks_; }
+  void on_timer(hotswap::TimerId, uint64_t conn) { host().send(conn, "v2 timer fired"); }
 
   void export_state(hotswap::StateWriter& out) const {
     out.str(label_);
@@ -76,6 +78,9 @@ class Counter : public hotswap::Module<Counter> {
   }
   void migrate_up(const hotswap::MigrationFrom& from, hotswap::StateReader& in) {
     nlohmann::json extra = nlohmann::json::parse(from.extra_json);
+    // A send during migration: the host must hold it until the upgrade commits.
+    if (extra.is_object() && extra.contains("announce"))
+      host().send(extra["announce"].get<hotswap::ConnId>(), "v2 migrated");
     apply_test_hooks(extra);
     if (from.schema == kStateSchema) return import_state(in);
     if (from.schema != 1) throw std::runtime_error("cannot migrate from schema " + std::to_string(from.schema));

@@ -79,11 +79,14 @@ inline nlohmann::json counter_v2_appup(const nlohmann::json& extra = {{"label", 
           {"down", {{{"to", "1.0.0"}, {"instructions", {{{"op", "update"}}}}}}}};
 }
 
+// Two listeners for the counter: "main" (line framing) and "bin" (32-bit length prefix).
 inline nlohmann::json counter_runtime(size_t max_output_bytes = 1 << 20, size_t max_frame = 1024) {
   return {{"log_level", "warn"},
           {"max_output_bytes", max_output_bytes},
           {"listeners",
            {{{"name", "main"}, {"address", "127.0.0.1"}, {"port", 0}, {"framing", "line"},
+             {"max_frame_bytes", max_frame}, {"module", "counter"}},
+            {{"name", "bin"}, {"address", "127.0.0.1"}, {"port", 0}, {"framing", "length_prefixed"},
              {"max_frame_bytes", max_frame}, {"module", "counter"}}}},
           {"modules", {{"counter", {{"tick_hz", 50}}}}}};
 }
@@ -100,7 +103,9 @@ class RunningHost {
     thread_.join();
   }
   host::Runtime& runtime() { return runtime_; }
-  uint16_t port() { return on_loop([this] { return runtime_.server().listeners().at(0).port; }); }
+  uint16_t port(size_t listener = 0) {
+    return on_loop([this, listener] { return runtime_.server().listeners().at(listener).port; });
+  }
 
   // Runs fn on the loop thread and returns its result.
   template <class Fn>

@@ -169,3 +169,57 @@ TEST_CASE("misbehaving clients are closed one by one while the others are served
   CHECK(totals.sent == totals.replies);
   CHECK(totals.replies >= before + 200);
 }
+
+namespace {
+
+std::string read_line(tcp::socket& s, asio::streambuf& in) {
+  size_t n = asio::read_until(s, in, '\n');
+  std::string line(asio::buffers_begin(in.data()), asio::buffers_begin(in.data()) + n - 1);
+  in.consume(n);
+  return line;
+}
+
+std::string frame(const std::string& payload) {
+  uint32_t n = static_cast<uint32_t>(payload.size());
+  std::string out{char(n >> 24), char(n >> 16), char(n >> 8), char(n)};
+  return out + payload;
+}
+
+}  // namespace
+
+TEST_CASE("a timer armed by the old version fires into the new one after an upgrade") {
+  CounterServer server;
+  asio::io_context io;
+  tcp::socket s(io);
+  s.connect({asio::ip::make_address("127.0.0.1"), server.host->port()});
+  asio::streambuf in;
+  asio::write(s, asio::buffer(std::string("timer 300 #1\n")));
+  CHECK(read_line(s, in) == "v1 timer armed #1");
+  REQUIRE(server.host->upgrade("2.0.0").committed());
+  CHECK(read_line(s, in) == "v2 timer fired");
+}
+
+TEST_CASE("length-prefixed framing carries requests and replies and refuses oversized frames") {
+  CounterServer server;
+  asio::io_context io;
+  tcp::endpoint bin(asio::ip::make_address("127.0.0.1"), server.host->port(1));
+  tcp::socket s(io);
+  s.connect(bin);
+  asio::write(s, asio::buffer(frame("add 2 #1") + frame("get #2")));
+  for (const char* expected : {"v1 total=2 #1", "v1 total=2 #2"}) {
+    unsigned char header[4];
+    asio::read(s, asio::buffer(header));
+    size_t n = (size_t(header[0]) << 24) | (size_t(header[1]) << 16) | (size_t(header[2]) << 8) | header[3];
+    std::string payload(n, '\0');
+    asio::read(s, asio::buffer(payload));
+    CHECK(payload == expected);
+  }
+  tcp::socket big(io);
+  big.connect(bin);
+  asio::write(big, asio::buffer(std::string("\x00\x10\x00\x00", 4)));  // claims 1 MiB, over the 1 KiB limit
+  CHECK(closed_by_server(big));
+  asio::write(s, asio::buffer(frame("get #3")));
+  unsigned char header[4];
+  asio::read(s, asio::buffer(header));
+  CHECK(header[3] == std::string("v1 total=2 #3").size());
+}
