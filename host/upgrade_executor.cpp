@@ -298,7 +298,8 @@ UpgradeReport UpgradeExecutor::apply(PreparedUpgrade prepared, const ProgressLis
   prepared.libraries_.clear();  // libraries of a rolled-back plan
   report.purge_time = Clock::now() - purge_start;
   emit({{"event", "purged"}, {"purge_ms", ms(report.purge_time)}, {"leaked", report.leaked}});
-  (report.committed() ? spdlog::info("{}", report.summary()) : spdlog::warn("{}", report.summary()));
+  spdlog::level::level_enum level = report.committed() ? spdlog::level::info : spdlog::level::warn;
+  if (spdlog::should_log(level)) spdlog::log(level, "{}", report.summary());
   return report;
 }
 
