@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <grp.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,7 +29,7 @@ struct Result {
 };
 
 // Runs `hotswap ARGS --root ROOT` with optional environment assignments; captures stdout+stderr.
-Result hotswap(const fs::path& root, const std::string& args, const std::string& env = "") {
+Result run_hotswap(const fs::path& root, const std::string& args, const std::string& env = "") {
   std::string cmd = "env " + env + " " HOTSWAP_BINARY " " + args + " --root '" + root.string() + "' 2>&1";
   FILE* pipe = ::popen(cmd.c_str(), "r");
   REQUIRE(pipe != nullptr);
@@ -55,7 +56,7 @@ struct Root {
     boost::system::error_code ec;
     fs::remove_all(dir, ec);
   }
-  Result run(const std::string& args, const std::string& env = "") const { return hotswap(dir, args, env); }
+  Result run(const std::string& args, const std::string& env = "") const { return run_hotswap(dir, args, env); }
   void must(const std::string& args) const {
     Result r = run(args);
     INFO("hotswap " << args << "\n" << r.out);
@@ -347,4 +348,87 @@ TEST_CASE("usage errors and a missing host have their own exit statuses") {
   CHECK(none.code == 69);
   CHECK_THAT(none.out, Catch::Contains("no hotswap host answers"));
   CHECK(root.run("upgrade --help").code == 0);
+}
+
+TEST_CASE("a release is made permanent automatically after the configured healthy period") {
+  Root root;
+  root.must("unpack " + tarball("1.0.0").string());
+  std::ifstream in((root.dir / "releases" / "1.0.0" / "runtime.json").string());
+  json config = json::parse(in);
+  config["auto_permanent_after_s"] = 1;
+  { std::ofstream((root.dir / "runtime.json").string()) << config.dump(); }
+  root.must("daemon");
+  root.must("unpack " + tarball("1.1.0").string());
+  root.must("upgrade 1.1.0");
+  CHECK(root.states()["1.1.0"] == "current");
+  std::string state;
+  for (int i = 0; i < 60 && state != "permanent"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    state = root.states()["1.1.0"];
+  }
+  CHECK(state == "permanent");
+  CHECK(root.states()["1.0.0"] == "old");
+  root.must("stop");
+}
+
+TEST_CASE("the remote shell sends each line as an admin command") {
+  Root root;
+  root.boot_first_release();
+  Result r = run_hotswap(root.dir, "remote < /dev/null");  // end of input leaves at once
+  CHECK(r.code == 0);
+  std::string cmd = "printf 'status\\nfrobnicate\\nreleases\\nquit\\n' | " HOTSWAP_BINARY " remote --root '" +
+                    root.dir.string() + "' 2>&1";
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::string out;
+  char buf[4096];
+  while (size_t n = std::fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+  CHECK(::pclose(pipe) == 0);
+  CHECK_THAT(out, Catch::Contains("release counter 1.0.0 (permanent)"));
+  CHECK_THAT(out, Catch::Contains("not an admin command here: frobnicate"));
+  CHECK_THAT(out, Catch::Contains("1.0.0  permanent"));
+  root.must("stop");
+}
+
+TEST_CASE("the admin socket is private and refuses peers of other users") {
+  Root root;
+  root.boot_first_release();
+  fs::path socket = root.dir / "run" / "admin.sock";
+  CHECK((fs::status(socket).permissions() & fs::perms_mask) == (fs::owner_read | fs::owner_write));
+  CHECK((fs::status(root.dir / "run").permissions() & fs::perms_mask) == fs::owner_all);
+  if (::geteuid() == 0) {
+    // Open the file modes up, so that only the SO_PEERCRED check stands between a stranger and the host.
+    fs::permissions(root.dir, fs::owner_all | fs::others_exe);
+    fs::permissions(root.dir / "run", fs::owner_all | fs::others_exe);
+    fs::permissions(socket, fs::owner_read | fs::owner_write | fs::others_read | fs::others_write);
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    pid_t child = ::fork();
+    if (child == 0) {
+      ::close(fds[0]);
+      if (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(2);
+      int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+      sockaddr_un addr{};
+      addr.sun_family = AF_UNIX;
+      std::strcpy(addr.sun_path, socket.c_str());
+      if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) ::_exit(100 + errno);
+      std::string request = "{\"cmd\":\"stop\"}\n";
+      ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+      char c;
+      while (::read(fd, &c, 1) == 1) (void)!::write(fds[1], &c, 1);
+      ::_exit(0);
+    }
+    ::close(fds[1]);
+    std::string reply;
+    char c;
+    while (::read(fds[0], &c, 1) == 1) reply.push_back(c);
+    ::close(fds[0]);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    CHECK_THAT(reply, Catch::Contains("\"forbidden\""));
+    CHECK(root.version() == "1.0.0");  // the stranger's "stop" was not obeyed
+  }
+  root.must("stop");
 }
