@@ -3,9 +3,8 @@
 #pragma once
 
 #include <boost/filesystem/path.hpp>
-#include <nlohmann/json.hpp>
-
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
 

@@ -1,8 +1,8 @@
 #include "admin_commands.hpp"
 
-#include "runtime.hpp"
-
 #include <spdlog/spdlog.h>
+
+#include "runtime.hpp"
 
 namespace hotswap::host {
 namespace {
@@ -29,9 +29,9 @@ std::optional<ReleaseTask> pre_task_arg(const nlohmann::json& request) {
 void reply_with_report(const AdminResponder& respond, const UpgradeReport& report) {
   if (report.committed()) return respond.ok(report.to_json());
   bool busy = report.error.rfind("busy:", 0) == 0;
-  respond.error(report.summary(), busy ? "busy" : report.outcome == UpgradeReport::Outcome::RolledBack
-                                                      ? "rolled_back"
-                                                      : "refused");
+  respond.error(report.summary(), busy                                                   ? "busy"
+                                  : report.outcome == UpgradeReport::Outcome::RolledBack ? "rolled_back"
+                                                                                         : "refused");
 }
 
 void start_upgrade(Runtime& runtime, const nlohmann::json& request, const AdminResponder& respond,
@@ -66,10 +66,12 @@ AdminHandler make_admin_handler(Runtime& runtime) {
                                 respond.error(error, error.rfind("busy:", 0) == 0 ? "busy" : "failed");
                               });
       }
-      if (cmd == "unpack") return runtime.unpack(string_arg(request, "file"), [respond](const std::string& version, const std::string& error) {
-        if (error.empty()) return respond.ok({{"version", version}});
-        respond.error(error);
-      });
+      if (cmd == "unpack")
+        return runtime.unpack(string_arg(request, "file"),
+                              [respond](const std::string& version, const std::string& error) {
+                                if (error.empty()) return respond.ok({{"version", version}});
+                                respond.error(error);
+                              });
       if (cmd == "make_permanent") {
         std::string version = string_arg(request, "version");
         runtime.make_permanent(version);

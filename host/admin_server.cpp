@@ -1,12 +1,11 @@
 #include "admin_server.hpp"
 
-#include <boost/filesystem/operations.hpp>
 #include <spdlog/spdlog.h>
-
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <boost/filesystem/operations.hpp>
 #include <deque>
 
 namespace hotswap::host {
@@ -20,7 +19,9 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
 
   void start() {
     if (!peer_allowed()) {
-      write_line({{"id", nullptr}, {"ok", false}, {"code", "forbidden"},
+      write_line({{"id", nullptr},
+                  {"ok", false},
+                  {"code", "forbidden"},
                   {"error", "permission denied: only the host's user or root may use the admin socket"}});
       close_after_write_ = true;
       return;
@@ -94,7 +95,9 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
   }
 
   void reject_oversized() {
-    write_line({{"id", nullptr}, {"ok", false}, {"code", "too_large"},
+    write_line({{"id", nullptr},
+                {"ok", false},
+                {"code", "too_large"},
                 {"error", "request over " + std::to_string(server_.max_request_bytes_) + " bytes"}});
     close_after_write_ = true;
     buffer_.clear();
@@ -167,7 +170,10 @@ void AdminResponder::error(const std::string& message, const std::string& code) 
 
 AdminServer::AdminServer(asio::io_context& io, boost::filesystem::path socket_path, size_t max_request_bytes,
                          AdminHandler handler)
-    : io_(io), path_(std::move(socket_path)), max_request_bytes_(max_request_bytes), handler_(std::move(handler)),
+    : io_(io),
+      path_(std::move(socket_path)),
+      max_request_bytes_(max_request_bytes),
+      handler_(std::move(handler)),
       acceptor_(io) {
   boost::system::error_code ec;
   boost::filesystem::remove(path_, ec);  // a stale socket of a host that died; PidFile rules out a live one

@@ -13,10 +13,9 @@
 
 #include <boost/asio.hpp>
 #include <boost/filesystem/path.hpp>
-#include <nlohmann/json.hpp>
-
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 

@@ -1,18 +1,17 @@
 #include "library_loader.hpp"
 
-#include "sha256.hpp"
-
-#include <boost/filesystem/operations.hpp>
-#include <spdlog/spdlog.h>
-
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <boost/filesystem/operations.hpp>
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
+
+#include "sha256.hpp"
 
 namespace fs = boost::filesystem;
 
@@ -32,12 +31,13 @@ bool writable_by_others(const fs::path& p) {
 // is less helpful than saying what the file is not.
 void check_elf_shared_object(const fs::path& file) {
   int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw LoadError(LoadError::Kind::MissingFile, "cannot open " + file.string() + ": " + std::strerror(errno));
+  if (fd < 0)
+    throw LoadError(LoadError::Kind::MissingFile, "cannot open " + file.string() + ": " + std::strerror(errno));
   unsigned char header[18] = {};
   ssize_t got = ::read(fd, header, sizeof header);
   ::close(fd);
-  bool elf = got == static_cast<ssize_t>(sizeof header) && header[0] == 0x7f && header[1] == 'E' &&
-             header[2] == 'L' && header[3] == 'F';
+  bool elf = got == static_cast<ssize_t>(sizeof header) && header[0] == 0x7f && header[1] == 'E' && header[2] == 'L' &&
+             header[3] == 'F';
   if (!elf) throw LoadError(LoadError::Kind::NotSharedObject, file.string() + " is not an ELF file");
   unsigned e_type = header[16] | (header[17] << 8);  // little-endian hosts only (x86_64, aarch64)
   if (e_type != 3 /* ET_DYN */)
@@ -70,9 +70,10 @@ bool LoadedLibrary::close() {
     ::dlclose(still);
     unmapped = false;
     std::string what = name_ + " " + version_ + " (" + copy_.string() + ")";
-    spdlog::warn("module library {} stayed mapped after unload (thread_local destructors, STB_GNU_UNIQUE "
-                 "symbols or a dangling reference keep it); it will never be reused",
-                 what);
+    spdlog::warn(
+        "module library {} stayed mapped after unload (thread_local destructors, STB_GNU_UNIQUE "
+        "symbols or a dangling reference keep it); it will never be reused",
+        what);
     leaks_->record(std::move(what));
   }
   boost::system::error_code ec;
@@ -134,8 +135,9 @@ std::shared_ptr<LoadedLibrary> LibraryLoader::load(const fs::path& file, const L
 
   auto entry = reinterpret_cast<hotswap_entry_fn>(::dlsym(handle, HOTSWAP_ENTRY_SYMBOL));
   if (entry == nullptr)
-    throw LoadError(Kind::MissingEntry, file.string() + " has no entry symbol " HOTSWAP_ENTRY_SYMBOL
-                                        ": it was not built as a hotswap module (HOTSWAP_MODULE macro)");
+    throw LoadError(Kind::MissingEntry, file.string() +
+                                            " has no entry symbol " HOTSWAP_ENTRY_SYMBOL
+                                            ": it was not built as a hotswap module (HOTSWAP_MODULE macro)");
   const hotswap_module_descriptor* d = entry();
   if (d == nullptr) throw LoadError(Kind::BadDescriptor, file.string() + ": the entry symbol returned no descriptor");
   std::string supported = std::to_string(HOTSWAP_ABI_VERSION_MIN) + ".." + std::to_string(HOTSWAP_ABI_VERSION);
@@ -159,8 +161,8 @@ std::shared_ptr<LoadedLibrary> LibraryLoader::load(const fs::path& file, const L
     throw LoadError(Kind::NameMismatch,
                     file.string() + " is module '" + lib->name_ + "', expected '" + expect.name + "'");
   if (!expect.version.empty() && lib->version_ != expect.version)
-    throw LoadError(Kind::VersionMismatch, file.string() + " is " + lib->name_ + " version " + lib->version_ +
-                                               ", expected " + expect.version);
+    throw LoadError(Kind::VersionMismatch,
+                    file.string() + " is " + lib->name_ + " version " + lib->version_ + ", expected " + expect.version);
   return lib;
 }
 

@@ -10,7 +10,6 @@
 #include <hotswap/module.h>
 
 #include <boost/filesystem/path.hpp>
-
 #include <cstdint>
 #include <memory>
 #include <mutex>

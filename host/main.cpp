@@ -1,24 +1,16 @@
 // The `hotswap` command: runs a host (start, daemon) and talks to a running one
 // over its admin socket (everything else). `hotswap --help` lists the commands;
 // host/README.md documents them, their output and their exit statuses.
-#include "admin_client.hpp"
-#include "admin_commands.hpp"
-#include "pid_file.hpp"
-#include "release_store.hpp"
-#include "runtime.hpp"
-#include "runtime_config.hpp"
-
-#include <boost/filesystem.hpp>
+#include <fcntl.h>
+#include <malloc.h>
 #include <readline/history.h>
 #include <readline/readline.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
-
-#include <fcntl.h>
-#include <malloc.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <boost/filesystem.hpp>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -26,6 +18,13 @@
 #include <sstream>
 #include <thread>
 #include <vector>
+
+#include "admin_client.hpp"
+#include "admin_commands.hpp"
+#include "pid_file.hpp"
+#include "release_store.hpp"
+#include "runtime.hpp"
+#include "runtime_config.hpp"
 
 namespace fs = boost::filesystem;
 using hotswap::host::AdminClient;
@@ -36,11 +35,11 @@ namespace {
 
 // Exit statuses (sysexits.h where one fits).
 constexpr int kOk = 0;
-constexpr int kFailed = 1;        // the command ran and failed (refused, rolled back, error reply)
-constexpr int kUsage = 64;        // EX_USAGE: bad command line
-constexpr int kNotRunning = 69;   // EX_UNAVAILABLE: no host answers on the admin socket
-constexpr int kBusy = 75;         // EX_TEMPFAIL: another upgrade is running; try again
-constexpr int kConfig = 78;       // EX_CONFIG: the runtime config is invalid
+constexpr int kFailed = 1;       // the command ran and failed (refused, rolled back, error reply)
+constexpr int kUsage = 64;       // EX_USAGE: bad command line
+constexpr int kNotRunning = 69;  // EX_UNAVAILABLE: no host answers on the admin socket
+constexpr int kBusy = 75;        // EX_TEMPFAIL: another upgrade is running; try again
+constexpr int kConfig = 78;      // EX_CONFIG: the runtime config is invalid
 
 struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -202,8 +201,8 @@ int cmd_daemon(const fs::path& root, const std::string& log_level) {
       AdminClient client(admin_socket(root));
       json reply = client.request({{"cmd", "status"}});
       if (reply.value("ok", false)) {
-        std::cout << "hotswap: host pid " << child << " running release " << reply["result"]["version"].get<std::string>()
-                  << " (log: " << log_file.string() << ")\n";
+        std::cout << "hotswap: host pid " << child << " running release "
+                  << reply["result"]["version"].get<std::string>() << " (log: " << log_file.string() << ")\n";
         return kOk;
       }
     } catch (const NotRunning&) {
@@ -216,31 +215,42 @@ int cmd_daemon(const fs::path& root, const std::string& log_level) {
 
 // ---- talking to a host ----
 
-double as_double(const json& j, const char* key) { return j.contains(key) && j[key].is_number() ? j[key].get<double>() : 0; }
+double as_double(const json& j, const char* key) {
+  return j.contains(key) && j[key].is_number() ? j[key].get<double>() : 0;
+}
 
 void print_event(const json& e) {
   std::string kind = e.value("event", "?");
-  if (kind == "check") std::cout << "  check: loading and verifying " << e.value("steps", 0) << " step(s)\n";
-  else if (kind == "loaded") std::cout << "  loaded and checked in " << as_double(e, "check_ms") << " ms\n";
-  else if (kind == "pre_task") std::cout << "  pre-upgrade task " << e.value("module", "") << ":" << e.value("task", "") << "\n";
-  else if (kind == "pre_task_done") std::cout << "  pre-upgrade task done: " << e.value("result", "") << "\n";
-  else if (kind == "paused") std::cout << "  paused: " << e["modules"].dump() << "\n";
+  if (kind == "check")
+    std::cout << "  check: loading and verifying " << e.value("steps", 0) << " step(s)\n";
+  else if (kind == "loaded")
+    std::cout << "  loaded and checked in " << as_double(e, "check_ms") << " ms\n";
+  else if (kind == "pre_task")
+    std::cout << "  pre-upgrade task " << e.value("module", "") << ":" << e.value("task", "") << "\n";
+  else if (kind == "pre_task_done")
+    std::cout << "  pre-upgrade task done: " << e.value("result", "") << "\n";
+  else if (kind == "paused")
+    std::cout << "  paused: " << e["modules"].dump() << "\n";
   else if (kind == "step")
     std::cout << "  step " << e.value("index", 0) << ": " << e.value("step", "") << " ... "
               << (e.value("ok", false) ? "ok" : "FAILED: " + e.value("error", "")) << " (" << as_double(e, "ms")
               << " ms)\n";
-  else if (kind == "committed") std::cout << "  committed; pause " << as_double(e, "pause_us") << " us\n";
+  else if (kind == "committed")
+    std::cout << "  committed; pause " << as_double(e, "pause_us") << " us\n";
   else if (kind == "rolled_back")
     std::cout << "  rolled back (pause " << as_double(e, "pause_us") << " us): " << e.value("error", "") << "\n";
-  else if (kind == "refused") std::cout << "  refused: " << e.value("error", "") << "\n";
-  else if (kind == "purged") std::cout << "  old code unloaded in " << as_double(e, "purge_ms") << " ms\n";
-  else std::cout << "  " << e.dump() << "\n";
+  else if (kind == "refused")
+    std::cout << "  refused: " << e.value("error", "") << "\n";
+  else if (kind == "purged")
+    std::cout << "  old code unloaded in " << as_double(e, "purge_ms") << " ms\n";
+  else
+    std::cout << "  " << e.dump() << "\n";
 }
 
 void print_status(const json& s) {
   std::cout << "release " << s["release"].get<std::string>() << " " << s["version"].get<std::string>()
-            << (s["permanent"] == s["version"] ? " (permanent)" : " (not permanent)") << ", pid " << s["pid"]
-            << ", up " << static_cast<long>(s["uptime_s"].get<double>()) << " s\n";
+            << (s["permanent"] == s["version"] ? " (permanent)" : " (not permanent)") << ", pid " << s["pid"] << ", up "
+            << static_cast<long>(s["uptime_s"].get<double>()) << " s\n";
   std::cout << "connections " << s["connections"] << "\n";
   for (const auto& l : s["listeners"])
     std::cout << "listener " << l["name"].get<std::string>() << " " << l["address"].get<std::string>() << ":"
@@ -254,7 +264,8 @@ void print_status(const json& s) {
               << " -> " << last["to"].get<std::string>() << " " << last["outcome"].get<std::string>() << ", pause "
               << as_double(last, "pause_us") << " us" << (last["error"].get<std::string>().empty() ? "" : ": ")
               << last["error"].get<std::string>() << "\n";
-  if (!s["leaked_libraries"].empty()) std::cout << "libraries that stayed mapped: " << s["leaked_libraries"].dump() << "\n";
+  if (!s["leaked_libraries"].empty())
+    std::cout << "libraries that stayed mapped: " << s["leaked_libraries"].dump() << "\n";
 }
 
 void print_releases(const json& r) {
@@ -333,11 +344,16 @@ void print_reply(const std::string& name, const json& reply, bool as_json) {
               << r.value("release", "?") << ")\n";
     return;
   }
-  if (name == "unpack") std::cout << "unpacked release " << r["version"].get<std::string>() << "\n";
-  else if (name == "make-permanent") std::cout << "release " << r["permanent"].get<std::string>() << " is permanent\n";
-  else if (name == "remove") std::cout << "removed release " << r["removed"].get<std::string>() << "\n";
-  else if (name == "log-level") std::cout << "log level " << r["level"].get<std::string>() << "\n";
-  else if (name == "stop") std::cout << "stopping\n";
+  if (name == "unpack")
+    std::cout << "unpacked release " << r["version"].get<std::string>() << "\n";
+  else if (name == "make-permanent")
+    std::cout << "release " << r["permanent"].get<std::string>() << " is permanent\n";
+  else if (name == "remove")
+    std::cout << "removed release " << r["removed"].get<std::string>() << "\n";
+  else if (name == "log-level")
+    std::cout << "log level " << r["level"].get<std::string>() << "\n";
+  else if (name == "stop")
+    std::cout << "stopping\n";
 }
 
 int send_request(AdminClient& client, const std::string& name, const json& request, bool as_json) {

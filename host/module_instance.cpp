@@ -1,10 +1,10 @@
 #include "module_instance.hpp"
 
-#include "module_registry.hpp"
-
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+
+#include "module_registry.hpp"
 
 namespace hotswap::host {
 namespace {
@@ -120,14 +120,14 @@ hotswap_status api_timer_cancel(hotswap_host_ctx* ctx, hotswap_timer_id id) {
 }
 
 uint64_t api_monotonic_ms(hotswap_host_ctx*) {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::steady_clock::now().time_since_epoch())
-                                   .count());
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+          .count());
 }
 
 const hotswap_host_api kHostApi = {
-    HOTSWAP_ABI_VERSION, sizeof(hotswap_host_api), api_log,        api_buffer_append, api_send,
-    api_broadcast,       api_close,                api_timer_start, api_timer_cancel, api_monotonic_ms,
+    HOTSWAP_ABI_VERSION, sizeof(hotswap_host_api), api_log,          api_buffer_append, api_send, api_broadcast,
+    api_close,           api_timer_start,          api_timer_cancel, api_monotonic_ms,
 };
 
 struct ErrorBuffer {
@@ -159,7 +159,7 @@ ModuleInstance::~ModuleInstance() {
 }
 
 void ModuleInstance::fail(const char* callback, hotswap_status status, const char* message) const {
-  std::string why = (message && *message) ? message
+  std::string why = (message && *message)           ? message
                     : status == HOTSWAP_UNSUPPORTED ? "not implemented by this module"
                                                     : "no reason given";
   throw ModuleCallError(library_->name() + " " + library_->version() + ": " + callback + " failed: " + why);
@@ -200,8 +200,8 @@ std::string ModuleInstance::migrate_down(const std::string& to_version, uint32_t
   if (descriptor().migrate_down == nullptr) fail("migrate_down", HOTSWAP_UNSUPPORTED, nullptr);
   hotswap_buffer out;
   out.limit = kMaxStateBytes;
-  hotswap_migrate_down_args args{sizeof(hotswap_migrate_down_args), to_version.c_str(), to_schema,
-                                 extra_json.c_str(), &out};
+  hotswap_migrate_down_args args{sizeof(hotswap_migrate_down_args), to_version.c_str(), to_schema, extra_json.c_str(),
+                                 &out};
   ErrorBuffer e;
   hotswap_status st = descriptor().migrate_down(handle_, &args, &e.err);
   if (st != HOTSWAP_OK) fail("migrate_down", st, e.text);
@@ -240,10 +240,18 @@ void ModuleInstance::commit(ModuleSlot& slot) {
   ModuleRegistry& registry = *ctx_.registry;
   for (HeldEffect& e : held) {
     switch (e.kind) {
-      case HeldEffect::Kind::Send: registry.services().send(e.conn, e.bytes); break;
-      case HeldEffect::Kind::Close: registry.services().close(e.conn, e.bytes); break;
-      case HeldEffect::Kind::TimerStart: registry.arm_timer(slot, e.timer, e.delay_ms, e.repeat_ms, e.tag); break;
-      case HeldEffect::Kind::TimerCancel: registry.cancel_timer(slot, e.timer); break;
+      case HeldEffect::Kind::Send:
+        registry.services().send(e.conn, e.bytes);
+        break;
+      case HeldEffect::Kind::Close:
+        registry.services().close(e.conn, e.bytes);
+        break;
+      case HeldEffect::Kind::TimerStart:
+        registry.arm_timer(slot, e.timer, e.delay_ms, e.repeat_ms, e.tag);
+        break;
+      case HeldEffect::Kind::TimerCancel:
+        registry.cancel_timer(slot, e.timer);
+        break;
     }
   }
 }

@@ -3,14 +3,14 @@
 // calls never throw (the registry logs their failures).
 #pragma once
 
-#include "library_loader.hpp"
-
 #include <hotswap/module.h>
 
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "library_loader.hpp"
 
 namespace hotswap::host {
 

@@ -6,9 +6,6 @@
 // Threading: everything here runs on the host's event-loop thread.
 #pragma once
 
-#include "host_services.hpp"
-#include "module_instance.hpp"
-
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -17,6 +14,9 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "host_services.hpp"
+#include "module_instance.hpp"
 
 namespace hotswap::host {
 
@@ -127,8 +127,8 @@ class ModuleRegistry {
     char message_buffer[kErrorCapacity];
     message_buffer[0] = '\0';
     hotswap_error err{message_buffer, sizeof message_buffer};
-    hotswap_status status = on_message(instance.handle(), conn,
-                                       {reinterpret_cast<const uint8_t*>(message.data()), message.size()}, &err);
+    hotswap_status status =
+        on_message(instance.handle(), conn, {reinterpret_cast<const uint8_t*>(message.data()), message.size()}, &err);
     if (__builtin_expect(status != HOTSWAP_OK, 0)) report_failure(slot, "on_message", status, message_buffer);
   }
   void report_failure(ModuleSlot& slot, const char* callback, hotswap_status status, const char* message);

@@ -246,8 +246,8 @@ uint16_t NetworkServer::listen(const ListenerConfig& config) {
                              std::to_string(config.port) + ": " + ec.message());
   listener->config.port = listener->acceptor.local_endpoint().port();
   listeners_.push_back(listener);
-  spdlog::info("listener {} on {}:{} ({} framing) for module {}", config.name, config.address,
-               listener->config.port, config.framing == Framing::Line ? "line" : "length-prefixed", config.module);
+  spdlog::info("listener {} on {}:{} ({} framing) for module {}", config.name, config.address, listener->config.port,
+               config.framing == Framing::Line ? "line" : "length-prefixed", config.module);
   accept_next(listener);
   return listener->config.port;
 }

@@ -5,17 +5,16 @@
 // HostServices that modules reach through the host function table.
 #pragma once
 
-#include "host_services.hpp"
-#include "module_registry.hpp"
-#include "runtime_config.hpp"
-
 #include <boost/asio.hpp>
-
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "host_services.hpp"
+#include "module_registry.hpp"
+#include "runtime_config.hpp"
 
 namespace hotswap::host {
 

@@ -3,10 +3,10 @@
 // can tell when the host is gone (the lock is free).
 #pragma once
 
-#include <boost/filesystem/path.hpp>
-
-#include <optional>
 #include <sys/types.h>
+
+#include <boost/filesystem/path.hpp>
+#include <optional>
 
 namespace hotswap::host {
 

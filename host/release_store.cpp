@@ -1,27 +1,25 @@
 #include "release_store.hpp"
 
-#include "sha256.hpp"
-
-#include <hotswap/appup/error.hpp>
-#include <hotswap/appup/manifest.hpp>
-#include <hotswap/appup/semver.hpp>
-
 #include <archive.h>
 #include <archive_entry.h>
-#include <boost/filesystem/operations.hpp>
-
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <boost/filesystem/operations.hpp>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <hotswap/appup/error.hpp>
+#include <hotswap/appup/manifest.hpp>
+#include <hotswap/appup/semver.hpp>
 #include <memory>
 #include <sstream>
+
+#include "sha256.hpp"
 
 namespace fs = boost::filesystem;
 using nlohmann::json;
@@ -232,14 +230,17 @@ class Unpacker {
     if (const char* target = archive_entry_hardlink(header))
       refuse(entry, std::string("hard link to '") + target + "'; only files and folders are allowed");
     switch (archive_entry_filetype(header)) {
-      case AE_IFREG: return unpack_file(header, entry, inner);
-      case AE_IFDIR: return make_folders(entry, inner);
+      case AE_IFREG:
+        return unpack_file(header, entry, inner);
+      case AE_IFDIR:
+        return make_folders(entry, inner);
       case AE_IFLNK: {
         const char* target = archive_entry_symlink(header);
         refuse(entry,
                "symbolic link to '" + std::string(target ? target : "") + "'; only files and folders are allowed");
       }
-      default: refuse(entry, "a device, fifo or socket; only files and folders are allowed");
+      default:
+        refuse(entry, "a device, fifo or socket; only files and folders are allowed");
     }
   }
 
@@ -351,10 +352,14 @@ appup::ReleaseManifest read_unpacked_manifest(const fs::path& top, const fs::pat
 
 const char* to_string(ReleaseState state) {
   switch (state) {
-    case ReleaseState::Unpacked: return "unpacked";
-    case ReleaseState::Current: return "current";
-    case ReleaseState::Permanent: return "permanent";
-    case ReleaseState::Old: return "old";
+    case ReleaseState::Unpacked:
+      return "unpacked";
+    case ReleaseState::Current:
+      return "current";
+    case ReleaseState::Permanent:
+      return "permanent";
+    case ReleaseState::Old:
+      return "old";
   }
   return "unknown";
 }

@@ -15,7 +15,6 @@
 
 #include <boost/filesystem/path.hpp>
 #include <nlohmann/json.hpp>
-
 #include <optional>
 #include <stdexcept>
 #include <string>

@@ -1,11 +1,10 @@
 #include "runtime.hpp"
 
-#include <hotswap/appup/error.hpp>
-#include <hotswap/appup/planner.hpp>
-
-#include <boost/filesystem/operations.hpp>
 #include <spdlog/spdlog.h>
 
+#include <boost/filesystem/operations.hpp>
+#include <hotswap/appup/error.hpp>
+#include <hotswap/appup/planner.hpp>
 #include <map>
 #include <set>
 
@@ -113,8 +112,13 @@ std::string run_release_task(const fs::path& release_dir, const RuntimeConfig& c
 }
 
 Runtime::Runtime(const fs::path& root)
-    : signals_(io_), store_(root), loader_(store_.run_dir()), server_(io_, registry_), registry_(server_),
-      executor_(registry_, loader_), auto_permanent_timer_(io_) {}
+    : signals_(io_),
+      store_(root),
+      loader_(store_.run_dir()),
+      server_(io_, registry_),
+      registry_(server_),
+      executor_(registry_, loader_),
+      auto_permanent_timer_(io_) {}
 
 Runtime::~Runtime() {
   worker_.join();
@@ -191,15 +195,14 @@ void Runtime::check_upgradable(const appup::Plan& plan, const RuntimeConfig& tar
                                ": it owns a listener and its connections; change the listener's module in "
                                "runtime.json and restart first");
   if (!same_listeners(config_, target_config))
-    throw std::runtime_error("the target release's runtime config changes the listeners; a listener change needs a "
-                             "restart (a blue-green handover is not available yet)");
+    throw std::runtime_error(
+        "the target release's runtime config changes the listeners; a listener change needs a "
+        "restart (a blue-green handover is not available yet)");
 }
 
 void Runtime::upgrade(const UpgradeRequest& request, const ProgressListener& progress, Done done) {
   const std::string& from = manifest_->version;
-  auto refuse = [&](const std::string& why) {
-    done(refused_report(manifest_->name, from, request.version, why));
-  };
+  auto refuse = [&](const std::string& why) { done(refused_report(manifest_->name, from, request.version, why)); };
   if (busy_) return refuse("busy: an upgrade to " + busy_with_ + " is in progress");
   if (stopping_) return refuse("the host is stopping");
 
@@ -379,8 +382,12 @@ nlohmann::json Runtime::status() const {
       {"listeners", listeners},
       {"connections", server_.connection_count()},
       {"traffic",
-       {{"accepted", s.accepted}, {"closed", s.closed}, {"frames_in", s.frames_in}, {"frames_out", s.frames_out},
-        {"protocol_errors", s.protocol_errors}, {"slow_readers", s.slow_readers}}},
+       {{"accepted", s.accepted},
+        {"closed", s.closed},
+        {"frames_in", s.frames_in},
+        {"frames_out", s.frames_out},
+        {"protocol_errors", s.protocol_errors},
+        {"slow_readers", s.slow_readers}}},
       {"busy", busy_},
       {"leaked_libraries", loader_.leaked()},
       {"last_upgrade", last_upgrade_ ? last_upgrade_->to_json() : nlohmann::json(nullptr)}};

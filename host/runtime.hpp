@@ -4,6 +4,16 @@
 // only an upgrade's check phase runs on a worker thread while traffic flows.
 #pragma once
 
+#include <boost/asio.hpp>
+#include <boost/filesystem/path.hpp>
+#include <chrono>
+#include <functional>
+#include <hotswap/appup/manifest.hpp>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
 #include "admin_server.hpp"
 #include "library_loader.hpp"
 #include "module_registry.hpp"
@@ -11,18 +21,6 @@
 #include "release_store.hpp"
 #include "runtime_config.hpp"
 #include "upgrade_executor.hpp"
-
-#include <hotswap/appup/manifest.hpp>
-
-#include <boost/asio.hpp>
-#include <boost/filesystem/path.hpp>
-#include <nlohmann/json.hpp>
-
-#include <chrono>
-#include <functional>
-#include <memory>
-#include <optional>
-#include <string>
 
 namespace hotswap::host {
 

@@ -1,16 +1,14 @@
 #include "runtime_config.hpp"
 
-#include <hotswap/appup/semver.hpp>
-
-#include <boost/filesystem/operations.hpp>
-
 #include <algorithm>
+#include <boost/filesystem/operations.hpp>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <hotswap/appup/semver.hpp>
 #include <limits>
 #include <sstream>
 #include <utility>
@@ -73,7 +71,8 @@ std::string resolve(const Reference& reference, const EnvLookup& env, const std:
     case Reference::Kind::Plain:
       if (!value) throw ConfigError(file, key, "environment variable " + reference.variable + " is not set");
       return *value;
-    case Reference::Kind::Default: return value && !value->empty() ? *value : reference.argument;
+    case Reference::Kind::Default:
+      return value && !value->empty() ? *value : reference.argument;
     case Reference::Kind::Required:
       if (!value || value->empty()) {
         const std::string why = reference.argument.empty() ? "" : ": " + reference.argument;

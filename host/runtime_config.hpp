@@ -6,12 +6,11 @@
 #pragma once
 
 #include <boost/filesystem/path.hpp>
-#include <nlohmann/json.hpp>
-
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -25,23 +24,23 @@ enum class Framing {
 };
 
 struct ListenerConfig {
-  std::string name;        // unique, valid name
+  std::string name;  // unique, valid name
   std::string address = "127.0.0.1";
-  uint16_t port = 0;       // 0: the OS picks; the host reports the port it got
+  uint16_t port = 0;  // 0: the OS picks; the host reports the port it got
   Framing framing = Framing::Line;
   size_t max_frame_bytes = 64 * 1024;
-  std::string module;      // the module that owns its connections
+  std::string module;  // the module that owns its connections
 };
 
 struct ModuleRuntimeConfig {
-  double tick_hz = 0;                     // 0: no tick
-  nlohmann::json config = nullptr;        // handed to the module (create, on_config_change)
+  double tick_hz = 0;               // 0: no tick
+  nlohmann::json config = nullptr;  // handed to the module (create, on_config_change)
 };
 
 struct RuntimeConfig {
-  std::string log_level = "info";         // trace|debug|info|warn|error|critical|off
+  std::string log_level = "info";  // trace|debug|info|warn|error|critical|off
   std::vector<ListenerConfig> listeners;
-  size_t max_output_bytes = 1 << 20;      // per connection; a reader over it is closed
+  size_t max_output_bytes = 1 << 20;  // per connection; a reader over it is closed
   size_t admin_max_request_bytes = 64 * 1024;
   std::chrono::milliseconds shutdown_timeout{5000};  // SIGTERM: how long pending output may take
   std::chrono::seconds auto_permanent_after{0};      // 0: only an explicit make-permanent

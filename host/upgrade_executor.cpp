@@ -85,17 +85,24 @@ void emit_paused_steps(const ProgressListener& progress, const std::vector<std::
   if (!progress) return;
   emit_to(progress, {{"event", "paused"}, {"modules", paused}});
   for (size_t i = 0; i < steps.size(); ++i)
-    emit_to(progress, {{"event", "step"}, {"index", i + 1}, {"step", steps[i].description}, {"ok", steps[i].ok},
-                       {"ms", ms(steps[i].duration)}, {"error", steps[i].error}});
+    emit_to(progress, {{"event", "step"},
+                       {"index", i + 1},
+                       {"step", steps[i].description},
+                       {"ok", steps[i].ok},
+                       {"ms", ms(steps[i].duration)},
+                       {"error", steps[i].error}});
 }
 
 }  // namespace
 
 const char* to_string(UpgradeReport::Outcome outcome) {
   switch (outcome) {
-    case UpgradeReport::Outcome::Committed: return "committed";
-    case UpgradeReport::Outcome::RolledBack: return "rolled_back";
-    case UpgradeReport::Outcome::Refused: return "refused";
+    case UpgradeReport::Outcome::Committed:
+      return "committed";
+    case UpgradeReport::Outcome::RolledBack:
+      return "rolled_back";
+    case UpgradeReport::Outcome::Refused:
+      return "refused";
   }
   return "?";
 }
@@ -103,8 +110,8 @@ const char* to_string(UpgradeReport::Outcome outcome) {
 nlohmann::json UpgradeReport::to_json() const {
   nlohmann::json steps_json = nlohmann::json::array();
   for (const StepReport& s : steps)
-    steps_json.push_back({{"step", s.description}, {"module", s.module}, {"ms", ms(s.duration)}, {"ok", s.ok},
-                          {"error", s.error}});
+    steps_json.push_back(
+        {{"step", s.description}, {"module", s.module}, {"ms", ms(s.duration)}, {"ok", s.ok}, {"error", s.error}});
   return {{"outcome", to_string(outcome)},
           {"direction", direction == appup::Direction::Upgrade ? "upgrade" : "downgrade"},
           {"release", release_name},
@@ -122,7 +129,8 @@ std::string UpgradeReport::summary() const {
   std::ostringstream out;
   out << (direction == appup::Direction::Upgrade ? "upgrade " : "downgrade ") << release_name << " " << from_release
       << " -> " << to_release << ": " << to_string(outcome);
-  if (outcome != Outcome::Refused) out << ", pause " << std::chrono::duration<double, std::micro>(pause).count() << " us";
+  if (outcome != Outcome::Refused)
+    out << ", pause " << std::chrono::duration<double, std::micro>(pause).count() << " us";
   if (!error.empty()) out << ": " << error;
   if (!leaked.empty()) out << " (" << leaked.size() << " library(ies) stayed mapped)";
   return out.str();
@@ -235,8 +243,8 @@ UpgradeReport UpgradeExecutor::apply(PreparedUpgrade prepared, const ProgressLis
       }
       sr.duration = Clock::now() - step_start;
       if (step.timeout && sr.duration > *step.timeout)
-        throw std::runtime_error(fmt::format("took {:.1f} ms, over its timeout of {} ms", ms(sr.duration),
-                                             step.timeout->count()));
+        throw std::runtime_error(
+            fmt::format("took {:.1f} ms, over its timeout of {} ms", ms(sr.duration), step.timeout->count()));
       sr.ok = true;
     } catch (const std::exception& e) {
       sr.duration = Clock::now() - step_start;
@@ -258,7 +266,8 @@ UpgradeReport UpgradeExecutor::apply(PreparedUpgrade prepared, const ProgressLis
     report.pause = Clock::now() - pause_start;
     report.outcome = UpgradeReport::Outcome::RolledBack;
     emit_paused_steps(progress, prepared.affected_, report.steps);
-    emit({{"event", "rolled_back"}, {"error", report.error},
+    emit({{"event", "rolled_back"},
+          {"error", report.error},
           {"pause_us", std::chrono::duration<double, std::micro>(report.pause).count()}});
   } else {
     std::vector<ModuleSlot*> to_resume;

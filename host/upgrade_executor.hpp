@@ -11,17 +11,15 @@
 // failure becomes the report's outcome and error.
 #pragma once
 
-#include "library_loader.hpp"
-#include "module_registry.hpp"
-
-#include <hotswap/appup/planner.hpp>
-
-#include <nlohmann/json.hpp>
-
 #include <chrono>
 #include <functional>
+#include <hotswap/appup/planner.hpp>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
+
+#include "library_loader.hpp"
+#include "module_registry.hpp"
 
 namespace hotswap::host {
 
@@ -56,7 +54,8 @@ struct UpgradeReport {
 
 const char* to_string(UpgradeReport::Outcome outcome);
 
-// Receives progress as JSON objects: {"event":"check"|"loaded"|"paused"|"step"|"committed"|"rolled_back"|"refused"|"purged", ...}.
+// Receives progress as JSON objects:
+// {"event":"check"|"loaded"|"paused"|"step"|"committed"|"rolled_back"|"refused"|"purged", ...}.
 using ProgressListener = std::function<void(const nlohmann::json& event)>;
 
 // The outcome of the check phase: the plan with every library it needs loaded

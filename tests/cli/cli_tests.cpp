@@ -1,22 +1,21 @@
 // End-to-end: the `hotswap` command driving a real daemon on a real root.
-#include "pid_file.hpp"
+#include <grp.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <boost/asio.hpp>
 #include <boost/filesystem.hpp>
 #include <catch2/catch.hpp>
-#include <nlohmann/json.hpp>
-
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <grp.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <cstdio>
 #include <fstream>
 #include <future>
+#include <nlohmann/json.hpp>
 #include <thread>
+
+#include "pid_file.hpp"
 
 namespace fs = boost::filesystem;
 using nlohmann::json;
@@ -74,7 +73,8 @@ struct Root {
     REQUIRE(r.code == 0);
     std::map<std::string, std::string> out;
     json listing = json::parse(r.out);
-    for (const auto& rel : listing["releases"]) out[rel["version"].get<std::string>()] = rel["state"].get<std::string>();
+    for (const auto& rel : listing["releases"])
+      out[rel["version"].get<std::string>()] = rel["state"].get<std::string>();
     return out;
   }
   // Unpacks 1.0.0 and starts a daemon on it.
@@ -250,9 +250,8 @@ TEST_CASE("two concurrent upgrades: the second is answered busy") {
   Root root;
   root.boot_first_release();
   root.must("unpack " + tarball("2.0.0").string());
-  auto first = std::async(std::launch::async, [&] {
-    return root.run("upgrade 2.0.0 --pre-task 'counter:sleep:{\"ms\":1500}'");
-  });
+  auto first = std::async(std::launch::async,
+                          [&] { return root.run("upgrade 2.0.0 --pre-task 'counter:sleep:{\"ms\":1500}'"); });
   std::this_thread::sleep_for(std::chrono::milliseconds(400));
   Result second = root.run("upgrade 2.0.0");
   CHECK(second.code == 75);

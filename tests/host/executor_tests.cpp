@@ -1,7 +1,7 @@
+#include <catch2/catch.hpp>
+
 #include "test_support.hpp"
 #include "upgrade_executor.hpp"
-
-#include <catch2/catch.hpp>
 
 using hotswap::appup::Direction;
 using hotswap::appup::StepKind;
@@ -119,8 +119,7 @@ TEST_CASE("a migration that throws rolls back and the old version serves with it
 TEST_CASE("a migration that returns an error rolls back with its message") {
   Fixture f;
   std::string before = f.state();
-  UpgradeReport r =
-      f.executor.run(plan_of({step(StepKind::Update, "counter", "1.0.0", "2.0.0", "migrate-error")}));
+  UpgradeReport r = f.executor.run(plan_of({step(StepKind::Update, "counter", "1.0.0", "2.0.0", "migrate-error")}));
   CHECK(r.outcome == UpgradeReport::Outcome::RolledBack);
   CHECK_THAT(r.error, Catch::Contains("refusing to migrate from 1.0.0: test module always fails"));
   CHECK(f.state() == before);

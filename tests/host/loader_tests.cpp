@@ -1,10 +1,10 @@
-#include "library_loader.hpp"
-#include "test_support.hpp"
+#include <dlfcn.h>
+#include <sys/stat.h>
 
 #include <catch2/catch.hpp>
 
-#include <dlfcn.h>
-#include <sys/stat.h>
+#include "library_loader.hpp"
+#include "test_support.hpp"
 
 namespace fs = boost::filesystem;
 using hotswap::host::LibraryLoader;

@@ -2,20 +2,18 @@
 // HostServices, and small builders for plans.
 #pragma once
 
-#include "host_services.hpp"
-#include "module_registry.hpp"
-#include "sha256.hpp"
-
+#include <boost/filesystem.hpp>
+#include <fstream>
 #include <hotswap/appup/planner.hpp>
 #include <hotswap/appup/semver.hpp>
-
-#include <boost/filesystem.hpp>
-
-#include <fstream>
 #include <map>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "host_services.hpp"
+#include "module_registry.hpp"
+#include "sha256.hpp"
 
 namespace hotswap::test {
 

@@ -5,12 +5,11 @@
 // "timer MS" arms a one-shot timer; when it fires, the asking connection gets "<tag> timer fired".
 // "config" replies the module's runtime-config section (updated by on_config_change).
 // Tasks: "double" doubles the total; "fail" always fails.
-#include "counter_protocol.hpp"
-
 #include <hotswap/module.hpp>
-
 #include <map>
 #include <string>
+
+#include "counter_protocol.hpp"
 
 #ifndef COUNTER_TAG
 #define COUNTER_TAG "v1"

@@ -4,16 +4,14 @@
 // Downgrade to schema 1: drops label and messages.
 // Test hooks in `extra`: {"sleep_ms": N} makes the migration slow; {"fail": "throw"} makes it throw;
 // {"announce": CONN} sends "v2 migrated" to CONN from inside the migration.
-#include "counter_protocol.hpp"
-
-#include <hotswap/module.hpp>
-
-#include <nlohmann/json.hpp>
-
 #include <chrono>
+#include <hotswap/module.hpp>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
+
+#include "counter_protocol.hpp"
 
 namespace {
 
@@ -24,8 +22,7 @@ struct Entry {
 
 void apply_test_hooks(const nlohmann::json& extra) {
   if (!extra.is_object()) return;
-  if (extra.contains("sleep_ms"))
-    std::this_thread::sleep_for(std::chrono::milliseconds(extra["sleep_ms"].get<int>()));
+  if (extra.contains("sleep_ms")) std::this_thread::sleep_for(std::chrono::milliseconds(extra["sleep_ms"].get<int>()));
   if (extra.value("fail", "") == "throw") throw std::runtime_error("migration failed on purpose");
 }
 

@@ -1,14 +1,12 @@
 // counter 3.0.0 — state schema 3 (another layout change):
 //   u64 ticks, u32 bonus, str label, i64 total, u64 n, n x (u64 conn, u64 messages, i64 count)
 // Upgrade from schema 2: bonus from extra.bonus (default 0). Downgrade to schema 2 drops bonus.
-#include "counter_protocol.hpp"
-
 #include <hotswap/module.hpp>
-
-#include <nlohmann/json.hpp>
-
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
+
+#include "counter_protocol.hpp"
 
 class Counter : public hotswap::Module<Counter> {
  public:

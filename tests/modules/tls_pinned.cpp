@@ -2,7 +2,6 @@
 // thread. glibc then keeps the library mapped until that thread exits, so the
 // host must report it as leaked after unload instead of pretending it is gone.
 #include <hotswap/module.hpp>
-
 #include <string>
 
 namespace {

@@ -2,20 +2,19 @@
 // a background thread, and a load client that checks every reply.
 #pragma once
 
-#include "admin_commands.hpp"
-#include "runtime.hpp"
-#include "sha256.hpp"
-
+#include <atomic>
 #include <boost/asio.hpp>
 #include <boost/filesystem.hpp>
-#include <nlohmann/json.hpp>
-
-#include <atomic>
 #include <fstream>
 #include <future>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "admin_commands.hpp"
+#include "runtime.hpp"
+#include "sha256.hpp"
 
 namespace hotswap::test {
 
@@ -43,14 +42,14 @@ class TestRoot {
     fs::path rel = dir_ / "releases" / version;
     fs::create_directories(rel / "modules");
     fs::create_directories(rel / "appups");
-    nlohmann::json manifest = {{"release", "counter"}, {"version", version}, {"config", "runtime.json"},
-                               {"modules", nlohmann::json::array()}};
+    nlohmann::json manifest = {
+        {"release", "counter"}, {"version", version}, {"config", "runtime.json"}, {"modules", nlohmann::json::array()}};
     for (const ModuleSpec& m : modules) {
       std::string file = "modules/" + m.name + "-" + m.version + ".so";
       fs::copy_file(fs::path(HOTSWAP_TEST_MODULES_DIR) / m.variant / (m.name + "-" + m.version + ".so"), rel / file,
                     fs::copy_option::overwrite_if_exists);
-      nlohmann::json entry = {{"name", m.name}, {"version", m.version}, {"file", file},
-                              {"sha256", host::sha256_file(rel / file)}};
+      nlohmann::json entry = {
+          {"name", m.name}, {"version", m.version}, {"file", file}, {"sha256", host::sha256_file(rel / file)}};
       if (!m.appup.is_null()) {
         std::string appup = "appups/" + m.name + "-" + m.version + ".appup.json";
         write(rel / appup, m.appup.dump(2));
@@ -84,10 +83,18 @@ inline nlohmann::json counter_runtime(size_t max_output_bytes = 1 << 20, size_t 
   return {{"log_level", "warn"},
           {"max_output_bytes", max_output_bytes},
           {"listeners",
-           {{{"name", "main"}, {"address", "127.0.0.1"}, {"port", 0}, {"framing", "line"},
-             {"max_frame_bytes", max_frame}, {"module", "counter"}},
-            {{"name", "bin"}, {"address", "127.0.0.1"}, {"port", 0}, {"framing", "length_prefixed"},
-             {"max_frame_bytes", max_frame}, {"module", "counter"}}}},
+           {{{"name", "main"},
+             {"address", "127.0.0.1"},
+             {"port", 0},
+             {"framing", "line"},
+             {"max_frame_bytes", max_frame},
+             {"module", "counter"}},
+            {{"name", "bin"},
+             {"address", "127.0.0.1"},
+             {"port", 0},
+             {"framing", "length_prefixed"},
+             {"max_frame_bytes", max_frame},
+             {"module", "counter"}}}},
           {"modules", {{"counter", {{"tick_hz", 50}}}}}};
 }
 

@@ -1,10 +1,10 @@
 // The live server: upgrades under traffic with zero drops, rollback under
 // traffic, and misbehaving clients that must affect only themselves.
-#include "server_fixture.hpp"
+#include <sys/socket.h>
 
 #include <catch2/catch.hpp>
 
-#include <sys/socket.h>
+#include "server_fixture.hpp"
 
 using hotswap::test::LoadClient;
 using hotswap::test::RunningHost;

@@ -42,8 +42,7 @@ using DisconnectReason = hotswap_disconnect_reason;
 // Thrown by a module's run_task for a task name it does not know.
 class UnsupportedTask : public std::runtime_error {
  public:
-  explicit UnsupportedTask(std::string_view name)
-      : std::runtime_error("unknown task '" + std::string(name) + "'") {}
+  explicit UnsupportedTask(std::string_view name) : std::runtime_error("unknown task '" + std::string(name) + "'") {}
 };
 
 // Thrown by StateReader on truncated or malformed state.
@@ -99,13 +98,31 @@ class StateWriter {
   ~StateWriter() noexcept(false) { flush(); }
 
   void u8(uint8_t v) { raw(&v, 1); }
-  void u32(uint32_t v) { uint8_t b[4]; for (int i = 0; i < 4; ++i) b[i] = uint8_t(v >> (8 * i)); raw(b, 4); }
-  void u64(uint64_t v) { uint8_t b[8]; for (int i = 0; i < 8; ++i) b[i] = uint8_t(v >> (8 * i)); raw(b, 8); }
+  void u32(uint32_t v) {
+    uint8_t b[4];
+    for (int i = 0; i < 4; ++i) b[i] = uint8_t(v >> (8 * i));
+    raw(b, 4);
+  }
+  void u64(uint64_t v) {
+    uint8_t b[8];
+    for (int i = 0; i < 8; ++i) b[i] = uint8_t(v >> (8 * i));
+    raw(b, 8);
+  }
   void i64(int64_t v) { u64(static_cast<uint64_t>(v)); }
   void i32(int32_t v) { u32(static_cast<uint32_t>(v)); }
-  void f64(double v) { uint64_t bits; std::memcpy(&bits, &v, 8); u64(bits); }
-  void str(std::string_view s) { u64(s.size()); raw(s.data(), s.size()); }
-  void bytes(const void* data, size_t size) { u64(size); raw(data, size); }
+  void f64(double v) {
+    uint64_t bits;
+    std::memcpy(&bits, &v, 8);
+    u64(bits);
+  }
+  void str(std::string_view s) {
+    u64(s.size());
+    raw(s.data(), s.size());
+  }
+  void bytes(const void* data, size_t size) {
+    u64(size);
+    raw(data, size);
+  }
 
   void raw(const void* data, size_t size) {
     if (size >= kDirect) {
@@ -140,16 +157,36 @@ class StateReader {
   explicit StateReader(hotswap_bytes bytes) : data_(bytes.data), size_(bytes.size) {}
 
   uint8_t u8() { return *take(1); }
-  uint32_t u32() { const uint8_t* p = take(4); uint32_t v = 0; for (int i = 0; i < 4; ++i) v |= uint32_t(p[i]) << (8 * i); return v; }
-  uint64_t u64() { const uint8_t* p = take(8); uint64_t v = 0; for (int i = 0; i < 8; ++i) v |= uint64_t(p[i]) << (8 * i); return v; }
+  uint32_t u32() {
+    const uint8_t* p = take(4);
+    uint32_t v = 0;
+    for (int i = 0; i < 4; ++i) v |= uint32_t(p[i]) << (8 * i);
+    return v;
+  }
+  uint64_t u64() {
+    const uint8_t* p = take(8);
+    uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) v |= uint64_t(p[i]) << (8 * i);
+    return v;
+  }
   int64_t i64() { return static_cast<int64_t>(u64()); }
   int32_t i32() { return static_cast<int32_t>(u32()); }
-  double f64() { uint64_t bits = u64(); double v; std::memcpy(&v, &bits, 8); return v; }
-  std::string str() { std::string_view v = bytes(); return std::string(v); }
+  double f64() {
+    uint64_t bits = u64();
+    double v;
+    std::memcpy(&v, &bits, 8);
+    return v;
+  }
+  std::string str() {
+    std::string_view v = bytes();
+    return std::string(v);
+  }
   // A view into the caller's buffer, valid while the import/migrate call runs.
   std::string_view bytes() {
     uint64_t n = u64();
-    if (n > remaining()) throw StateError("state truncated: a field claims " + std::to_string(n) + " bytes, " + std::to_string(remaining()) + " left");
+    if (n > remaining())
+      throw StateError("state truncated: a field claims " + std::to_string(n) + " bytes, " +
+                       std::to_string(remaining()) + " left");
     return std::string_view(reinterpret_cast<const char*>(take(n)), n);
   }
   size_t remaining() const { return size_ - pos_; }
@@ -388,11 +425,11 @@ constexpr hotswap_module_descriptor make_descriptor(const char* name, const char
 #endif
 
 // Exports the module's entry symbol. Use once, in one source file of the module.
-#define HOTSWAP_MODULE(ClassName)                                                                  \
-  static const hotswap_module_descriptor hotswap_module_descriptor_ =                              \
+#define HOTSWAP_MODULE(ClassName)                                                                 \
+  static const hotswap_module_descriptor hotswap_module_descriptor_ =                             \
       ::hotswap::detail::make_descriptor<ClassName>(HOTSWAP_MODULE_NAME, HOTSWAP_MODULE_VERSION); \
-  extern "C" HOTSWAP_EXPORT const hotswap_module_descriptor* hotswap_module_entry(void) {          \
-    return &hotswap_module_descriptor_;                                                            \
+  extern "C" HOTSWAP_EXPORT const hotswap_module_descriptor* hotswap_module_entry(void) {         \
+    return &hotswap_module_descriptor_;                                                           \
   }
 
 #endif  // HOTSWAP_MODULE_HPP
