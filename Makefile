@@ -16,7 +16,7 @@ build: deps
 
 build-asan: deps
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DHOTSWAP_SANITIZE=ON
-	cmake --build $(ASAN_BUILD) -j$(JOBS)
+	cmake --build $(ASAN_BUILD) -j$(JOBS) --target hotswap_tests
 
 demo: build
 	./scripts/demo.sh $(BUILD)

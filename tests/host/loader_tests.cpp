@@ -187,7 +187,7 @@ TEST_CASE("500 load/unload cycles leave mappings and descriptors where they star
     registry.remove(*registry.find("counter")).reset();
     REQUIRE(lib->close());
   }
-  size_t maps_before = hotswap::test::mapping_count();
+  [[maybe_unused]] size_t maps_before = hotswap::test::mapping_count();
   size_t file_maps_before = hotswap::test::mapping_count(/*files_only=*/true);
   size_t fds_before = hotswap::test::open_fd_count();
   for (int i = 0; i < 500; ++i) {
