@@ -398,6 +398,7 @@ fs::path ReleaseStore::runtime_config_path(const std::string& version) const {
 }
 
 std::vector<ReleaseRecord> ReleaseStore::list() const {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
   std::vector<std::string> versions;
   boost::system::error_code ec;
   for (fs::directory_iterator it(releases_dir(), ec), end; !ec && it != end; it.increment(ec)) {
@@ -413,8 +414,15 @@ std::vector<ReleaseRecord> ReleaseStore::list() const {
   return records;
 }
 
-std::optional<std::string> ReleaseStore::permanent() const { return permanent_; }
-std::optional<std::string> ReleaseStore::current() const { return current_; }
+std::optional<std::string> ReleaseStore::permanent() const {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  return permanent_;
+}
+
+std::optional<std::string> ReleaseStore::current() const {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  return current_;
+}
 
 bool ReleaseStore::exists(const std::string& version) const {
   boost::system::error_code ec;
@@ -422,6 +430,7 @@ bool ReleaseStore::exists(const std::string& version) const {
 }
 
 std::string ReleaseStore::boot_version() {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
   load();
   std::string version;
   if (permanent_) {
@@ -480,6 +489,7 @@ std::string ReleaseStore::unpack(const fs::path& tarball) {
 }
 
 void ReleaseStore::mark_current(const std::string& version) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
   load();
   if (!exists(version)) throw ReleaseError("no release " + version + " under " + releases_dir().string());
   if (current_ && *current_ != version) add_old(old_, *current_);
@@ -494,6 +504,7 @@ void ReleaseStore::mark_current(const std::string& version) {
 }
 
 void ReleaseStore::make_permanent(const std::string& version) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
   load();
   if (!exists(version)) throw ReleaseError("no release " + version + " under " + releases_dir().string());
   const std::optional<std::string> running = current_ ? current_ : permanent_;
@@ -509,6 +520,7 @@ void ReleaseStore::make_permanent(const std::string& version) {
 }
 
 void ReleaseStore::remove(const std::string& version) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
   load();
   const fs::path folder = release_dir(version);
   if (!exists(version)) throw ReleaseError("no release " + version + " under " + releases_dir().string());
@@ -530,6 +542,7 @@ void ReleaseStore::remove(const std::string& version) {
 }
 
 json ReleaseStore::to_json() const {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
   json releases = json::array();
   for (const ReleaseRecord& record : list())
     releases.push_back({{"version", record.version}, {"state", to_string(record.state)}});

@@ -15,6 +15,7 @@
 
 #include <boost/filesystem/path.hpp>
 #include <nlohmann/json.hpp>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -35,6 +36,8 @@ class ReleaseError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Thread-safe: a host reads it on its event loop while its worker thread
+// records an upgrade's outcome (which fsyncs) or unpacks a tarball.
 class ReleaseStore {
  public:
   // Creates ROOT/releases, ROOT/run (0700) and ROOT/log when missing.
@@ -81,6 +84,7 @@ class ReleaseStore {
   void load();
 
   boost::filesystem::path root_;
+  mutable std::recursive_mutex mutex_;  // guards the bookkeeping below and RELEASES.json
   std::optional<std::string> permanent_;
   std::optional<std::string> current_;
   std::vector<std::string> old_;

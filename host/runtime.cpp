@@ -5,6 +5,12 @@
 #include <boost/filesystem/operations.hpp>
 #include <hotswap/appup/error.hpp>
 #include <hotswap/appup/planner.hpp>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <map>
 #include <set>
 
@@ -118,7 +124,15 @@ Runtime::Runtime(const fs::path& root)
       server_(io_, registry_),
       registry_(server_),
       executor_(registry_, loader_),
-      auto_permanent_timer_(io_) {}
+      auto_permanent_timer_(io_) {
+  // The worker (checks, unpacking, closing libraries) must not preempt the event
+  // loop on a small machine: batch scheduling and a lower priority. Best effort.
+  asio::post(worker_, [] {
+    sched_param param{};
+    ::pthread_setschedparam(::pthread_self(), SCHED_BATCH, &param);
+    ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), 5);
+  });
+}
 
 Runtime::~Runtime() {
   worker_.join();
@@ -200,96 +214,138 @@ void Runtime::check_upgradable(const appup::Plan& plan, const RuntimeConfig& tar
         "restart (a blue-green handover is not available yet)");
 }
 
+// One upgrade as it moves between the worker thread and the loop.
+struct Runtime::UpgradeJob {
+  UpgradeRequest request;
+  ProgressListener progress;  // called on the loop
+  Done done;
+  appup::ReleaseManifest target;
+  RuntimeConfig target_config;
+  std::optional<PreparedUpgrade> prepared;
+  std::string refusal;  // set when the upgrade is refused before anything pauses
+  UpgradeReport report;
+  RetiredLibraries retired;
+};
+
 void Runtime::upgrade(const UpgradeRequest& request, const ProgressListener& progress, Done done) {
-  const std::string& from = manifest_->version;
-  auto refuse = [&](const std::string& why) { done(refused_report(manifest_->name, from, request.version, why)); };
-  if (busy_) return refuse("busy: an upgrade to " + busy_with_ + " is in progress");
-  if (stopping_) return refuse("the host is stopping");
-
-  auto target = std::make_shared<appup::ReleaseManifest>();
-  auto target_config = std::make_shared<RuntimeConfig>();
-  auto plan = std::make_shared<appup::Plan>();
-  try {
-    *plan = plan_to(request.version);
-    *target = load_release(store_.release_dir(request.version));
-    fs::path config_file = store_.runtime_config_path(request.version);
-    *target_config = load_runtime_config(config_file);
-    check_config_matches(*target_config, *target, config_file);
-    if (request.expected_direction && plan->direction != *request.expected_direction)
-      throw std::runtime_error(request.version + " is " +
-                               (plan->direction == appup::Direction::Upgrade ? "newer" : "older") +
-                               " than the running release " + from + ": use `hotswap " +
-                               (plan->direction == appup::Direction::Upgrade ? "upgrade" : "downgrade") + "`");
-    check_upgradable(*plan, *target_config);
-  } catch (const std::exception& e) {
-    return refuse(e.what());
-  }
-
+  auto refuse_now = [&](const std::string& why) {
+    done(refused_report(manifest_->name, manifest_->version, request.version, why));
+  };
+  if (busy_) return refuse_now("busy: an upgrade to " + busy_with_ + " is in progress");
+  if (stopping_) return refuse_now("the host is stopping");
   busy_ = true;
   busy_with_ = request.version;
-  // Progress from the worker thread reaches the listener on the loop thread.
-  ProgressListener on_loop = [this, progress](const nlohmann::json& event) {
-    if (progress) asio::post(io_, [progress, event] { progress(event); });
-  };
-  std::optional<ReleaseTask> pre_task = request.pre_task;
-  fs::path target_dir = store_.release_dir(request.version);
-  asio::post(worker_, [this, plan, target, target_config, pre_task, target_dir, on_loop, progress, done] {
-    // Check phase and pre-upgrade task: off the loop, while traffic flows.
-    auto prepared = std::make_shared<PreparedUpgrade>(executor_.prepare(*plan, on_loop));
-    std::string pre_task_error;
-    if (prepared->ok() && pre_task) {
-      on_loop({{"event", "pre_task"}, {"module", pre_task->module}, {"task", pre_task->name}});
-      try {
-        std::string result = run_release_task(target_dir, *target_config, *pre_task, loader_);
-        on_loop({{"event", "pre_task_done"}, {"result", result}});
-      } catch (const std::exception& e) {
-        pre_task_error = "pre-upgrade task " + pre_task->module + ":" + pre_task->name + " failed: " + e.what();
-      }
-    }
-    asio::post(io_, [this, prepared, plan, target, target_config, pre_task_error, progress, done] {
-      UpgradeReport report;
-      if (!pre_task_error.empty()) {
-        report = prepared->report();
-        report.outcome = UpgradeReport::Outcome::Refused;
-        report.error = pre_task_error;
-        if (progress) progress({{"event", "refused"}, {"error", report.error}});
-        spdlog::warn("{}", report.summary());
-      } else {
-        // New instances are created with the target release's config sections.
-        std::map<std::string, std::string> previous;
-        for (const auto& m : target->modules) {
-          previous[m.name] = registry_.module_config(m.name);
-          registry_.set_module_config(m.name, config_section(*target_config, m.name));
-        }
-        report = executor_.apply(std::move(*prepared), progress);
-        if (report.committed()) {
-          finish_upgrade(report, *target, *target_config);
-        } else {
-          for (const auto& [name, section] : previous) registry_.set_module_config(name, section);
-        }
-      }
-      busy_ = false;
-      busy_with_.clear();
-      last_upgrade_ = report;
-      done(report);
-    });
+  auto job = std::make_shared<UpgradeJob>();
+  job->request = request;
+  job->progress = progress;
+  job->done = std::move(done);
+  // The loop only pauses, migrates, commits and resumes. Reading the release,
+  // planning, loading and checking code, the pre-upgrade task, closing the old
+  // libraries and recording the outcome on disk all run on the worker thread.
+  // While busy_ is set, manifest_ and config_ change on no thread.
+  asio::post(worker_, [this, job] {
+    prepare_upgrade(*job);
+    asio::post(io_, [this, job] { apply_upgrade(job); });
   });
 }
 
-void Runtime::finish_upgrade(const UpgradeReport& report, const appup::ReleaseManifest& target,
-                             const RuntimeConfig& config) {
-  (void)report;
-  for (const auto& m : manifest_->modules)
-    if (target.find(m.name) == nullptr) server_.set_tick_rate(m.name, 0);
-  manifest_ = target;
+void Runtime::prepare_upgrade(UpgradeJob& job) {
+  ProgressListener on_loop = [this, progress = job.progress](const nlohmann::json& event) {
+    if (progress) asio::post(io_, [progress, event] { progress(event); });
+  };
+  const UpgradeRequest& request = job.request;
+  appup::Plan plan;
   try {
-    store_.mark_current(target.version);
+    if (!store_.exists(request.version))
+      throw std::runtime_error("release " + request.version + " is not unpacked under " +
+                               store_.releases_dir().string() + " (use `hotswap unpack FILE`)");
+    job.target = load_release(store_.release_dir(request.version));
+    fs::path config_file = store_.runtime_config_path(request.version);
+    job.target_config = load_runtime_config(config_file);
+    check_config_matches(job.target_config, job.target, config_file);
+    plan = appup::make_plan(*manifest_, job.target);
+    if (request.expected_direction && plan.direction != *request.expected_direction) {
+      bool newer = plan.direction == appup::Direction::Upgrade;
+      throw std::runtime_error(request.version + " is " + (newer ? "newer" : "older") +
+                               " than the running release " + manifest_->version + ": use `hotswap " +
+                               (newer ? "upgrade" : "downgrade") + "`");
+    }
+    check_upgradable(plan, job.target_config);
   } catch (const std::exception& e) {
-    spdlog::error("release {} runs, but recording it as current failed: {}", target.version, e.what());
+    job.refusal = e.what();
+    return;
   }
+  job.prepared = executor_.prepare(plan, on_loop);
+  if (!job.prepared->ok() || !request.pre_task) return;
+  const ReleaseTask& task = *request.pre_task;
+  on_loop({{"event", "pre_task"}, {"module", task.module}, {"task", task.name}});
+  try {
+    std::string result = run_release_task(store_.release_dir(request.version), job.target_config, task, loader_);
+    on_loop({{"event", "pre_task_done"}, {"result", result}});
+  } catch (const std::exception& e) {
+    job.refusal = "pre-upgrade task " + task.module + ":" + task.name + " failed: " + e.what();
+  }
+}
+
+void Runtime::apply_upgrade(const std::shared_ptr<UpgradeJob>& job) {
+  UpgradeReport& report = job->report;
+  if (!job->refusal.empty()) {
+    report = job->prepared ? job->prepared->report()
+                           : refused_report(manifest_->name, manifest_->version, job->request.version, {});
+    report.outcome = UpgradeReport::Outcome::Refused;
+    report.error = job->refusal;
+    job->prepared.reset();  // unloads what the check phase loaded
+    if (job->progress) job->progress({{"event", "refused"}, {"error", report.error}});
+    spdlog::warn("{}", report.summary());
+    return finish_upgrade(job);
+  }
+  // New instances are created with the target release's config sections.
+  std::map<std::string, std::string> previous;
+  for (const auto& m : job->target.modules) {
+    previous[m.name] = registry_.module_config(m.name);
+    registry_.set_module_config(m.name, config_section(job->target_config, m.name));
+  }
+  report = executor_.apply(std::move(*job->prepared), job->progress, &job->retired);
+  job->prepared.reset();
+  if (!report.committed()) {
+    for (const auto& [name, section] : previous) registry_.set_module_config(name, section);
+    return finish_upgrade(job);
+  }
+  for (const auto& m : manifest_->modules)
+    if (job->target.find(m.name) == nullptr) server_.set_tick_rate(m.name, 0);
+  manifest_ = job->target;
   // Swapped modules already got their new section at create; apply_config tells the others.
-  apply_config(config, /*at_boot=*/false);
-  schedule_auto_permanent();
+  apply_config(job->target_config, /*at_boot=*/false);
+  finish_upgrade(job);
+}
+
+void Runtime::finish_upgrade(const std::shared_ptr<UpgradeJob>& job) {
+  asio::post(worker_, [this, job] {
+    auto start = std::chrono::steady_clock::now();
+    std::vector<std::string> leaked = job->retired.close_all();
+    double purge_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    std::string record_error;
+    if (job->report.committed()) {
+      try {
+        store_.mark_current(job->target.version);
+      } catch (const std::exception& e) {
+        record_error = e.what();
+      }
+    }
+    asio::post(io_, [this, job, leaked, purge_ms, record_error] {
+      UpgradeReport& report = job->report;
+      report.leaked.insert(report.leaked.end(), leaked.begin(), leaked.end());
+      if (report.outcome != UpgradeReport::Outcome::Refused && job->progress)
+        job->progress({{"event", "purged"}, {"purge_ms", purge_ms}, {"leaked", report.leaked}});
+      if (!record_error.empty())
+        spdlog::error("release {} runs, but recording it as current failed: {}", job->target.version, record_error);
+      if (report.committed()) schedule_auto_permanent();
+      busy_ = false;
+      busy_with_.clear();
+      last_upgrade_ = report;
+      job->done(report);
+    });
+  });
 }
 
 void Runtime::schedule_auto_permanent() {

@@ -94,8 +94,11 @@ class Runtime {
 
  private:
   void apply_config(const RuntimeConfig& next, bool at_boot);
+  struct UpgradeJob;
   void check_upgradable(const appup::Plan& plan, const RuntimeConfig& target_config) const;
-  void finish_upgrade(const UpgradeReport& report, const appup::ReleaseManifest& target, const RuntimeConfig& config);
+  void prepare_upgrade(UpgradeJob& job);                          // worker thread
+  void apply_upgrade(const std::shared_ptr<UpgradeJob>& job);     // loop
+  void finish_upgrade(const std::shared_ptr<UpgradeJob>& job);    // worker, then loop
   void schedule_auto_permanent();
   void wait_for_signals();
 

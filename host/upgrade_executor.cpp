@@ -162,7 +162,19 @@ PreparedUpgrade UpgradeExecutor::prepare(const appup::Plan& plan, const Progress
   return prepared;
 }
 
-UpgradeReport UpgradeExecutor::apply(PreparedUpgrade prepared, const ProgressListener& progress) {
+std::vector<std::string> RetiredLibraries::close_all() {
+  std::vector<std::string> leaked;
+  for (auto& library : libraries_) {
+    if (library.use_count() != 1) continue;  // still in use elsewhere: closes with its last owner
+    std::string name = library->name() + " " + library->version();
+    if (!library->close()) leaked.push_back(name);
+  }
+  libraries_.clear();
+  return leaked;
+}
+
+UpgradeReport UpgradeExecutor::apply(PreparedUpgrade prepared, const ProgressListener& progress,
+                                     RetiredLibraries* defer) {
   auto emit = [&](const nlohmann::json& event) { emit_to(progress, event); };
   UpgradeReport report = std::move(prepared.report_);
   const appup::Plan& plan = prepared.plan_;
@@ -294,19 +306,28 @@ UpgradeReport UpgradeExecutor::apply(PreparedUpgrade prepared, const ProgressLis
     emit({{"event", "committed"}, {"pause_us", std::chrono::duration<double, std::micro>(report.pause).count()}});
   }
 
-  // 5. Purge, after resuming: the old code's destroy runs and its library is unloaded.
+  // 5. Purge, after resuming: the old instances' destroy runs on the loop; their
+  // libraries are closed here, or by the caller when it deferred them.
   Clock::time_point purge_start = Clock::now();
+  RetiredLibraries closing_here;
+  RetiredLibraries& retire_to = defer != nullptr ? *defer : closing_here;
   for (auto& instance : superseded) retired.push_back(std::move(instance));
   for (auto& instance : retired) {
     std::shared_ptr<LoadedLibrary> library = instance->library_ptr();
-    std::string name = library->name() + " " + library->version();
     instance.reset();
-    if (library.use_count() == 1 && !library->close()) report.leaked.push_back(name);
+    retire_to.add(std::move(library));
   }
   retired.clear();
-  prepared.libraries_.clear();  // libraries of a rolled-back plan
-  report.purge_time = Clock::now() - purge_start;
-  emit({{"event", "purged"}, {"purge_ms", ms(report.purge_time)}, {"leaked", report.leaked}});
+  if (failed)  // the libraries of a rolled-back plan; after a commit they serve
+    for (auto& library : prepared.libraries_) retire_to.add(std::move(library));
+  prepared.libraries_.clear();
+  if (defer == nullptr) {
+    report.leaked = closing_here.close_all();
+    report.purge_time = Clock::now() - purge_start;
+    emit({{"event", "purged"}, {"purge_ms", ms(report.purge_time)}, {"leaked", report.leaked}});
+  } else {
+    report.purge_time = Clock::now() - purge_start;
+  }
   spdlog::level::level_enum level = report.committed() ? spdlog::level::info : spdlog::level::warn;
   if (spdlog::should_log(level)) spdlog::log(level, "{}", report.summary());
   return report;

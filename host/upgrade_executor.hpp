@@ -58,6 +58,19 @@ const char* to_string(UpgradeReport::Outcome outcome);
 // {"event":"check"|"loaded"|"paused"|"step"|"committed"|"rolled_back"|"refused"|"purged", ...}.
 using ProgressListener = std::function<void(const nlohmann::json& event)>;
 
+// Libraries whose instances are destroyed, still to be closed (dlclose, the
+// RTLD_NOLOAD check, the copy deleted). Closing may run on any thread.
+class RetiredLibraries {
+ public:
+  void add(std::shared_ptr<LoadedLibrary> library) { libraries_.push_back(std::move(library)); }
+  bool empty() const { return libraries_.empty(); }
+  // Closes each library nobody else holds; returns "name version" of those that stayed mapped.
+  std::vector<std::string> close_all();
+
+ private:
+  std::vector<std::shared_ptr<LoadedLibrary>> libraries_;
+};
+
 // The outcome of the check phase: the plan with every library it needs loaded
 // and checked. Holds no instance; dropping it unloads the libraries.
 class PreparedUpgrade {
@@ -87,7 +100,11 @@ class UpgradeExecutor {
   PreparedUpgrade prepare(const appup::Plan& plan, const ProgressListener& progress = {});
   // Suspend, migrate, commit or roll back, resume, purge: on the event-loop thread.
   // A prepared upgrade that failed its check is returned as Refused.
-  UpgradeReport apply(PreparedUpgrade prepared, const ProgressListener& progress = {});
+  // With `defer`, the retired libraries are handed over instead of closed (the
+  // caller closes them off the loop, adds their leaks to the report and
+  // reports "purged"); without it, they are closed here.
+  UpgradeReport apply(PreparedUpgrade prepared, const ProgressListener& progress = {},
+                      RetiredLibraries* defer = nullptr);
 
   // For tests and rehearsals: called between migration steps while the affected
   // modules are suspended (e.g. to deliver events that must be queued).
