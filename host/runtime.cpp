@@ -130,7 +130,7 @@ Runtime::Runtime(const fs::path& root)
   asio::post(worker_, [] {
     sched_param param{};
     ::pthread_setschedparam(::pthread_self(), SCHED_BATCH, &param);
-    ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), 5);
+    ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), 19);
   });
 }
 
