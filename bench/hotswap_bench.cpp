@@ -7,6 +7,7 @@
 //                           against a raw call through the module's descriptor
 //
 // Options: --only NAME (run one benchmark), --quick (fewer runs, for a smoke run).
+#include "allocator_tuning.hpp"
 #include "direct_handler.hpp"
 
 #include "host_services.hpp"
@@ -327,6 +328,7 @@ void usage(std::FILE* to) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  hotswap::host::tune_allocator_for_short_pauses();  // as the hotswap host runs
   Options opt;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];

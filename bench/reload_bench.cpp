@@ -11,6 +11,7 @@
 //
 // Options: --quick (smoke run), --diagnose (extra lines: the loop-side phases of
 // each reload and an event-loop lag probe), and the knobs listed by --help.
+#include "allocator_tuning.hpp"
 #include "runtime.hpp"
 
 #include <hotswap/appup/manifest.hpp>
@@ -743,6 +744,7 @@ int run(const Options& opt) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  hotswap::host::tune_allocator_for_short_pauses();  // as the hotswap host runs
   Options opt;
   auto number = [&](int& i) -> double {
     if (i + 1 >= argc) {

@@ -2,7 +2,6 @@
 // over its admin socket (everything else). `hotswap --help` lists the commands;
 // host/README.md documents them, their output and their exit statuses.
 #include <fcntl.h>
-#include <malloc.h>
 #include <readline/history.h>
 #include <readline/readline.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -20,6 +19,7 @@
 #include <vector>
 
 #include "admin_client.hpp"
+#include "allocator_tuning.hpp"
 #include "admin_commands.hpp"
 #include "pid_file.hpp"
 #include "release_store.hpp"
@@ -139,18 +139,8 @@ void setup_logging(const std::string& level) {
 
 // ---- running a host ----
 
-// glibc returns freed memory to the kernel and moves its mmap threshold as the
-// heap changes, so an upgrade's state buffers (megabytes, allocated during the
-// pause) could land on fresh pages and fault inside the pause. Fixed thresholds
-// keep that memory warm in the process: a server trades some resident memory
-// for a shorter, steadier pause.
-void tune_allocator_for_short_pauses() {
-  ::mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
-}
-
 int run_host(const fs::path& root, const std::string& log_level) {
-  tune_allocator_for_short_pauses();
+  hotswap::host::tune_allocator_for_short_pauses();
   try {
     hotswap::host::ReleaseStore probe(root);
     hotswap::host::PidFile pid_file(probe.run_dir() / "hotswap.pid");
