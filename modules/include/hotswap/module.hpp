@@ -88,14 +88,13 @@ class Host {
 };
 
 // Little-endian, length-prefixed encoding for exported state. Small writes are
-// collected locally; large byte runs go straight to the host buffer, so a big
-// blob is copied once.
+// collected in a local chunk; large byte runs go straight to the host buffer,
+// so a big blob is copied once. The SDK flushes after export_state/migrate_down.
 class StateWriter {
  public:
   StateWriter(const hotswap_host_api* api, hotswap_buffer* out) : api_(api), out_(out) {}
   StateWriter(const StateWriter&) = delete;
   StateWriter& operator=(const StateWriter&) = delete;
-  ~StateWriter() noexcept(false) { flush(); }
 
   void u8(uint8_t v) { raw(&v, 1); }
   void u32(uint32_t v) {
@@ -125,31 +124,31 @@ class StateWriter {
   }
 
   void raw(const void* data, size_t size) {
-    if (size >= kDirect) {
+    if (size >= kChunk) {
       flush();
       append(data, size);
       return;
     }
-    pending_.insert(pending_.end(), static_cast<const char*>(data), static_cast<const char*>(data) + size);
-    if (pending_.size() >= kDirect) flush();
+    if (used_ + size > kChunk) flush();
+    std::memcpy(chunk_ + used_, data, size);
+    used_ += size;
   }
   void flush() {
-    if (pending_.empty()) return;
-    append(pending_.data(), pending_.size());
-    pending_.clear();
+    if (used_ == 0) return;
+    size_t n = used_;
+    used_ = 0;
+    append(chunk_, n);
   }
 
  private:
-  static constexpr size_t kDirect = 16 * 1024;
+  static constexpr size_t kChunk = 16 * 1024;
   void append(const void* data, size_t size) {
-    if (api_->buffer_append(out_, data, size) != HOTSWAP_OK) {
-      pending_.clear();
-      throw StateError("host refused to grow the state buffer");
-    }
+    if (api_->buffer_append(out_, data, size) != HOTSWAP_OK) throw StateError("host refused to grow the state buffer");
   }
   const hotswap_host_api* api_;
   hotswap_buffer* out_;
-  std::vector<char> pending_;
+  size_t used_ = 0;
+  char chunk_[kChunk];
 };
 
 class StateReader {
