@@ -22,6 +22,12 @@ std::vector<ModuleSlot*> ModuleRegistry::slots() {
   return out;
 }
 
+std::vector<const ModuleSlot*> ModuleRegistry::slots() const {
+  std::vector<const ModuleSlot*> out;
+  for (const auto& [name, slot] : slots_) out.push_back(slot.get());
+  return out;
+}
+
 void ModuleRegistry::set_module_config(const std::string& name, std::string config_json) {
   configs_[name] = std::move(config_json);
 }

@@ -70,6 +70,7 @@ class ModuleRegistry {
 
   ModuleSlot* find(std::string_view name);
   std::vector<ModuleSlot*> slots();
+  std::vector<const ModuleSlot*> slots() const;
 
   // Each module's section of the runtime config (a JSON text), given to create().
   void set_module_config(const std::string& name, std::string config_json);

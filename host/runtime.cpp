@@ -194,13 +194,14 @@ void Runtime::set_log_level(const std::string& level) {
   spdlog::set_level(parsed);
 }
 
-appup::Plan Runtime::plan_to(const std::string& version) {
+appup::ReleaseManifest Runtime::load_unpacked(const std::string& version) const {
   if (!store_.exists(version))
     throw std::runtime_error("release " + version + " is not unpacked under " + store_.releases_dir().string() +
                              " (use `hotswap unpack FILE`)");
-  appup::ReleaseManifest target = load_release(store_.release_dir(version));
-  return appup::make_plan(*manifest_, target);
+  return load_release(store_.release_dir(version));
 }
+
+appup::Plan Runtime::plan_to(const std::string& version) { return appup::make_plan(*manifest_, load_unpacked(version)); }
 
 void Runtime::check_upgradable(const appup::Plan& plan, const RuntimeConfig& target_config) const {
   for (const appup::PlanStep& step : plan.steps)
@@ -256,10 +257,7 @@ void Runtime::prepare_upgrade(UpgradeJob& job) {
   const UpgradeRequest& request = job.request;
   appup::Plan plan;
   try {
-    if (!store_.exists(request.version))
-      throw std::runtime_error("release " + request.version + " is not unpacked under " +
-                               store_.releases_dir().string() + " (use `hotswap unpack FILE`)");
-    job.target = load_release(store_.release_dir(request.version));
+    job.target = load_unpacked(request.version);
     fs::path config_file = store_.runtime_config_path(request.version);
     job.target_config = load_runtime_config(config_file);
     check_config_matches(job.target_config, job.target, config_file);
@@ -412,7 +410,7 @@ void Runtime::unpack(const std::string& tarball, std::function<void(std::string,
 
 nlohmann::json Runtime::status() const {
   nlohmann::json modules = nlohmann::json::array();
-  for (ModuleSlot* slot : const_cast<ModuleRegistry&>(registry_).slots()) {
+  for (const ModuleSlot* slot : registry_.slots()) {
     const auto& stats = slot->stats();
     modules.push_back({{"name", slot->name()},
                        {"version", slot->active().version()},

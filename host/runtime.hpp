@@ -95,6 +95,7 @@ class Runtime {
  private:
   void apply_config(const RuntimeConfig& next, bool at_boot);
   struct UpgradeJob;
+  appup::ReleaseManifest load_unpacked(const std::string& version) const;  // throws naming the release
   void check_upgradable(const appup::Plan& plan, const RuntimeConfig& target_config) const;
   void prepare_upgrade(UpgradeJob& job);                          // worker thread
   void apply_upgrade(const std::shared_ptr<UpgradeJob>& job);     // loop
