@@ -6,12 +6,14 @@
 #include <readline/readline.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <boost/filesystem.hpp>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <map>
 #include <sstream>
@@ -19,8 +21,8 @@
 #include <vector>
 
 #include "admin_client.hpp"
-#include "allocator_tuning.hpp"
 #include "admin_commands.hpp"
+#include "allocator_tuning.hpp"
 #include "pid_file.hpp"
 #include "release_store.hpp"
 #include "runtime.hpp"
@@ -139,8 +141,19 @@ void setup_logging(const std::string& level) {
 
 // ---- running a host ----
 
+// Every connection is a descriptor: the default soft limit (often 1024) would
+// cap a game server far below what the machine allows.
+void raise_descriptor_limit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == limit.rlim_max) return;
+  limit.rlim_cur = limit.rlim_max;
+  if (::setrlimit(RLIMIT_NOFILE, &limit) != 0)
+    spdlog::warn("cannot raise the descriptor limit: {}", std::strerror(errno));
+}
+
 int run_host(const fs::path& root, const std::string& log_level) {
   hotswap::host::tune_allocator_for_short_pauses();
+  raise_descriptor_limit();
   try {
     hotswap::host::ReleaseStore probe(root);
     hotswap::host::PidFile pid_file(probe.run_dir() / "hotswap.pid");

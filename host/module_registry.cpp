@@ -91,9 +91,11 @@ void ModuleRegistry::resume(ModuleSlot& slot) {
 
 void ModuleRegistry::report_failure(ModuleSlot& slot, const char* callback, hotswap_status status,
                                     const char* message) {
-  ++slot.stats_.failed_events;
-  spdlog::warn("module {} {}: {} failed (status {}): {}", slot.name_, slot.active_->version(), callback,
-               static_cast<int>(status), (message && *message) ? message : "no reason given");
+  uint64_t failures = ++slot.stats_.failed_events;
+  // A module that fails on every message must not flood the log: the first ten, then every thousandth.
+  if (failures > 10 && failures % 1000 != 0) return;
+  spdlog::warn("module {} {}: {} failed (status {}): {} ({} failure(s) so far)", slot.name_, slot.active_->version(),
+               callback, static_cast<int>(status), (message && *message) ? message : "no reason given", failures);
 }
 
 void ModuleRegistry::dispatch(ModuleSlot& slot, ModuleEvent& event) {

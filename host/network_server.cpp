@@ -259,6 +259,11 @@ void NetworkServer::accept_next(const std::shared_ptr<Listener>& listener) {
     if (ec) {
       if (ec == asio::error::operation_aborted) return;
       spdlog::warn("listener {}: accept failed: {}", listener->config.name, ec.message());
+      // Out of descriptors (or another resource): accepting again at once would
+      // spin on the same error; pending clients wait in the backlog meanwhile.
+      auto retry = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(100));
+      retry->async_wait([this, listener, retry](boost::system::error_code) { accept_next(listener); });
+      return;
     } else {
       hotswap_conn_id id = next_conn_id_++;
       auto connection = std::make_shared<Connection>(*this, std::move(socket), id, listener);

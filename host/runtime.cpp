@@ -1,16 +1,15 @@
 #include "runtime.hpp"
 
-#include <spdlog/spdlog.h>
-
-#include <boost/filesystem/operations.hpp>
-#include <hotswap/appup/error.hpp>
-#include <hotswap/appup/planner.hpp>
 #include <pthread.h>
 #include <sched.h>
+#include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <boost/filesystem/operations.hpp>
+#include <hotswap/appup/error.hpp>
+#include <hotswap/appup/planner.hpp>
 #include <map>
 #include <set>
 
@@ -201,7 +200,9 @@ appup::ReleaseManifest Runtime::load_unpacked(const std::string& version) const 
   return load_release(store_.release_dir(version));
 }
 
-appup::Plan Runtime::plan_to(const std::string& version) { return appup::make_plan(*manifest_, load_unpacked(version)); }
+appup::Plan Runtime::plan_to(const std::string& version) {
+  return appup::make_plan(*manifest_, load_unpacked(version));
+}
 
 void Runtime::check_upgradable(const appup::Plan& plan, const RuntimeConfig& target_config) const {
   for (const appup::PlanStep& step : plan.steps)
@@ -264,9 +265,8 @@ void Runtime::prepare_upgrade(UpgradeJob& job) {
     plan = appup::make_plan(*manifest_, job.target);
     if (request.expected_direction && plan.direction != *request.expected_direction) {
       bool newer = plan.direction == appup::Direction::Upgrade;
-      throw std::runtime_error(request.version + " is " + (newer ? "newer" : "older") +
-                               " than the running release " + manifest_->version + ": use `hotswap " +
-                               (newer ? "upgrade" : "downgrade") + "`");
+      throw std::runtime_error(request.version + " is " + (newer ? "newer" : "older") + " than the running release " +
+                               manifest_->version + ": use `hotswap " + (newer ? "upgrade" : "downgrade") + "`");
     }
     check_upgradable(plan, job.target_config);
   } catch (const std::exception& e) {

@@ -97,9 +97,9 @@ class Runtime {
   struct UpgradeJob;
   appup::ReleaseManifest load_unpacked(const std::string& version) const;  // throws naming the release
   void check_upgradable(const appup::Plan& plan, const RuntimeConfig& target_config) const;
-  void prepare_upgrade(UpgradeJob& job);                          // worker thread
-  void apply_upgrade(const std::shared_ptr<UpgradeJob>& job);     // loop
-  void finish_upgrade(const std::shared_ptr<UpgradeJob>& job);    // worker, then loop
+  void prepare_upgrade(UpgradeJob& job);                        // worker thread
+  void apply_upgrade(const std::shared_ptr<UpgradeJob>& job);   // loop
+  void finish_upgrade(const std::shared_ptr<UpgradeJob>& job);  // worker, then loop
   void schedule_auto_permanent();
   void wait_for_signals();
 

@@ -431,3 +431,14 @@ TEST_CASE("the admin socket is private and refuses peers of other users") {
   }
   root.must("stop");
 }
+
+TEST_CASE("a second host on the same root is refused and names the running one") {
+  Root root;
+  root.boot_first_release();
+  pid_t pid = root.status()["pid"];
+  Result second = root.run("start");
+  CHECK(second.code == 1);
+  CHECK_THAT(second.out, Catch::Contains("another hotswap host (pid " + std::to_string(pid) + ") is running"));
+  CHECK(root.version() == "1.0.0");
+  root.must("stop");
+}

@@ -1,3 +1,6 @@
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
+
 #include <catch2/catch.hpp>
 
 #include "test_support.hpp"
@@ -293,4 +296,22 @@ TEST_CASE("a timer belongs to the module slot and fires into the version serving
   f.registry.deliver_timer(f.counter(), id, f.services.timers[id].tag, /*last=*/true);
   CHECK(f.services.last_to(4) == "v2 timer fired");
   CHECK(f.counter().timers().empty());
+}
+
+TEST_CASE("a module failing on every message is counted each time but logged sparingly") {
+  auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(100);
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>("test", sink));
+  {
+    Fixture f;
+    for (int i = 0; i < 2000; ++i) f.send(1, "not a request");
+    CHECK(f.counter().stats().failed_events == 2000);
+    CHECK(f.ask(1) == "v1 total=12");  // still serving
+  }
+  std::vector<std::string> lines = sink->last_formatted();
+  spdlog::set_default_logger(previous);
+  size_t failures_logged = 0;
+  for (const auto& line : lines)
+    if (line.find("on_message failed") != std::string::npos) ++failures_logged;
+  CHECK(failures_logged == 12);  // the first ten, the 1000th and the 2000th
 }
