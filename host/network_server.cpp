@@ -298,7 +298,12 @@ bool NetworkServer::module_owns_listener(const std::string& module) const {
 void NetworkServer::connection_closed(hotswap_conn_id id, hotswap_disconnect_reason reason, const std::string& module) {
   if (connections_.erase(id) == 0) return;
   ++stats_.closed;
-  if (ModuleSlot* slot = registry_.find(module)) registry_.deliver_disconnect(*slot, id, reason);
+  // Posted, not called: the close may come from inside one of the module's own
+  // callbacks (it called close, or its send overflowed the queue), and modules
+  // are never called back re-entrantly.
+  asio::post(io_, [this, id, reason, module] {
+    if (ModuleSlot* slot = registry_.find(module)) registry_.deliver_disconnect(*slot, id, reason);
+  });
   if (shutting_down_ && connections_.empty() && on_all_closed_) {
     auto done = std::move(on_all_closed_);
     on_all_closed_ = nullptr;

@@ -3,8 +3,10 @@
 // "add N" adds N to the total and to the sender's count and replies
 // "<tag> total=<total>"; "get" replies the same without adding.
 // "timer MS" arms a one-shot timer; when it fires, the asking connection gets "<tag> timer fired".
+// "bye" replies "<tag> bye" and closes the connection; "quit" closes it without a reply.
 // "config" replies the module's runtime-config section (updated by on_config_change).
-// Tasks: "double" doubles the total; "fail" always fails.
+// Tasks: "double" doubles the total; "fail" always fails; "disconnects" reports
+// on_disconnect calls and whether one ever arrived inside on_message.
 #include <hotswap/module.hpp>
 #include <map>
 #include <string>
@@ -21,6 +23,11 @@ class Counter : public hotswap::Module<Counter> {
   Counter(hotswap::Host host, std::string_view config) : Module(host, config), config_(config) {}
 
   void on_message(hotswap::ConnId conn, std::string_view request) {
+    struct InMessage {
+      bool& flag;
+      explicit InMessage(bool& f) : flag(f) { flag = true; }
+      ~InMessage() { flag = false; }
+    } in_message(in_message_);
     auto [msg, tag] = split_tag(request);
     if (msg.rfind("add ", 0) == 0) {
       uint64_t n = std::stoull(std::string(msg.substr(4)));
@@ -29,6 +36,13 @@ class Counter : public hotswap::Module<Counter> {
     } else if (msg.rfind("timer ", 0) == 0) {
       host().start_timer(std::stoull(std::string(msg.substr(6))), 0, conn);
       host().send(conn, std::string(COUNTER_TAG) + " timer armed" + std::string(tag));
+      return;
+    } else if (msg == "quit") {
+      host().close(conn, "asked to quit");
+      return;
+    } else if (msg == "bye") {
+      host().send(conn, std::string(COUNTER_TAG) + " bye" + std::string(tag));
+      host().close(conn, "asked to leave");
       return;
     } else if (msg == "config") {
       host().send(conn, config_ + std::string(tag));
@@ -41,12 +55,19 @@ class Counter : public hotswap::Module<Counter> {
   void on_tick(uint64_t) { ++ticks_; }
   void on_timer(hotswap::TimerId, uint64_t conn) { host().send(conn, std::string(COUNTER_TAG) + " timer fired"); }
   void on_config_change(std::string_view config) { config_ = std::string(config); }
+  void on_disconnect(hotswap::ConnId, hotswap::DisconnectReason) {
+    ++disconnects_;
+    if (in_message_) reentered_ = true;  // the host must never call us back from inside a callback
+  }
   std::string run_task(std::string_view name, std::string_view) {
     if (name == "double") {
       total_ *= 2;
       return "{\"total\":" + std::to_string(total_) + "}";
     }
     if (name == "fail") throw std::runtime_error("task failed on purpose");
+    if (name == "disconnects")
+      return "{\"disconnects\":" + std::to_string(disconnects_) + ",\"reentered\":" + (reentered_ ? "true" : "false") +
+             "}";
     throw hotswap::UnsupportedTask(name);
   }
   void export_state(hotswap::StateWriter& out) const {
@@ -70,6 +91,9 @@ class Counter : public hotswap::Module<Counter> {
   }
 
  private:
+  bool in_message_ = false;
+  bool reentered_ = false;
+  uint64_t disconnects_ = 0;     // not part of the exported state: test instrumentation
   std::string config_ = "null";  // the latest runtime-config section, answered to "config"
   uint64_t total_ = 0;
   uint64_t ticks_ = 0;

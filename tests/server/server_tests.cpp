@@ -223,3 +223,25 @@ TEST_CASE("length-prefixed framing carries requests and replies and refuses over
   asio::read(s, asio::buffer(header));
   CHECK(header[3] == std::string("v1 total=2 #3").size());
 }
+
+TEST_CASE("a module that closes a connection from on_message is told of it afterwards, never re-entrantly") {
+  CounterServer server;
+  asio::io_context io;
+  tcp::socket s(io);
+  s.connect({asio::ip::make_address("127.0.0.1"), server.host->port()});
+  asio::streambuf in;
+  asio::write(s, asio::buffer(std::string("bye #1\n")));
+  CHECK(read_line(s, in) == "v1 bye #1");  // the pending output is written before the close
+  CHECK(closed_by_server(s));
+  tcp::socket q(io);  // nothing pending: the close happens inside on_message
+  q.connect({asio::ip::make_address("127.0.0.1"), server.host->port()});
+  asio::write(q, asio::buffer(std::string("quit\n")));
+  CHECK(closed_by_server(q));
+  std::string report;
+  for (int i = 0; i < 100 && report.find("\"disconnects\":2") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    report = server.host->on_loop(
+        [&] { return server.host->runtime().registry().find("counter")->active().run_task("disconnects", "null"); });
+  }
+  CHECK(report == "{\"disconnects\":2,\"reentered\":false}");
+}
