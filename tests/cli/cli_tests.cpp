@@ -251,8 +251,13 @@ TEST_CASE("two concurrent upgrades: the second is answered busy") {
   root.boot_first_release();
   root.must("unpack " + tarball("2.0.0").string());
   auto first = std::async(std::launch::async,
-                          [&] { return root.run("upgrade 2.0.0 --pre-task 'counter:sleep:{\"ms\":1500}'"); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+                          [&] { return root.run("upgrade 2.0.0 --pre-task 'counter:sleep:{\"ms\":3000}'"); });
+  bool busy = false;  // wait until the host has taken the first request
+  for (int i = 0; i < 200 && !busy; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    busy = root.status()["busy"] == true;
+  }
+  REQUIRE(busy);
   Result second = root.run("upgrade 2.0.0");
   CHECK(second.code == 75);
   CHECK_THAT(second.out, Catch::Contains("busy"));
