@@ -28,10 +28,7 @@ std::optional<ReleaseTask> pre_task_arg(const nlohmann::json& request) {
 
 void reply_with_report(const AdminResponder& respond, const UpgradeReport& report) {
   if (report.committed()) return respond.ok(report.to_json());
-  bool busy = report.error.rfind("busy:", 0) == 0;
-  respond.error(report.summary(), busy                                                   ? "busy"
-                                  : report.outcome == UpgradeReport::Outcome::RolledBack ? "rolled_back"
-                                                                                         : "refused");
+  respond.error(report.summary(), to_string(report.outcome));
 }
 
 void start_upgrade(Runtime& runtime, const nlohmann::json& request, const AdminResponder& respond,
@@ -61,9 +58,9 @@ AdminHandler make_admin_handler(Runtime& runtime) {
       if (cmd == "downgrade") return start_upgrade(runtime, request, respond, appup::Direction::Downgrade);
       if (cmd == "reload") {
         return runtime.reload([respond](const nlohmann::json& event) { respond.event(event); },
-                              [respond](const nlohmann::json& result, const std::string& error) {
-                                if (error.empty()) return respond.ok(result);
-                                respond.error(error, error.rfind("busy:", 0) == 0 ? "busy" : "failed");
+                              [respond](const Runtime::ReloadResult& reload) {
+                                if (reload.error.empty()) return respond.ok(reload.result);
+                                respond.error(reload.error, reload.busy ? "busy" : "failed");
                               });
       }
       if (cmd == "unpack")

@@ -230,10 +230,12 @@ struct Runtime::UpgradeJob {
 };
 
 void Runtime::upgrade(const UpgradeRequest& request, const ProgressListener& progress, Done done) {
-  auto refuse_now = [&](const std::string& why) {
-    done(refused_report(manifest_->name, manifest_->version, request.version, why));
+  auto refuse_now = [&](const std::string& why, UpgradeReport::Outcome outcome = UpgradeReport::Outcome::Refused) {
+    UpgradeReport report = refused_report(manifest_->name, manifest_->version, request.version, why);
+    report.outcome = outcome;
+    done(report);
   };
-  if (busy_) return refuse_now("busy: an upgrade to " + busy_with_ + " is in progress");
+  if (busy_) return refuse_now("busy: an upgrade to " + busy_with_ + " is in progress", UpgradeReport::Outcome::Busy);
   if (stopping_) return refuse_now("the host is stopping");
   busy_ = true;
   busy_with_ = request.version;
@@ -370,16 +372,14 @@ void Runtime::make_permanent(const std::string& version) {
   auto_permanent_timer_.cancel();
 }
 
-void Runtime::reload(const ProgressListener& progress, std::function<void(nlohmann::json, std::string)> done) {
-  if (busy_) return done(nullptr, "busy: an upgrade to " + busy_with_ + " is in progress");
+void Runtime::reload(const ProgressListener& progress, std::function<void(const ReloadResult&)> done) {
+  if (busy_) return done({nullptr, "busy: an upgrade to " + busy_with_ + " is in progress", true});
   if (auto newer = store_.newest_newer_than(manifest_->version)) {
     UpgradeRequest request;
     request.version = *newer;
     return upgrade(request, progress, [done](const UpgradeReport& report) {
-      if (report.committed())
-        done({{"action", "upgrade"}, {"report", report.to_json()}}, "");
-      else
-        done({{"action", "upgrade"}, {"report", report.to_json()}}, report.summary());
+      nlohmann::json result = {{"action", "upgrade"}, {"report", report.to_json()}};
+      done({result, report.committed() ? "" : report.summary(), report.outcome == UpgradeReport::Outcome::Busy});
     });
   }
   fs::path config_file = store_.runtime_config_path(manifest_->version);
@@ -388,11 +388,11 @@ void Runtime::reload(const ProgressListener& progress, std::function<void(nlohma
     check_config_matches(next, *manifest_, config_file);
     if (!same_listeners(config_, next))
       throw std::runtime_error(config_file.string() + ": listeners changed; a listener change needs a restart");
-    if (next == config_) return done({{"action", "none"}, {"release", manifest_->version}}, "");
+    if (next == config_) return done({{{"action", "none"}, {"release", manifest_->version}}, "", false});
     apply_config(next, false);
-    done({{"action", "config"}, {"release", manifest_->version}}, "");
+    done({{{"action", "config"}, {"release", manifest_->version}}, "", false});
   } catch (const std::exception& e) {
-    done(nullptr, std::string("config not reloaded, the old one stays: ") + e.what());
+    done({nullptr, std::string("config not reloaded, the old one stays: ") + e.what(), false});
   }
 }
 
@@ -453,11 +453,11 @@ void Runtime::wait_for_signals() {
     if (ec) return;
     if (signal == SIGHUP) {
       spdlog::info("SIGHUP: reloading");
-      reload({}, [](const nlohmann::json& result, const std::string& error) {
-        if (!error.empty())
-          spdlog::error("reload failed: {}", error);
+      reload({}, [](const ReloadResult& reload) {
+        if (!reload.error.empty())
+          spdlog::error("reload failed: {}", reload.error);
         else
-          spdlog::info("reload: {}", result.value("action", "?"));
+          spdlog::info("reload: {}", reload.result.value("action", "?"));
       });
       wait_for_signals();
       return;

@@ -77,9 +77,14 @@ class Runtime {
   void upgrade(const UpgradeRequest& request, const ProgressListener& progress, Done done);
   bool busy() const { return busy_; }
 
+  struct ReloadResult {
+    nlohmann::json result;  // {"action": "upgrade"|"config"|"none", ...}
+    std::string error;      // empty on success
+    bool busy = false;      // refused because an upgrade is running
+  };
   // Newest newer release → upgrade; otherwise re-reads the runtime config and
-  // tells modules whose section changed. `done` gets a JSON summary or throws nothing.
-  void reload(const ProgressListener& progress, std::function<void(nlohmann::json result, std::string error)> done);
+  // tells modules whose section changed.
+  void reload(const ProgressListener& progress, std::function<void(const ReloadResult&)> done);
 
   // The plan to `version`, without doing it. Throws.
   appup::Plan plan_to(const std::string& version);

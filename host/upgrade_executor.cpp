@@ -103,6 +103,8 @@ const char* to_string(UpgradeReport::Outcome outcome) {
       return "rolled_back";
     case UpgradeReport::Outcome::Refused:
       return "refused";
+    case UpgradeReport::Outcome::Busy:
+      return "busy";
   }
   return "?";
 }
@@ -129,7 +131,7 @@ std::string UpgradeReport::summary() const {
   std::ostringstream out;
   out << (direction == appup::Direction::Upgrade ? "upgrade " : "downgrade ") << release_name << " " << from_release
       << " -> " << to_release << ": " << to_string(outcome);
-  if (outcome != Outcome::Refused)
+  if (outcome == Outcome::Committed || outcome == Outcome::RolledBack)
     out << ", pause " << std::chrono::duration<double, std::micro>(pause).count() << " us";
   if (!error.empty()) out << ": " << error;
   if (!leaked.empty()) out << " (" << leaked.size() << " library(ies) stayed mapped)";

@@ -36,6 +36,7 @@ struct UpgradeReport {
     Committed,   // the new version serves
     RolledBack,  // a step failed while paused; the old version serves with its state
     Refused,     // the check failed before anything paused
+    Busy,        // another upgrade was running; nothing was done
   };
   Outcome outcome = Outcome::Refused;
   appup::Direction direction = appup::Direction::Upgrade;
