@@ -9,6 +9,7 @@
 // on_disconnect calls and whether one ever arrived inside on_message.
 #include <hotswap/module.hpp>
 #include <map>
+#include <set>
 #include <string>
 
 #include "counter_protocol.hpp"
@@ -55,7 +56,11 @@ class Counter : public hotswap::Module<Counter> {
   void on_tick(uint64_t) { ++ticks_; }
   void on_timer(hotswap::TimerId, uint64_t conn) { host().send(conn, std::string(COUNTER_TAG) + " timer fired"); }
   void on_config_change(std::string_view config) { config_ = std::string(config); }
-  void on_disconnect(hotswap::ConnId, hotswap::DisconnectReason) {
+  void on_connect(hotswap::ConnId conn, const hotswap::ConnInfo&) { connected_.insert(conn); }
+  // A graceful stop: every client still connected hears goodbye before the host closes it.
+  void on_stop() { host().broadcast({connected_.begin(), connected_.end()}, std::string(COUNTER_TAG) + " goodbye"); }
+  void on_disconnect(hotswap::ConnId conn, hotswap::DisconnectReason) {
+    connected_.erase(conn);
     ++disconnects_;
     if (in_message_) reentered_ = true;  // the host must never call us back from inside a callback
   }
@@ -91,6 +96,7 @@ class Counter : public hotswap::Module<Counter> {
   }
 
  private:
+  std::set<hotswap::ConnId> connected_;  // test instrumentation, not exported: a swapped-in version starts empty
   bool in_message_ = false;
   bool reentered_ = false;
   uint64_t disconnects_ = 0;     // not part of the exported state: test instrumentation

@@ -245,3 +245,16 @@ TEST_CASE("a module that closes a connection from on_message is told of it after
   }
   CHECK(report == "{\"disconnects\":2,\"reentered\":false}");
 }
+
+TEST_CASE("a graceful stop tells the modules first and writes their last words before closing") {
+  CounterServer server;
+  asio::io_context io;
+  tcp::socket s(io);
+  s.connect({asio::ip::make_address("127.0.0.1"), server.host->port()});
+  asio::streambuf in;
+  asio::write(s, asio::buffer(std::string("add 3 #1\n")));
+  CHECK(read_line(s, in) == "v1 total=3 #1");
+  asio::post(server.host->runtime().io(), [&] { server.host->runtime().stop(); });
+  CHECK(read_line(s, in) == "v1 goodbye");
+  CHECK(closed_by_server(s));
+}
