@@ -82,15 +82,6 @@ hotswap::appup::Plan swap_plan(StepKind kind, const std::string& module, const h
   return p;
 }
 
-// Module host functions go nowhere: the bench modules send nothing and arm no timer.
-class NullServices : public hotswap::host::HostServices {
- public:
-  hotswap_status send(hotswap_conn_id, std::string_view) override { return HOTSWAP_OK; }
-  hotswap_status close(hotswap_conn_id, std::string_view) override { return HOTSWAP_OK; }
-  void schedule_timer(ModuleSlot&, hotswap_timer_id, uint64_t, uint64_t, uint64_t) override {}
-  bool cancel_timer(hotswap_timer_id) override { return false; }
-};
-
 // ---- statistics ----
 
 // Nearest-rank percentile of an ascending-sorted sample.
@@ -134,7 +125,7 @@ void bench_load_module(const Options& opt) {
   auto down = swap_plan(StepKind::LoadModule, "bench_echo", v1, v0, Direction::Downgrade);
 
   LibraryLoader loader;
-  NullServices services;
+  hotswap::host::DetachedServices services;
   ModuleRegistry registry(services);
   UpgradeExecutor executor(registry, loader);
   ModuleSlot& slot = registry.start(loader.load(v0.file, {v0.name, v0.version, v0.sha256}));
@@ -203,7 +194,7 @@ void bench_update(const Options& opt) {
   auto down = swap_plan(StepKind::Update, "bench_blob", v2, v1, Direction::Downgrade);
 
   LibraryLoader loader;
-  NullServices services;
+  hotswap::host::DetachedServices services;
   ModuleRegistry registry(services);
   UpgradeExecutor executor(registry, loader);
   ModuleSlot& slot = registry.start(loader.load(v1.file, {v1.name, v1.version, v1.sha256}));
@@ -256,7 +247,7 @@ void bench_dispatch(const Options& opt, int variant) {
   auto v0 = module_entry("bench_echo", "1.0.0");
 
   LibraryLoader loader;
-  NullServices services;
+  hotswap::host::DetachedServices services;
   ModuleRegistry registry(services);
   ModuleSlot& slot = registry.start(loader.load(v0.file, {v0.name, v0.version, v0.sha256}));
   std::unique_ptr<hotswap::bench::DirectHandler> direct = hotswap::bench::make_direct_handler(variant);

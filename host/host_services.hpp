@@ -27,4 +27,14 @@ class HostServices {
   virtual bool cancel_timer(hotswap_timer_id id) = 0;
 };
 
+// Sends reach no one and timers never fire: for an instance that serves no
+// traffic (a release task) and for benchmarks of the host alone.
+class DetachedServices : public HostServices {
+ public:
+  hotswap_status send(hotswap_conn_id, std::string_view) override { return HOTSWAP_NOT_FOUND; }
+  hotswap_status close(hotswap_conn_id, std::string_view) override { return HOTSWAP_NOT_FOUND; }
+  void schedule_timer(ModuleSlot&, hotswap_timer_id, uint64_t, uint64_t, uint64_t) override {}
+  bool cancel_timer(hotswap_timer_id) override { return false; }
+};
+
 }  // namespace hotswap::host

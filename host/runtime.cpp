@@ -20,15 +20,6 @@ namespace fs = boost::filesystem;
 
 namespace {
 
-// Sends go nowhere and timers never fire: for a module instance that serves no traffic.
-class DetachedServices : public HostServices {
- public:
-  hotswap_status send(hotswap_conn_id, std::string_view) override { return HOTSWAP_NOT_FOUND; }
-  hotswap_status close(hotswap_conn_id, std::string_view) override { return HOTSWAP_NOT_FOUND; }
-  void schedule_timer(ModuleSlot&, hotswap_timer_id, uint64_t, uint64_t, uint64_t) override {}
-  bool cancel_timer(hotswap_timer_id) override { return false; }
-};
-
 appup::ReleaseManifest load_release(const fs::path& dir) {
   try {
     return appup::load_manifest(dir);

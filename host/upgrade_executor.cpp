@@ -159,7 +159,10 @@ PreparedUpgrade UpgradeExecutor::prepare(const appup::Plan& plan, const Progress
     prepared.libraries_.clear();
   }
   report.check_time = Clock::now() - check_start;
-  for (const PlanStep& step : plan.steps) prepared.descriptions_.push_back(step.describe());
+  for (const PlanStep& step : plan.steps) {
+    prepared.descriptions_.push_back(step.describe());
+    prepared.extras_.push_back(step.extra.dump());
+  }
   if (prepared.ok()) emit_to(progress, {{"event", "loaded"}, {"check_ms", ms(report.check_time)}});
   return prepared;
 }
@@ -221,7 +224,7 @@ UpgradeReport UpgradeExecutor::apply(PreparedUpgrade prepared, const ProgressLis
       auto fresh = [&] {
         return std::make_unique<ModuleInstance>(library, registry_, registry_.module_config(step.module), true);
       };
-      std::string extra = step.extra.dump();
+      const std::string& extra = prepared.extras_[i];
       switch (step.kind) {
         case StepKind::LoadModule: {
           ModuleInstance& old = instance_of(step.module);

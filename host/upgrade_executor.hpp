@@ -85,6 +85,7 @@ class PreparedUpgrade {
   std::vector<std::shared_ptr<LoadedLibrary>> libraries_;  // indexed like plan_.steps
   std::vector<std::string> affected_;                      // running modules the plan touches
   std::vector<std::string> descriptions_;                  // step.describe(), made before the pause
+  std::vector<std::string> extras_;                        // step.extra as JSON text, made before the pause
   UpgradeReport report_;
 };
 

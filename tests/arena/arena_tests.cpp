@@ -1,6 +1,7 @@
 // The arena example, driven through the host library as the server would drive
 // it: the protocol of each version, and upgrades and downgrades planned from
 // the appup files the releases ship.
+#include "recording_services.hpp"
 #include "arena_protocol.hpp"
 #include "host_services.hpp"
 #include "module_registry.hpp"
@@ -53,24 +54,10 @@ hotswap::appup::ReleaseManifest release(const std::string& version) {
   return m;
 }
 
-// Records what the module asks of the outside world (after tests/host/test_support.hpp).
-class RecordingServices : public hotswap::host::HostServices {
- public:
-  hotswap_status send(hotswap_conn_id conn, std::string_view message) override {
-    sent.emplace_back(conn, std::string(message));
-    return HOTSWAP_OK;
-  }
-  hotswap_status close(hotswap_conn_id, std::string_view) override { return HOTSWAP_OK; }
-  void schedule_timer(ModuleSlot&, hotswap_timer_id, uint64_t, uint64_t, uint64_t) override {}
-  bool cancel_timer(hotswap_timer_id) override { return false; }
-
-  std::vector<std::pair<hotswap_conn_id, std::string>> sent;
-};
-
 // A registry serving one arena version, as the host would.
 struct Server {
   LibraryLoader loader;
-  RecordingServices services;
+  hotswap::test::RecordingServices services;
   ModuleRegistry registry{services};
   UpgradeExecutor executor{registry, loader};
 
@@ -255,7 +242,7 @@ TEST_CASE("the grid size comes from the module config") {
 
   for (const char* bad : {R"({"grid": 1})", R"({"grid": "64"})", R"({"gird": 64})", "[]"}) {
     LibraryLoader loader;
-    RecordingServices services;
+    hotswap::test::RecordingServices services;
     ModuleRegistry registry(services);
     registry.set_module_config("arena", bad);
     INFO(bad);
