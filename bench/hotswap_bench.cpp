@@ -7,14 +7,14 @@
 //                           against a raw call through the module's descriptor
 //
 // Options: --only NAME (run one benchmark), --quick (fewer runs, for a smoke run).
-#include "allocator_tuning.hpp"
+#include "core/allocator_tuning.hpp"
 #include "direct_handler.hpp"
 
-#include "host_services.hpp"
-#include "library_loader.hpp"
-#include "module_registry.hpp"
-#include "sha256.hpp"
-#include "upgrade_executor.hpp"
+#include "core/host_services.hpp"
+#include "core/library_loader.hpp"
+#include "core/module_registry.hpp"
+#include "core/sha256.hpp"
+#include "upgrade/upgrade_executor.hpp"
 
 #include <hotswap/appup/planner.hpp>
 

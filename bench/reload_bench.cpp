@@ -11,7 +11,7 @@
 //
 // Options: --quick (smoke run), --diagnose (extra lines: the loop-side phases of
 // each reload and an event-loop lag probe), and the knobs listed by --help.
-#include "allocator_tuning.hpp"
+#include "core/allocator_tuning.hpp"
 #include "runtime.hpp"
 
 #include <hotswap/appup/manifest.hpp>

@@ -1,5 +1,7 @@
 #include "runtime.hpp"
 
+#include "release/release_files.hpp"
+
 #include <pthread.h>
 #include <sched.h>
 #include <spdlog/spdlog.h>
@@ -20,24 +22,6 @@ namespace fs = boost::filesystem;
 
 namespace {
 
-appup::ReleaseManifest load_release(const fs::path& dir) {
-  try {
-    return appup::load_manifest(dir);
-  } catch (const appup::InputError& e) {
-    throw std::runtime_error(std::string("invalid release manifest: ") + e.what());
-  }
-}
-
-std::string config_section(const RuntimeConfig& config, const std::string& module) {
-  auto it = config.modules.find(module);
-  return it == config.modules.end() ? "null" : it->second.config.dump();
-}
-
-double tick_rate(const RuntimeConfig& config, const std::string& module) {
-  auto it = config.modules.find(module);
-  return it == config.modules.end() ? 0 : it->second.tick_hz;
-}
-
 // Every module the config talks about must be in the release.
 void check_config_matches(const RuntimeConfig& config, const appup::ReleaseManifest& manifest,
                           const fs::path& config_file) {
@@ -49,17 +33,6 @@ void check_config_matches(const RuntimeConfig& config, const appup::ReleaseManif
     if (manifest.find(name) == nullptr)
       throw ConfigError(config_file.string(), "modules." + name,
                         "module '" + name + "' is not in release " + manifest.version);
-}
-
-bool same_listeners(const RuntimeConfig& a, const RuntimeConfig& b) {
-  if (a.listeners.size() != b.listeners.size()) return false;
-  for (size_t i = 0; i < a.listeners.size(); ++i) {
-    const ListenerConfig &x = a.listeners[i], &y = b.listeners[i];
-    if (x.name != y.name || x.address != y.address || x.port != y.port || x.framing != y.framing ||
-        x.max_frame_bytes != y.max_frame_bytes || x.module != y.module)
-      return false;
-  }
-  return true;
 }
 
 // Manifest order, with each module after the modules it depends on.
@@ -92,21 +65,6 @@ UpgradeReport refused_report(const std::string& release, const std::string& from
 
 }  // namespace
 
-std::string run_release_task(const fs::path& release_dir, const RuntimeConfig& config, const ReleaseTask& task,
-                             LibraryLoader& loader) {
-  appup::ReleaseManifest manifest = load_release(release_dir);
-  const appup::ModuleEntry* entry = manifest.find(task.module);
-  if (entry == nullptr)
-    throw std::runtime_error("release " + manifest.version + " has no module '" + task.module + "'");
-  DetachedServices services;
-  ModuleRegistry registry(services);
-  registry.set_module_config(entry->name, config_section(config, entry->name));
-  ModuleSlot& slot = registry.start(loader.load(entry->file, {entry->name, entry->version, entry->sha256}));
-  std::string result = slot.active().run_task(task.name, task.args.dump());
-  registry.stop_all();
-  return result;
-}
-
 Runtime::Runtime(const fs::path& root)
     : signals_(io_),
       store_(root),
@@ -132,7 +90,7 @@ Runtime::~Runtime() {
 void Runtime::boot() {
   std::string version = store_.boot_version();
   fs::path dir = store_.release_dir(version);
-  appup::ReleaseManifest manifest = load_release(dir);
+  appup::ReleaseManifest manifest = load_release_manifest(dir);
   fs::path config_file = store_.runtime_config_path(version);
   RuntimeConfig config = load_runtime_config(config_file);
   check_config_matches(config, manifest, config_file);
@@ -161,7 +119,7 @@ void Runtime::apply_config(const RuntimeConfig& next, bool at_boot) {
   if (admin_) admin_->set_max_request_bytes(next.admin_max_request_bytes);
   for (ModuleSlot* slot : registry_.slots()) {
     const std::string& name = slot->name();
-    std::string section = config_section(next, name);
+    std::string section = next.module_section(name);
     if (!at_boot && section != registry_.module_config(name)) {
       registry_.set_module_config(name, section);
       try {
@@ -171,8 +129,8 @@ void Runtime::apply_config(const RuntimeConfig& next, bool at_boot) {
         spdlog::warn("{}", e.what());
       }
     }
-    if (at_boot || tick_rate(next, name) != tick_rate(config_, name))
-      server_.set_tick_rate(name, tick_rate(next, name));
+    if (at_boot || next.tick_rate(name) != config_.tick_rate(name))
+      server_.set_tick_rate(name, next.tick_rate(name));
   }
   config_ = next;
 }
@@ -188,7 +146,7 @@ appup::ReleaseManifest Runtime::load_unpacked(const std::string& version) const 
   if (!store_.exists(version))
     throw std::runtime_error("release " + version + " is not unpacked under " + store_.releases_dir().string() +
                              " (use `hotswap unpack FILE`)");
-  return load_release(store_.release_dir(version));
+  return load_release_manifest(store_.release_dir(version));
 }
 
 appup::Plan Runtime::plan_to(const std::string& version) {
@@ -201,7 +159,7 @@ void Runtime::check_upgradable(const appup::Plan& plan, const RuntimeConfig& tar
       throw std::runtime_error("refusing to delete module " + step.module +
                                ": it owns a listener and its connections; change the listener's module in "
                                "runtime.json and restart first");
-  if (!same_listeners(config_, target_config))
+  if (!config_.same_listeners(target_config))
     throw std::runtime_error(
         "the target release's runtime config changes the listeners; a listener change needs a "
         "restart (a blue-green handover is not available yet)");
@@ -294,7 +252,7 @@ void Runtime::apply_upgrade(const std::shared_ptr<UpgradeJob>& job) {
   std::map<std::string, std::string> previous;
   for (const auto& m : job->target.modules) {
     previous[m.name] = registry_.module_config(m.name);
-    registry_.set_module_config(m.name, config_section(job->target_config, m.name));
+    registry_.set_module_config(m.name, job->target_config.module_section(m.name));
   }
   report = executor_.apply(std::move(*job->prepared), job->progress, &job->retired);
   job->prepared.reset();
@@ -377,7 +335,7 @@ void Runtime::reload(const ProgressListener& progress, std::function<void(const 
   try {
     RuntimeConfig next = load_runtime_config(config_file);
     check_config_matches(next, *manifest_, config_file);
-    if (!same_listeners(config_, next))
+    if (!config_.same_listeners(next))
       throw std::runtime_error(config_file.string() + ": listeners changed; a listener change needs a restart");
     if (next == config_) return done({{{"action", "none"}, {"release", manifest_->version}}, "", false});
     apply_config(next, false);

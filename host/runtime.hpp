@@ -14,29 +14,16 @@
 #include <optional>
 #include <string>
 
-#include "admin_server.hpp"
-#include "library_loader.hpp"
-#include "module_registry.hpp"
-#include "network_server.hpp"
-#include "release_store.hpp"
-#include "runtime_config.hpp"
-#include "upgrade_executor.hpp"
+#include "admin/admin_server.hpp"
+#include "core/library_loader.hpp"
+#include "core/module_registry.hpp"
+#include "net/network_server.hpp"
+#include "release/release_store.hpp"
+#include "release/runtime_config.hpp"
+#include "upgrade/release_task.hpp"
+#include "upgrade/upgrade_executor.hpp"
 
 namespace hotswap::host {
-
-// A named task of a module, run on a fresh instance of a release's code that
-// serves no traffic (`hotswap task`, and an upgrade's pre-upgrade task).
-struct ReleaseTask {
-  std::string module;
-  std::string name;
-  nlohmann::json args = nullptr;
-};
-
-// Loads `task.module` from `release_dir` (hash-checked), creates it with its
-// config section from `config`, runs the task and returns its result. Sends
-// reach no one and timers never fire. Throws with a clear message.
-std::string run_release_task(const boost::filesystem::path& release_dir, const RuntimeConfig& config,
-                             const ReleaseTask& task, LibraryLoader& loader);
 
 struct UpgradeRequest {
   std::string version;

@@ -3,11 +3,11 @@
 // the appup files the releases ship.
 #include "recording_services.hpp"
 #include "arena_protocol.hpp"
-#include "host_services.hpp"
-#include "module_registry.hpp"
-#include "runtime_config.hpp"
-#include "sha256.hpp"
-#include "upgrade_executor.hpp"
+#include "core/host_services.hpp"
+#include "core/module_registry.hpp"
+#include "release/runtime_config.hpp"
+#include "core/sha256.hpp"
+#include "upgrade/upgrade_executor.hpp"
 
 #include <hotswap/appup/appup.hpp>
 #include <hotswap/appup/planner.hpp>

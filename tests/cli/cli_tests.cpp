@@ -15,7 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "pid_file.hpp"
+#include "os/pid_file.hpp"
 
 namespace fs = boost::filesystem;
 using nlohmann::json;

@@ -4,7 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include "test_support.hpp"
-#include "upgrade_executor.hpp"
+#include "upgrade/upgrade_executor.hpp"
 
 using hotswap::appup::Direction;
 using hotswap::appup::StepKind;

@@ -3,7 +3,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "library_loader.hpp"
+#include "core/library_loader.hpp"
 #include "test_support.hpp"
 
 namespace fs = boost::filesystem;

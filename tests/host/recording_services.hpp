@@ -6,8 +6,8 @@
 #include <utility>
 #include <vector>
 
-#include "host_services.hpp"
-#include "module_registry.hpp"
+#include "core/host_services.hpp"
+#include "core/module_registry.hpp"
 
 namespace hotswap::test {
 
@@ -18,11 +18,11 @@ class RecordingServices : public hotswap::host::HostServices {
     hotswap::host::ModuleSlot* owner;
     uint64_t delay_ms, repeat_ms, tag;
   };
-  hotswap_status send(hotswap_conn_id conn, std::string_view message) override {
+  hotswap_status send(std::string_view, hotswap_conn_id conn, std::string_view message) override {
     sent.emplace_back(conn, std::string(message));
     return HOTSWAP_OK;
   }
-  hotswap_status close(hotswap_conn_id conn, std::string_view reason) override {
+  hotswap_status close(std::string_view, hotswap_conn_id conn, std::string_view reason) override {
     closed.emplace_back(conn, std::string(reason));
     return HOTSWAP_OK;
   }

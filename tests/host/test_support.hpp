@@ -11,10 +11,10 @@
 #include <utility>
 #include <vector>
 
-#include "host_services.hpp"
-#include "module_registry.hpp"
+#include "core/host_services.hpp"
+#include "core/module_registry.hpp"
 #include "recording_services.hpp"
-#include "sha256.hpp"
+#include "core/sha256.hpp"
 
 namespace hotswap::test {
 

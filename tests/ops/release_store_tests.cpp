@@ -1,5 +1,5 @@
 #include "ops_support.hpp"
-#include "release_store.hpp"
+#include "release/release_store.hpp"
 
 #include <catch2/catch.hpp>
 

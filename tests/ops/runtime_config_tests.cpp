@@ -1,5 +1,5 @@
 #include "ops_support.hpp"
-#include "runtime_config.hpp"
+#include "release/runtime_config.hpp"
 
 #include <catch2/catch.hpp>
 

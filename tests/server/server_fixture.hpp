@@ -12,9 +12,9 @@
 #include <thread>
 #include <vector>
 
-#include "admin_commands.hpp"
+#include "admin/admin_commands.hpp"
 #include "runtime.hpp"
-#include "sha256.hpp"
+#include "core/sha256.hpp"
 
 namespace hotswap::test {
 

@@ -20,13 +20,13 @@
 #include <thread>
 #include <vector>
 
-#include "admin_client.hpp"
-#include "admin_commands.hpp"
-#include "allocator_tuning.hpp"
-#include "pid_file.hpp"
-#include "release_store.hpp"
+#include "admin/admin_client.hpp"
+#include "admin/admin_commands.hpp"
+#include "core/allocator_tuning.hpp"
+#include "os/pid_file.hpp"
+#include "release/release_store.hpp"
 #include "runtime.hpp"
-#include "runtime_config.hpp"
+#include "release/runtime_config.hpp"
 
 namespace fs = boost::filesystem;
 using hotswap::host::AdminClient;
@@ -298,10 +298,10 @@ json request_for(const std::string& name, const Args& args) {
   }
   if (name == "log-level") {
     expect_positional(args, 1, 1, c);
-    return {{"cmd", "log_level"}, {"level", args.positional[0]}};
+    return {{"cmd", "log-level"}, {"level", args.positional[0]}};
   }
   expect_positional(args, 1, 1, c);
-  json request = {{"cmd", name == "make-permanent" ? "make_permanent" : name}, {"version", args.positional[0]}};
+  json request = {{"cmd", name}, {"version", args.positional[0]}};
   if (args.has("--pre-task")) {
     if (name != "upgrade") throw UsageError("--pre-task goes with upgrade");
     std::string spec = args.get("--pre-task");

@@ -1,4 +1,4 @@
-#include "library_loader.hpp"
+#include "core/library_loader.hpp"
 
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -11,7 +11,7 @@
 #include <cstddef>
 #include <cstring>
 
-#include "sha256.hpp"
+#include "core/sha256.hpp"
 
 namespace fs = boost::filesystem;
 

@@ -1,4 +1,4 @@
-#include "runtime_config.hpp"
+#include "release/runtime_config.hpp"
 
 #include <algorithm>
 #include <boost/filesystem/operations.hpp>
@@ -317,11 +317,6 @@ RuntimeConfig parse_substituted(const ConfigReader& reader, const json& document
   return config;
 }
 
-bool same_listener(const ListenerConfig& a, const ListenerConfig& b) {
-  return a.name == b.name && a.address == b.address && a.port == b.port && a.framing == b.framing &&
-         a.max_frame_bytes == b.max_frame_bytes && a.module == b.module;
-}
-
 bool same_module(const ModuleRuntimeConfig& a, const ModuleRuntimeConfig& b) {
   return a.tick_hz == b.tick_hz && a.config == b.config;
 }
@@ -329,9 +324,7 @@ bool same_module(const ModuleRuntimeConfig& a, const ModuleRuntimeConfig& b) {
 }  // namespace
 
 bool RuntimeConfig::operator==(const RuntimeConfig& other) const {
-  return log_level == other.log_level &&
-         std::equal(listeners.begin(), listeners.end(), other.listeners.begin(), other.listeners.end(),
-                    same_listener) &&
+  return log_level == other.log_level && same_listeners(other) &&
          max_output_bytes == other.max_output_bytes && admin_max_request_bytes == other.admin_max_request_bytes &&
          shutdown_timeout == other.shutdown_timeout && auto_permanent_after == other.auto_permanent_after &&
          std::equal(modules.begin(), modules.end(), other.modules.begin(), other.modules.end(),
@@ -392,6 +385,25 @@ RuntimeConfig load_runtime_config(const fs::path& file, const EnvLookup& env) {
     throw ConfigError(name, "", std::string("invalid JSON: ") + e.what());
   }
   return parse_runtime_config(document, name, env);
+}
+
+std::string RuntimeConfig::module_section(const std::string& module) const {
+  auto it = modules.find(module);
+  return it == modules.end() ? "null" : it->second.config.dump();
+}
+
+double RuntimeConfig::tick_rate(const std::string& module) const {
+  auto it = modules.find(module);
+  return it == modules.end() ? 0 : it->second.tick_hz;
+}
+
+bool RuntimeConfig::same_listeners(const RuntimeConfig& other) const {
+  return std::equal(listeners.begin(), listeners.end(), other.listeners.begin(), other.listeners.end(),
+                    [](const ListenerConfig& a, const ListenerConfig& b) {
+                      return a.name == b.name && a.address == b.address && a.port == b.port &&
+                             a.framing == b.framing && a.max_frame_bytes == b.max_frame_bytes &&
+                             a.module == b.module;
+                    });
 }
 
 }  // namespace hotswap::host

@@ -1,4 +1,4 @@
-#include "release_store.hpp"
+#include "release/release_store.hpp"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -19,7 +19,7 @@
 #include <memory>
 #include <sstream>
 
-#include "sha256.hpp"
+#include "core/sha256.hpp"
 
 namespace fs = boost::filesystem;
 using nlohmann::json;

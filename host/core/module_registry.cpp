@@ -1,4 +1,4 @@
-#include "module_registry.hpp"
+#include "core/module_registry.hpp"
 
 #include <spdlog/spdlog.h>
 

@@ -1,10 +1,9 @@
-#include "upgrade_executor.hpp"
+#include "upgrade/upgrade_executor.hpp"
 
 #include <spdlog/spdlog.h>
 
 #include <map>
 #include <set>
-#include <sstream>
 
 namespace hotswap::host {
 namespace {
@@ -13,174 +12,28 @@ using appup::PlanStep;
 using appup::StepKind;
 using Clock = std::chrono::steady_clock;
 
-double ms(std::chrono::nanoseconds d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
-bool changes_code(StepKind kind) {
-  return kind == StepKind::LoadModule || kind == StepKind::Update || kind == StepKind::RestartModule ||
-         kind == StepKind::AddModule;
-}
-
-// The code a module runs at some point of the plan: the live library, or one the plan loads.
-struct CodeAtStep {
-  const LoadedLibrary* library = nullptr;
-  bool exists = false;
-};
-
-// Loads and checks every library the plan needs; fills libraries and affected.
-// Throws with a message naming the step on the first problem.
-void check_plan(const appup::Plan& plan, ModuleRegistry& registry, LibraryLoader& loader,
-                std::vector<std::shared_ptr<LoadedLibrary>>& libraries, std::vector<std::string>& affected) {
-  std::set<std::string> touched;
-  std::map<std::string, CodeAtStep> code;  // what each module runs after the steps so far
-  auto code_of = [&](const std::string& module) -> CodeAtStep& {
-    auto it = code.find(module);
-    if (it != code.end()) return it->second;
-    CodeAtStep now;
-    if (ModuleSlot* slot = registry.find(module)) now = {&slot->active().library(), true};
-    return code.emplace(module, now).first->second;
-  };
-
-  for (const PlanStep& step : plan.steps) {
-    std::string where = "step '" + step.describe() + "': ";
-    CodeAtStep& current = code_of(step.module);
-    std::shared_ptr<LoadedLibrary> library;
-    if (step.kind == StepKind::AddModule && current.exists)
-      throw std::runtime_error(where + "module " + step.module + " is already running");
-    if (step.kind != StepKind::AddModule && !current.exists)
-      throw std::runtime_error(where + "module " + step.module + " is not running (missing from the release)");
-    if (changes_code(step.kind)) {
-      if (!step.code) throw std::runtime_error(where + "the plan names no file to load");
-      library = loader.load(step.code->file, {step.code->name, step.code->version, step.code->sha256});
-      const hotswap_module_descriptor& next = library->descriptor();
-      if (step.kind == StepKind::LoadModule && library->state_schema() != current.library->state_schema())
-        throw std::runtime_error(where + "load_module hands state over unchanged, but the state schema changes from " +
-                                 std::to_string(current.library->state_schema()) + " to " +
-                                 std::to_string(library->state_schema()) + "; the appup must use update");
-      if (step.kind == StepKind::Update && step.direction == appup::Direction::Upgrade && next.migrate_up == nullptr)
-        throw std::runtime_error(where + library->name() + " " + library->version() + " has no migrate_up");
-      if (step.kind == StepKind::Update && step.direction == appup::Direction::Downgrade &&
-          current.library->descriptor().migrate_down == nullptr)
-        throw std::runtime_error(where + current.library->name() + " " + current.library->version() +
-                                 " has no migrate_down, so it cannot hand its state to an older version");
-      current = {library.get(), true};
-    }
-    if (step.kind == StepKind::DeleteModule) current = {};
-    if (registry.find(step.module) != nullptr) touched.insert(step.module);
-    libraries.push_back(std::move(library));
-  }
-  affected.assign(touched.begin(), touched.end());
-}
-
-void emit_to(const ProgressListener& progress, const nlohmann::json& event) {
-  if (!progress) return;
-  try {
-    progress(event);
-  } catch (const std::exception& e) {
-    spdlog::warn("upgrade progress listener failed: {}", e.what());
-  }
-}
-
 void emit_paused_steps(const ProgressListener& progress, const std::vector<std::string>& paused,
                        const std::vector<StepReport>& steps) {
   if (!progress) return;
-  emit_to(progress, {{"event", "paused"}, {"modules", paused}});
+  emit_progress(progress, {{"event", "paused"}, {"modules", paused}});
   for (size_t i = 0; i < steps.size(); ++i)
-    emit_to(progress, {{"event", "step"},
+    emit_progress(progress, {{"event", "step"},
                        {"index", i + 1},
                        {"step", steps[i].description},
                        {"ok", steps[i].ok},
-                       {"ms", ms(steps[i].duration)},
+                       {"ms", to_ms(steps[i].duration)},
                        {"error", steps[i].error}});
 }
 
 }  // namespace
 
-const char* to_string(UpgradeReport::Outcome outcome) {
-  switch (outcome) {
-    case UpgradeReport::Outcome::Committed:
-      return "committed";
-    case UpgradeReport::Outcome::RolledBack:
-      return "rolled_back";
-    case UpgradeReport::Outcome::Refused:
-      return "refused";
-    case UpgradeReport::Outcome::Busy:
-      return "busy";
-  }
-  return "?";
-}
-
-nlohmann::json UpgradeReport::to_json() const {
-  nlohmann::json steps_json = nlohmann::json::array();
-  for (const StepReport& s : steps)
-    steps_json.push_back(
-        {{"step", s.description}, {"module", s.module}, {"ms", ms(s.duration)}, {"ok", s.ok}, {"error", s.error}});
-  return {{"outcome", to_string(outcome)},
-          {"direction", direction == appup::Direction::Upgrade ? "upgrade" : "downgrade"},
-          {"release", release_name},
-          {"from", from_release},
-          {"to", to_release},
-          {"error", error},
-          {"steps", steps_json},
-          {"check_ms", ms(check_time)},
-          {"pause_us", std::chrono::duration<double, std::micro>(pause).count()},
-          {"purge_ms", ms(purge_time)},
-          {"leaked", leaked}};
-}
-
-std::string UpgradeReport::summary() const {
-  std::ostringstream out;
-  out << (direction == appup::Direction::Upgrade ? "upgrade " : "downgrade ") << release_name << " " << from_release
-      << " -> " << to_release << ": " << to_string(outcome);
-  if (outcome == Outcome::Committed || outcome == Outcome::RolledBack)
-    out << ", pause " << std::chrono::duration<double, std::micro>(pause).count() << " us";
-  if (!error.empty()) out << ": " << error;
-  if (!leaked.empty()) out << " (" << leaked.size() << " library(ies) stayed mapped)";
-  return out.str();
-}
-
 UpgradeReport UpgradeExecutor::run(const appup::Plan& plan, const ProgressListener& progress) {
   return apply(prepare(plan, progress), progress);
 }
 
-PreparedUpgrade UpgradeExecutor::prepare(const appup::Plan& plan, const ProgressListener& progress) {
-  PreparedUpgrade prepared;
-  prepared.plan_ = plan;
-  UpgradeReport& report = prepared.report_;
-  report.direction = plan.direction;
-  report.release_name = plan.release_name;
-  report.from_release = plan.from_release;
-  report.to_release = plan.to_release;
-  emit_to(progress, {{"event", "check"}, {"steps", plan.steps.size()}});
-  Clock::time_point check_start = Clock::now();
-  try {
-    check_plan(plan, registry_, loader_, prepared.libraries_, prepared.affected_);
-  } catch (const std::exception& e) {
-    report.error = e.what();
-    prepared.libraries_.clear();
-  }
-  report.check_time = Clock::now() - check_start;
-  for (const PlanStep& step : plan.steps) {
-    prepared.descriptions_.push_back(step.describe());
-    prepared.extras_.push_back(step.extra.dump());
-  }
-  if (prepared.ok()) emit_to(progress, {{"event", "loaded"}, {"check_ms", ms(report.check_time)}});
-  return prepared;
-}
-
-std::vector<std::string> RetiredLibraries::close_all() {
-  std::vector<std::string> leaked;
-  for (auto& library : libraries_) {
-    if (library.use_count() != 1) continue;  // still in use elsewhere: closes with its last owner
-    std::string name = library->name() + " " + library->version();
-    if (!library->close()) leaked.push_back(name);
-  }
-  libraries_.clear();
-  return leaked;
-}
-
 UpgradeReport UpgradeExecutor::apply(PreparedUpgrade prepared, const ProgressListener& progress,
                                      RetiredLibraries* defer) {
-  auto emit = [&](const nlohmann::json& event) { emit_to(progress, event); };
+  auto emit = [&](const nlohmann::json& event) { emit_progress(progress, event); };
   UpgradeReport report = std::move(prepared.report_);
   const appup::Plan& plan = prepared.plan_;
   if (!report.error.empty()) {
@@ -261,7 +114,7 @@ UpgradeReport UpgradeExecutor::apply(PreparedUpgrade prepared, const ProgressLis
       sr.duration = Clock::now() - step_start;
       if (step.timeout && sr.duration > *step.timeout)
         throw std::runtime_error(
-            fmt::format("took {:.1f} ms, over its timeout of {} ms", ms(sr.duration), step.timeout->count()));
+            fmt::format("took {:.1f} ms, over its timeout of {} ms", to_ms(sr.duration), step.timeout->count()));
       sr.ok = true;
     } catch (const std::exception& e) {
       sr.duration = Clock::now() - step_start;
@@ -329,7 +182,7 @@ UpgradeReport UpgradeExecutor::apply(PreparedUpgrade prepared, const ProgressLis
   if (defer == nullptr) {
     report.leaked = closing_here.close_all();
     report.purge_time = Clock::now() - purge_start;
-    emit({{"event", "purged"}, {"purge_ms", ms(report.purge_time)}, {"leaked", report.leaked}});
+    emit({{"event", "purged"}, {"purge_ms", to_ms(report.purge_time)}, {"leaked", report.leaked}});
   } else {
     report.purge_time = Clock::now() - purge_start;
   }

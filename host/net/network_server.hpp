@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-#include "host_services.hpp"
-#include "module_registry.hpp"
-#include "runtime_config.hpp"
+#include "core/host_services.hpp"
+#include "core/module_registry.hpp"
+#include "release/runtime_config.hpp"
 
 namespace hotswap::host {
 
@@ -65,8 +65,8 @@ class NetworkServer : public HostServices {
   const ServerStats& stats() const { return stats_; }
 
   // HostServices
-  hotswap_status send(hotswap_conn_id conn, std::string_view message) override;
-  hotswap_status close(hotswap_conn_id conn, std::string_view reason) override;
+  hotswap_status send(std::string_view module, hotswap_conn_id conn, std::string_view message) override;
+  hotswap_status close(std::string_view module, hotswap_conn_id conn, std::string_view reason) override;
   void schedule_timer(ModuleSlot& owner, hotswap_timer_id id, uint64_t delay_ms, uint64_t repeat_ms,
                       uint64_t tag) override;
   bool cancel_timer(hotswap_timer_id id) override;

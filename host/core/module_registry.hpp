@@ -15,8 +15,8 @@
 #include <string_view>
 #include <vector>
 
-#include "host_services.hpp"
-#include "module_instance.hpp"
+#include "core/host_services.hpp"
+#include "core/module_instance.hpp"
 
 namespace hotswap::host {
 

@@ -1,4 +1,4 @@
-#include "admin_commands.hpp"
+#include "admin/admin_commands.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -69,7 +69,7 @@ AdminHandler make_admin_handler(Runtime& runtime) {
                                 if (error.empty()) return respond.ok({{"version", version}});
                                 respond.error(error);
                               });
-      if (cmd == "make_permanent") {
+      if (cmd == "make-permanent") {
         std::string version = string_arg(request, "version");
         runtime.make_permanent(version);
         return respond.ok({{"permanent", version}});
@@ -79,7 +79,7 @@ AdminHandler make_admin_handler(Runtime& runtime) {
         runtime.store().remove(version);
         return respond.ok({{"removed", version}});
       }
-      if (cmd == "log_level") {
+      if (cmd == "log-level") {
         std::string level = string_arg(request, "level");
         runtime.set_log_level(level);
         return respond.ok({{"level", level}});

@@ -1,4 +1,4 @@
-#include "pid_file.hpp"
+#include "os/pid_file.hpp"
 
 #include <fcntl.h>
 #include <sys/file.h>

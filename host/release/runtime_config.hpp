@@ -47,6 +47,13 @@ struct RuntimeConfig {
   std::map<std::string, ModuleRuntimeConfig> modules;
 
   bool operator==(const RuntimeConfig& other) const;
+
+  // The module's section as JSON text for create()/on_config_change ("null" when absent).
+  std::string module_section(const std::string& module) const;
+  // Ticks per second for the module (0: none).
+  double tick_rate(const std::string& module) const;
+  // Same listeners, in the same order, with the same settings.
+  bool same_listeners(const RuntimeConfig& other) const;
 };
 
 // A configuration problem. what() names the file and the key (or variable).

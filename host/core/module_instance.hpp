@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "library_loader.hpp"
+#include "core/library_loader.hpp"
 
 namespace hotswap::host {
 

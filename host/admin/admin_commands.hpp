@@ -3,7 +3,7 @@
 // the command reference is host/README.md, "Admin protocol".
 #pragma once
 
-#include "admin_server.hpp"
+#include "admin/admin_server.hpp"
 
 namespace hotswap::host {
 

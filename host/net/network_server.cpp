@@ -1,4 +1,4 @@
-#include "network_server.hpp"
+#include "net/network_server.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -312,16 +312,16 @@ void NetworkServer::connection_closed(hotswap_conn_id id, hotswap_disconnect_rea
   }
 }
 
-hotswap_status NetworkServer::send(hotswap_conn_id conn, std::string_view message) {
+hotswap_status NetworkServer::send(std::string_view module, hotswap_conn_id conn, std::string_view message) {
   auto it = connections_.find(conn);
-  if (it == connections_.end()) return HOTSWAP_NOT_FOUND;
+  if (it == connections_.end() || it->second->module() != module) return HOTSWAP_NOT_FOUND;
   auto keep = it->second;  // send may close it (slow reader)
   return keep->send(message);
 }
 
-hotswap_status NetworkServer::close(hotswap_conn_id conn, std::string_view reason) {
+hotswap_status NetworkServer::close(std::string_view module, hotswap_conn_id conn, std::string_view reason) {
   auto it = connections_.find(conn);
-  if (it == connections_.end()) return HOTSWAP_NOT_FOUND;
+  if (it == connections_.end() || it->second->module() != module) return HOTSWAP_NOT_FOUND;
   spdlog::debug("connection {}: closed by module {}: {}", conn, it->second->module(), reason);
   auto keep = it->second;
   keep->close_gracefully(HOTSWAP_DISCONNECT_CLOSED_BY_MODULE);

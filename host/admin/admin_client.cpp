@@ -1,4 +1,4 @@
-#include "admin_client.hpp"
+#include "admin/admin_client.hpp"
 
 #include <sys/socket.h>
 #include <sys/un.h>

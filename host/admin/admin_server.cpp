@@ -1,4 +1,4 @@
-#include "admin_server.hpp"
+#include "admin/admin_server.hpp"
 
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>

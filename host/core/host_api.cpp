@@ -1,0 +1,135 @@
+// The host function table of module.h: what a module may ask of the host.
+// C ABI: nothing here may throw.
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+#include "core/module_instance.hpp"
+#include "core/module_registry.hpp"
+
+namespace hotswap::host {
+namespace {
+
+hotswap::host::ModuleRegistry& registry_of(hotswap_host_ctx* ctx) { return *ctx->registry; }
+
+void api_log(hotswap_host_ctx* ctx, hotswap_log_level level, const char* message) {
+  static const spdlog::level::level_enum levels[] = {spdlog::level::trace, spdlog::level::debug, spdlog::level::info,
+                                                     spdlog::level::warn, spdlog::level::err};
+  spdlog::level::level_enum lvl = (level >= 0 && level <= 4) ? levels[level] : spdlog::level::info;
+  try {
+    spdlog::log(lvl, "[{}] {}", ctx ? ctx->module_name : "?", message ? message : "");
+  } catch (...) {
+  }
+}
+
+hotswap_status api_buffer_append(hotswap_buffer* buffer, const void* data, size_t size) {
+  if (buffer == nullptr || (data == nullptr && size > 0)) return HOTSWAP_BAD_ARGUMENT;
+  if (size > buffer->limit - std::min(buffer->limit, buffer->bytes.size())) return HOTSWAP_LIMIT;
+  try {
+    buffer->bytes.append(static_cast<const char*>(data), size);
+  } catch (...) {
+    return HOTSWAP_LIMIT;
+  }
+  return HOTSWAP_OK;
+}
+
+hotswap_status api_send(hotswap_host_ctx* ctx, hotswap_conn_id conn, const void* data, size_t size) {
+  if (ctx == nullptr || (data == nullptr && size > 0)) return HOTSWAP_BAD_ARGUMENT;
+  std::string_view message(static_cast<const char*>(data), size);
+  try {
+    if (ctx->staged) {
+      HeldEffect e;
+      e.kind = HeldEffect::Kind::Send;
+      e.conn = conn;
+      e.bytes.assign(message);
+      ctx->held.push_back(std::move(e));
+      return HOTSWAP_OK;
+    }
+    return registry_of(ctx).services().send(ctx->module_name, conn, message);
+  } catch (...) {
+    return HOTSWAP_LIMIT;
+  }
+}
+
+hotswap_status api_broadcast(hotswap_host_ctx* ctx, const hotswap_conn_id* conns, size_t count, const void* data,
+                             size_t size) {
+  if (ctx == nullptr || (conns == nullptr && count > 0)) return HOTSWAP_BAD_ARGUMENT;
+  for (size_t i = 0; i < count; ++i) {
+    hotswap_status st = api_send(ctx, conns[i], data, size);
+    if (st == HOTSWAP_BAD_ARGUMENT) return st;
+  }
+  return HOTSWAP_OK;
+}
+
+hotswap_status api_close(hotswap_host_ctx* ctx, hotswap_conn_id conn, const char* reason) {
+  if (ctx == nullptr) return HOTSWAP_BAD_ARGUMENT;
+  try {
+    std::string_view why = reason ? reason : "closed by module";
+    if (ctx->staged) {
+      HeldEffect e;
+      e.kind = HeldEffect::Kind::Close;
+      e.conn = conn;
+      e.bytes.assign(why);
+      ctx->held.push_back(std::move(e));
+      return HOTSWAP_OK;
+    }
+    return registry_of(ctx).services().close(ctx->module_name, conn, why);
+  } catch (...) {
+    return HOTSWAP_LIMIT;
+  }
+}
+
+hotswap_status api_timer_start(hotswap_host_ctx* ctx, uint64_t delay_ms, uint64_t repeat_ms, uint64_t tag,
+                               hotswap_timer_id* out_id) {
+  if (ctx == nullptr || out_id == nullptr) return HOTSWAP_BAD_ARGUMENT;
+  try {
+    hotswap_timer_id id = registry_of(ctx).allocate_timer_id();
+    if (ctx->staged || ctx->slot == nullptr) {
+      HeldEffect e;
+      e.kind = HeldEffect::Kind::TimerStart;
+      e.timer = id;
+      e.delay_ms = delay_ms;
+      e.repeat_ms = repeat_ms;
+      e.tag = tag;
+      ctx->held.push_back(std::move(e));
+    } else {
+      registry_of(ctx).arm_timer(*ctx->slot, id, delay_ms, repeat_ms, tag);
+    }
+    *out_id = id;
+    return HOTSWAP_OK;
+  } catch (...) {
+    return HOTSWAP_LIMIT;
+  }
+}
+
+hotswap_status api_timer_cancel(hotswap_host_ctx* ctx, hotswap_timer_id id) {
+  if (ctx == nullptr) return HOTSWAP_BAD_ARGUMENT;
+  try {
+    if (ctx->staged || ctx->slot == nullptr) {
+      HeldEffect e;
+      e.kind = HeldEffect::Kind::TimerCancel;
+      e.timer = id;
+      ctx->held.push_back(std::move(e));
+      return HOTSWAP_OK;
+    }
+    return registry_of(ctx).cancel_timer(*ctx->slot, id) ? HOTSWAP_OK : HOTSWAP_NOT_FOUND;
+  } catch (...) {
+    return HOTSWAP_LIMIT;
+  }
+}
+
+uint64_t api_monotonic_ms(hotswap_host_ctx* ctx) {
+  if (ctx == nullptr || ctx->registry == nullptr) return HostServices::steady_now_ms();
+  return registry_of(ctx).services().now_ms();
+}
+
+const hotswap_host_api kHostApi = {
+    HOTSWAP_ABI_VERSION, sizeof(hotswap_host_api), api_log,          api_buffer_append, api_send, api_broadcast,
+    api_close,           api_timer_start,          api_timer_cancel, api_monotonic_ms,
+};
+
+}  // namespace
+
+const hotswap_host_api& host_api_table() { return kHostApi; }
+
+}  // namespace hotswap::host

@@ -1,0 +1,97 @@
+#include "upgrade/upgrade_check.hpp"
+
+#include <map>
+#include <set>
+
+namespace hotswap::host {
+namespace {
+
+using appup::PlanStep;
+using appup::StepKind;
+using Clock = std::chrono::steady_clock;
+
+bool changes_code(StepKind kind) {
+  return kind == StepKind::LoadModule || kind == StepKind::Update || kind == StepKind::RestartModule ||
+         kind == StepKind::AddModule;
+}
+
+// The code a module runs at some point of the plan: the live library, or one the plan loads.
+struct CodeAtStep {
+  const LoadedLibrary* library = nullptr;
+  bool exists = false;
+};
+
+// Loads and checks every library the plan needs; fills libraries and affected.
+// Throws with a message naming the step on the first problem.
+void check_plan(const appup::Plan& plan, ModuleRegistry& registry, LibraryLoader& loader,
+                std::vector<std::shared_ptr<LoadedLibrary>>& libraries, std::vector<std::string>& affected) {
+  std::set<std::string> touched;
+  std::map<std::string, CodeAtStep> code;  // what each module runs after the steps so far
+  auto code_of = [&](const std::string& module) -> CodeAtStep& {
+    auto it = code.find(module);
+    if (it != code.end()) return it->second;
+    CodeAtStep now;
+    if (ModuleSlot* slot = registry.find(module)) now = {&slot->active().library(), true};
+    return code.emplace(module, now).first->second;
+  };
+
+  for (const PlanStep& step : plan.steps) {
+    std::string where = "step '" + step.describe() + "': ";
+    CodeAtStep& current = code_of(step.module);
+    std::shared_ptr<LoadedLibrary> library;
+    if (step.kind == StepKind::AddModule && current.exists)
+      throw std::runtime_error(where + "module " + step.module + " is already running");
+    if (step.kind != StepKind::AddModule && !current.exists)
+      throw std::runtime_error(where + "module " + step.module + " is not running (missing from the release)");
+    if (changes_code(step.kind)) {
+      if (!step.code) throw std::runtime_error(where + "the plan names no file to load");
+      library = loader.load(step.code->file, {step.code->name, step.code->version, step.code->sha256});
+      const hotswap_module_descriptor& next = library->descriptor();
+      if (step.kind == StepKind::LoadModule && library->state_schema() != current.library->state_schema())
+        throw std::runtime_error(where + "load_module hands state over unchanged, but the state schema changes from " +
+                                 std::to_string(current.library->state_schema()) + " to " +
+                                 std::to_string(library->state_schema()) + "; the appup must use update");
+      if (step.kind == StepKind::Update && step.direction == appup::Direction::Upgrade && next.migrate_up == nullptr)
+        throw std::runtime_error(where + library->name() + " " + library->version() + " has no migrate_up");
+      if (step.kind == StepKind::Update && step.direction == appup::Direction::Downgrade &&
+          current.library->descriptor().migrate_down == nullptr)
+        throw std::runtime_error(where + current.library->name() + " " + current.library->version() +
+                                 " has no migrate_down, so it cannot hand its state to an older version");
+      current = {library.get(), true};
+    }
+    if (step.kind == StepKind::DeleteModule) current = {};
+    if (registry.find(step.module) != nullptr) touched.insert(step.module);
+    libraries.push_back(std::move(library));
+  }
+  affected.assign(touched.begin(), touched.end());
+}
+
+}  // namespace
+
+PreparedUpgrade check_upgrade(const appup::Plan& plan, ModuleRegistry& registry, LibraryLoader& loader,
+                              const ProgressListener& progress) {
+  PreparedUpgrade prepared;
+  prepared.plan_ = plan;
+  UpgradeReport& report = prepared.report_;
+  report.direction = plan.direction;
+  report.release_name = plan.release_name;
+  report.from_release = plan.from_release;
+  report.to_release = plan.to_release;
+  emit_progress(progress, {{"event", "check"}, {"steps", plan.steps.size()}});
+  Clock::time_point check_start = Clock::now();
+  try {
+    check_plan(plan, registry, loader, prepared.libraries_, prepared.affected_);
+  } catch (const std::exception& e) {
+    report.error = e.what();
+    prepared.libraries_.clear();
+  }
+  report.check_time = Clock::now() - check_start;
+  for (const PlanStep& step : plan.steps) {
+    prepared.descriptions_.push_back(step.describe());
+    prepared.extras_.push_back(step.extra.dump());
+  }
+  if (prepared.ok()) emit_progress(progress, {{"event", "loaded"}, {"check_ms", to_ms(report.check_time)}});
+  return prepared;
+}
+
+}  // namespace hotswap::host

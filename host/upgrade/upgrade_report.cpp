@@ -1,0 +1,63 @@
+#include "upgrade/upgrade_report.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <sstream>
+
+namespace hotswap::host {
+
+double to_ms(std::chrono::nanoseconds d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+void emit_progress(const ProgressListener& progress, const nlohmann::json& event) {
+  if (!progress) return;
+  try {
+    progress(event);
+  } catch (const std::exception& e) {
+    spdlog::warn("upgrade progress listener failed: {}", e.what());
+  }
+}
+
+const char* to_string(UpgradeReport::Outcome outcome) {
+  switch (outcome) {
+    case UpgradeReport::Outcome::Committed:
+      return "committed";
+    case UpgradeReport::Outcome::RolledBack:
+      return "rolled_back";
+    case UpgradeReport::Outcome::Refused:
+      return "refused";
+    case UpgradeReport::Outcome::Busy:
+      return "busy";
+  }
+  return "?";
+}
+
+nlohmann::json UpgradeReport::to_json() const {
+  nlohmann::json steps_json = nlohmann::json::array();
+  for (const StepReport& s : steps)
+    steps_json.push_back(
+        {{"step", s.description}, {"module", s.module}, {"ms", to_ms(s.duration)}, {"ok", s.ok}, {"error", s.error}});
+  return {{"outcome", to_string(outcome)},
+          {"direction", direction == appup::Direction::Upgrade ? "upgrade" : "downgrade"},
+          {"release", release_name},
+          {"from", from_release},
+          {"to", to_release},
+          {"error", error},
+          {"steps", steps_json},
+          {"check_ms", to_ms(check_time)},
+          {"pause_us", std::chrono::duration<double, std::micro>(pause).count()},
+          {"purge_ms", to_ms(purge_time)},
+          {"leaked", leaked}};
+}
+
+std::string UpgradeReport::summary() const {
+  std::ostringstream out;
+  out << (direction == appup::Direction::Upgrade ? "upgrade " : "downgrade ") << release_name << " " << from_release
+      << " -> " << to_release << ": " << to_string(outcome);
+  if (outcome == Outcome::Committed || outcome == Outcome::RolledBack)
+    out << ", pause " << std::chrono::duration<double, std::micro>(pause).count() << " us";
+  if (!error.empty()) out << ": " << error;
+  if (!leaked.empty()) out << " (" << leaked.size() << " library(ies) stayed mapped)";
+  return out.str();
+}
+
+}  // namespace hotswap::host

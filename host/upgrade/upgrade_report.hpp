@@ -1,0 +1,56 @@
+// What an upgrade reports: its outcome, each step with its duration, the pause
+// the affected modules felt, and the libraries that stayed mapped after purge.
+// Also the progress events an upgrade emits while it runs.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <hotswap/appup/planner.hpp>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace hotswap::host {
+
+struct StepReport {
+  std::string description;  // PlanStep::describe()
+  std::string module;
+  std::chrono::nanoseconds duration{0};
+  bool ok = false;
+  std::string error;
+};
+
+struct UpgradeReport {
+  enum class Outcome {
+    Committed,   // the new version serves
+    RolledBack,  // a step failed while paused; the old version serves with its state
+    Refused,     // the check failed before anything paused
+    Busy,        // another upgrade was running; nothing was done
+  };
+  Outcome outcome = Outcome::Refused;
+  appup::Direction direction = appup::Direction::Upgrade;
+  std::string release_name, from_release, to_release;
+  std::string error;  // empty when committed
+  std::vector<StepReport> steps;
+  std::chrono::nanoseconds check_time{0};
+  std::chrono::nanoseconds pause{0};  // suspend -> resume of the affected modules
+  std::chrono::nanoseconds purge_time{0};
+  std::vector<std::string> leaked;  // libraries that stayed mapped after purge
+
+  bool committed() const { return outcome == Outcome::Committed; }
+  nlohmann::json to_json() const;
+  std::string summary() const;  // one line for logs and the CLI
+};
+
+const char* to_string(UpgradeReport::Outcome outcome);
+
+// Receives progress as JSON objects:
+// {"event":"check"|"loaded"|"paused"|"step"|"committed"|"rolled_back"|"refused"|"purged", ...}.
+using ProgressListener = std::function<void(const nlohmann::json& event)>;
+
+// Calls `progress` (when set) with `event`; a listener that throws is logged, never propagated.
+void emit_progress(const ProgressListener& progress, const nlohmann::json& event);
+
+double to_ms(std::chrono::nanoseconds d);
+
+}  // namespace hotswap::host
