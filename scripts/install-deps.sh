@@ -7,7 +7,7 @@ packages=(
   cmake g++ make binutils pkg-config
   libboost-dev libboost-filesystem-dev
   libspdlog-dev nlohmann-json3-dev catch2
-  libssl-dev libreadline-dev libarchive-dev
+  libssl-dev libarchive-dev libcli11-dev libedit-dev
 )
 
 missing=()
