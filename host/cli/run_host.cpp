@@ -1,0 +1,136 @@
+#include "cli/run_host.hpp"
+
+#include <fcntl.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/filesystem.hpp>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <thread>
+
+#include "admin/admin_client.hpp"
+#include "admin/admin_commands.hpp"
+#include "cli/commands.hpp"
+#include "cli/exit_status.hpp"
+#include "core/allocator_tuning.hpp"
+#include "os/pid_file.hpp"
+#include "release/release_store.hpp"
+#include "release/runtime_config.hpp"
+#include "runtime.hpp"
+
+namespace hotswap::cli {
+namespace {
+
+namespace fs = boost::filesystem;
+using nlohmann::json;
+
+void setup_logging(const std::string& level) {
+  auto logger = spdlog::stderr_color_mt("hotswap");
+  spdlog::set_default_logger(logger);
+  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  if (!level.empty()) spdlog::set_level(spdlog::level::from_str(level));
+}
+
+// A host whose stdout or stderr is a pipe whose reader has gone (`hotswap
+// start | head`) must not be killed by its next log line: with SIGPIPE
+// ignored, that write (and any to a closed socket) fails with EPIPE instead.
+void ignore_sigpipe() { std::signal(SIGPIPE, SIG_IGN); }
+
+// Every connection is a descriptor: the default soft limit (often 1024) would
+// cap a game server far below what the machine allows.
+void raise_descriptor_limit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == limit.rlim_max) return;
+  limit.rlim_cur = limit.rlim_max;
+  if (::setrlimit(RLIMIT_NOFILE, &limit) != 0)
+    spdlog::warn("cannot raise the descriptor limit: {}", std::strerror(errno));
+}
+
+int serve(const fs::path& root, const std::string& log_level) {
+  host::tune_allocator_for_short_pauses();
+  raise_descriptor_limit();
+  try {
+    host::ReleaseStore probe(root);
+    host::PidFile pid_file(probe.run_dir() / "hotswap.pid");
+    host::Runtime runtime(root);
+    runtime.boot();
+    if (!log_level.empty()) runtime.set_log_level(log_level);  // the flag wins over runtime.json
+    runtime.open_admin(host::make_admin_handler(runtime));
+    spdlog::info("hotswap host pid {} serving root {}", ::getpid(), root.string());
+    runtime.run();
+    return kOk;
+  } catch (const host::ConfigError& e) {
+    spdlog::critical("{}", e.what());
+    return kConfig;
+  } catch (const std::exception& e) {
+    spdlog::critical("cannot start: {}", e.what());
+    return kFailed;
+  }
+}
+
+// In the daemon: stdin from /dev/null, stdout and stderr to the log. main()
+// has made sure fds 0-2 are open, so the two opened here are above 2.
+bool redirect_standard_descriptors(const fs::path& log_file) {
+  int null_fd = ::open("/dev/null", O_RDONLY);
+  int log_fd = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  if (null_fd < 0 || log_fd < 0) return false;
+  if (::dup2(null_fd, 0) < 0 || ::dup2(log_fd, 1) < 0 || ::dup2(log_fd, 2) < 0) return false;
+  for (int fd : {null_fd, log_fd})
+    if (fd > 2) ::close(fd);
+  return true;
+}
+
+}  // namespace
+
+int run_host_in_foreground(const fs::path& root, const std::string& log_level) {
+  ignore_sigpipe();
+  setup_logging(log_level);
+  return serve(root, log_level);
+}
+
+int run_host_as_daemon(const fs::path& root, const std::string& log_level) {
+  ignore_sigpipe();
+  host::ReleaseStore store(root);
+  const fs::path log_file = store.log_dir() / "hotswap.log";
+  std::fflush(nullptr);
+  pid_t child = ::fork();
+  if (child < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
+  if (child == 0) {
+    ::setsid();
+    if (!redirect_standard_descriptors(log_file)) ::_exit(kFailed);
+    setup_logging(log_level);
+    ::_exit(serve(root, log_level));
+  }
+  // Ready when the admin socket answers; failed when the child exits first.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (::waitpid(child, &status, WNOHANG) == child) {
+      int code = WIFEXITED(status) ? WEXITSTATUS(status) : kFailed;
+      std::cerr << "hotswap: the host exited during boot (status " << code << "); see " << log_file.string() << "\n";
+      return code == kOk ? kFailed : code;
+    }
+    try {
+      host::AdminClient client(admin_socket_path(root));
+      json reply = client.request({{"cmd", "status"}});
+      if (reply.value("ok", false)) {
+        std::cout << "hotswap: host pid " << child << " running release "
+                  << reply["result"]["version"].get<std::string>() << " (log: " << log_file.string() << ")\n";
+        return kOk;
+      }
+    } catch (const host::NotRunning&) {
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::cerr << "hotswap: the host did not answer within 30 s; see " << log_file.string() << "\n";
+  return kFailed;
+}
+
+}  // namespace hotswap::cli
