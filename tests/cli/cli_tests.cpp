@@ -1,7 +1,9 @@
 // End-to-end: the `hotswap` command driving a real daemon on a real root.
+#include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -9,8 +11,10 @@
 #include <boost/asio.hpp>
 #include <boost/filesystem.hpp>
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -23,20 +27,50 @@ using nlohmann::json;
 namespace {
 
 struct Result {
-  int code;
+  int code;  // the exit status; -1 when the command could not be run or did not exit
   std::string out;
 };
 
-// Runs `hotswap ARGS --root ROOT` with optional environment assignments; captures stdout+stderr.
-Result run_hotswap(const fs::path& root, const std::string& args, const std::string& env = "") {
-  std::string cmd = "env " + env + " " HOTSWAP_BINARY " " + args + " --root '" + root.string() + "' 2>&1";
+// Runs a shell command line; captures stdout+stderr. Asserts nothing, so that
+// a helper thread may call it; the test's main thread checks the Result.
+Result run_shell(const std::string& command_line) {
+  std::string cmd = command_line + " 2>&1";
   FILE* pipe = ::popen(cmd.c_str(), "r");
-  REQUIRE(pipe != nullptr);
+  if (pipe == nullptr) return {-1, "popen failed: " + std::string(std::strerror(errno))};
   std::string out;
   char buf[4096];
   while (size_t n = std::fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
   int status = ::pclose(pipe);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// Runs `hotswap ARGS --root ROOT` with optional environment assignments.
+Result run_hotswap(const fs::path& root, const std::string& args, const std::string& env = "") {
+  return run_shell("env " + env + " " HOTSWAP_BINARY " " + args + " --root '" + root.string() + "'");
+}
+
+// Polls `condition`, the state of another process, until it holds or `limit`
+// has passed; returns whether it held. The limit is generous: reaching it
+// means the condition will not come, not that the machine was slow.
+bool eventually(const std::function<bool()>& condition, std::chrono::seconds limit = std::chrono::seconds(60)) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    if (condition()) return true;
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+bool host_running(const fs::path& root) {
+  return hotswap::host::PidFile::running(root / "run" / "hotswap.pid").has_value();
+}
+
+// Kills the host serving `root`, if any, and waits until it has gone.
+void kill_host(const fs::path& root) {
+  if (auto pid = hotswap::host::PidFile::running(root / "run" / "hotswap.pid")) {
+    ::kill(*pid, SIGKILL);
+    eventually([&] { return !host_running(root); });
+  }
 }
 
 fs::path tarball(const std::string& version) {
@@ -48,14 +82,16 @@ struct Root {
   fs::path dir = fs::temp_directory_path() / fs::unique_path("hotswap-cli-%%%%%%%%");
   Root() { fs::create_directories(dir); }
   ~Root() {
-    if (auto pid = hotswap::host::PidFile::running(dir / "run" / "hotswap.pid")) {
-      ::kill(*pid, SIGKILL);
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
+    kill_host(dir);
     boost::system::error_code ec;
     fs::remove_all(dir, ec);
   }
-  Result run(const std::string& args, const std::string& env = "") const { return run_hotswap(dir, args, env); }
+  Result run(const std::string& args, const std::string& env = "") const {
+    Result r = run_hotswap(dir, args, env);
+    INFO(r.out);
+    REQUIRE(r.code != -1);
+    return r;
+  }
   void must(const std::string& args) const {
     Result r = run(args);
     INFO("hotswap " << args << "\n" << r.out);
@@ -112,6 +148,57 @@ std::string admin_raw(const fs::path& root, const std::string& bytes) {
   while (::read(fd, &c, 1) == 1 && c != '\n') reply.push_back(c);
   ::close(fd);
   return reply;
+}
+
+// A FIFO a module task blocks on (counter 2.0.0's wait_for_gate) until the
+// test opens it: a condition the test controls instead of a sleep.
+class Gate {
+ public:
+  explicit Gate(fs::path path) : path_(std::move(path)) { REQUIRE(::mkfifo(path_.c_str(), 0600) == 0); }
+  const fs::path& path() const { return path_; }
+  // Waits until the task has the FIFO open for reading, then opens and closes
+  // it for writing, which lets the task go. False when no reader ever came.
+  bool open() const {
+    return eventually([&] {
+      int fd = ::open(path_.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);  // ENXIO while nobody reads
+      if (fd < 0) return false;
+      ::close(fd);
+      return true;
+    });
+  }
+
+ private:
+  fs::path path_;
+};
+
+struct KillHostOnExit {
+  fs::path root;
+  ~KillHostOnExit() { kill_host(root); }
+};
+
+// Forks and runs `hotswap ARGS...` with fds 0, 1 and 2 closed, as a careless
+// init script or a parent that closed them might. Returns the child's pid.
+pid_t spawn_with_standard_fds_closed(std::vector<std::string> args) {
+  args.insert(args.begin(), HOTSWAP_BINARY);
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t child = ::fork();
+  if (child == 0) {  // only async-signal-safe calls until exec
+    ::close(0);
+    ::close(1);
+    ::close(2);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  return child;
+}
+
+// What /proc/PID/fd/FD points to: a path, or "socket:[inode]", "pipe:[inode]".
+std::string fd_target(pid_t pid, int fd) {
+  boost::system::error_code ec;
+  fs::path target = fs::read_symlink("/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd), ec);
+  return ec ? "(closed)" : target.string();
 }
 
 }  // namespace
@@ -250,21 +337,23 @@ TEST_CASE("two concurrent upgrades: the second is answered busy") {
   Root root;
   root.boot_first_release();
   root.must("unpack " + tarball("2.0.0").string());
-  auto first = std::async(std::launch::async,
-                          [&] { return root.run("upgrade 2.0.0 --pre-task 'counter:sleep:{\"ms\":3000}'"); });
-  bool busy = false;  // wait until the host has taken the first request
-  for (int i = 0; i < 200 && !busy; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    busy = root.status()["busy"] == true;
-  }
-  REQUIRE(busy);
+  // The first upgrade's pre-task waits at a gate the test opens, so it is
+  // still running, whatever the machine's speed, when the second one comes.
+  Gate gate(root.dir / "gate.fifo");
+  std::string first_args = "upgrade 2.0.0 --pre-task 'counter:wait_for_gate:{\"fifo\":\"" + gate.path().string() + "\"}'";
+  // The helper thread only runs the command; every check is made here.
+  auto first = std::async(std::launch::async, [&] { return run_hotswap(root.dir, first_args); });
+  // If a check below fails, the host dies before `first` is waited for, so that the wait ends.
+  KillHostOnExit kill_host_on_exit{root.dir};
+  REQUIRE(eventually([&] { return root.status()["busy"] == true; }));  // the host has taken the first request
   Result second = root.run("upgrade 2.0.0");
   CHECK(second.code == 75);
   CHECK_THAT(second.out, Catch::Contains("busy"));
+  REQUIRE(gate.open());
   Result done = first.get();
   INFO(done.out);
   CHECK(done.code == 0);
-  CHECK_THAT(done.out, Catch::Contains("pre-upgrade task counter:sleep"));
+  CHECK_THAT(done.out, Catch::Contains("pre-upgrade task counter:wait_for_gate"));
   CHECK(root.version() == "2.0.0");
   root.must("stop");
 }
@@ -330,22 +419,18 @@ TEST_CASE("reload and SIGHUP: a changed config reaches the module, a newer relea
   root.must("unpack " + tarball("1.1.0").string());
   pid_t pid = root.status()["pid"];
   REQUIRE(::kill(pid, SIGHUP) == 0);
-  std::string version;
-  for (int i = 0; i < 100 && version != "1.1.0"; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    version = root.version();
-  }
-  CHECK(version == "1.1.0");
+  CHECK(eventually([&] { return root.version() == "1.1.0"; }));
   REQUIRE(::kill(pid, SIGTERM) == 0);
-  for (int i = 0; i < 100 && hotswap::host::PidFile::running(root.dir / "run" / "hotswap.pid"); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  CHECK_FALSE(hotswap::host::PidFile::running(root.dir / "run" / "hotswap.pid"));
+  CHECK(eventually([&] { return !host_running(root.dir); }));
 }
 
 TEST_CASE("usage errors and a missing host have their own exit statuses") {
   Root root;
   CHECK(root.run("--help").code == 0);
-  CHECK(root.run("frobnicate").code == 64);
+  CHECK(root.run("help").code == 0);
+  Result unknown_command = root.run("frobnicate");
+  CHECK(unknown_command.code == 64);
+  CHECK_THAT(unknown_command.out, Catch::Contains("unknown command 'frobnicate'"));
   CHECK(root.run("upgrade").code == 64);
   CHECK(root.run("status --bogus").code == 64);
   Result none = root.run("status");
@@ -354,23 +439,86 @@ TEST_CASE("usage errors and a missing host have their own exit statuses") {
   CHECK(root.run("upgrade --help").code == 0);
 }
 
+TEST_CASE("each usage error exits 64 with a message naming what is wrong") {
+  Root root;
+  struct Case {
+    std::string args;
+    std::string named;
+  };
+  const Case cases[] = {
+      {"status --bogus", "--bogus"},              // an unknown option
+      {"upgrade", "VSN"},                         // a missing operand
+      {"task counter", "NAME"},                   // a missing second operand
+      {"start --log-level loud", "loud"},         // a value that is not a log level
+      {"log-level loud", "loud"},                 // an operand that is not a log level
+      {"status extra", "extra"},                  // an operand too many
+      {"stop --json", "--json"},                  // an option the command does not take
+      {"releases --pre-task counter:x", "--pre-task"},
+      {"upgrade 2.0.0 --pre-task counter", "--pre-task"},  // no TASK
+      {"upgrade 2.0.0 --pre-task 'counter:t:{oops'", "not valid JSON"},
+      {"task counter double '{oops'", "not valid JSON"},
+  };
+  for (const Case& c : cases) {
+    Result r = root.run(c.args);
+    INFO("hotswap " << c.args << "\n" << r.out);
+    CHECK(r.code == 64);
+    CHECK_THAT(r.out, Catch::Contains(c.named));
+  }
+  Result nothing = run_hotswap(root.dir, "");  // `--root DIR` alone names no command
+  CHECK(nothing.code == 64);
+  // An option without its value: last on the line, so nothing else is taken for it.
+  const std::string with_root = "env HOTSWAP_ROOT='" + root.dir.string() + "' " HOTSWAP_BINARY " ";
+  for (std::string args : {"daemon --log-level", "upgrade 2.0.0 --pre-task", "task counter double --release"}) {
+    Result r = run_shell(with_root + args);
+    INFO("hotswap " << args << "\n" << r.out);
+    CHECK(r.code == 64);
+    CHECK_THAT(r.out, Catch::Contains(args.substr(args.rfind(' ') + 1)) && Catch::Contains("missing"));
+  }
+}
+
+TEST_CASE("each command's --help shows its operands and options and exits 0") {
+  Root root;
+  Result upgrade = root.run("upgrade --help");
+  CHECK(upgrade.code == 0);
+  CHECK_THAT(upgrade.out, Catch::Contains("VSN") && Catch::Contains("--pre-task") && Catch::Contains("--json") &&
+                              Catch::Contains("--root"));
+  Result task = root.run("task -h");
+  CHECK(task.code == 0);
+  CHECK_THAT(task.out, Catch::Contains("MODULE") && Catch::Contains("NAME") && Catch::Contains("--release"));
+  Result overview = root.run("--help");
+  CHECK(overview.code == 0);
+  for (const char* command : {"start", "daemon", "stop", "remote", "status", "reload", "unpack", "plan", "upgrade",
+                              "downgrade", "releases", "make-permanent", "remove", "task", "log-level"})
+    CHECK_THAT(overview.out, Catch::Contains(command));
+  CHECK_THAT(overview.out, Catch::Contains("64 usage"));
+}
+
+TEST_CASE("--root defaults to $HOTSWAP_ROOT") {
+  Root root;
+  root.must("unpack " + tarball("1.0.0").string());
+  Result r = run_shell("env HOTSWAP_ROOT='" + root.dir.string() + "' " HOTSWAP_BINARY " releases --json");
+  INFO(r.out);
+  REQUIRE(r.code == 0);
+  CHECK(json::parse(r.out)["releases"][0]["version"] == "1.0.0");
+}
+
 TEST_CASE("a release is made permanent automatically after the configured healthy period") {
   Root root;
   root.must("unpack " + tarball("1.0.0").string());
   std::ifstream in((root.dir / "releases" / "1.0.0" / "runtime.json").string());
   json config = json::parse(in);
-  config["auto_permanent_after_s"] = 1;
+  const auto healthy_period = std::chrono::seconds(2);
+  config["auto_permanent_after_s"] = healthy_period.count();
   { std::ofstream((root.dir / "runtime.json").string()) << config.dump(); }
   root.must("daemon");
   root.must("unpack " + tarball("1.1.0").string());
+  const auto before_upgrade = std::chrono::steady_clock::now();
   root.must("upgrade 1.1.0");
-  CHECK(root.states()["1.1.0"] == "current");
-  std::string state;
-  for (int i = 0; i < 60 && state != "permanent"; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    state = root.states()["1.1.0"];
-  }
-  CHECK(state == "permanent");
+  std::string state_right_after = root.states()["1.1.0"];
+  // The host's clock is its own; only when less than the period has passed
+  // since before the upgrade is the release certainly not permanent yet.
+  if (std::chrono::steady_clock::now() - before_upgrade < healthy_period) CHECK(state_right_after == "current");
+  CHECK(eventually([&] { return root.states()["1.1.0"] == "permanent"; }));
   CHECK(root.states()["1.0.0"] == "old");
   root.must("stop");
 }
@@ -391,6 +539,30 @@ TEST_CASE("the remote shell sends each line as an admin command") {
   CHECK_THAT(out, Catch::Contains("release counter 1.0.0 (permanent)"));
   CHECK_THAT(out, Catch::Contains("not an admin command here: frobnicate"));
   CHECK_THAT(out, Catch::Contains("1.0.0  permanent"));
+  std::ifstream history((root.dir / "run" / "remote_history").string());
+  std::string saved((std::istreambuf_iterator<char>(history)), std::istreambuf_iterator<char>());
+  CHECK_THAT(saved, Catch::Contains("status") && Catch::Contains("releases"));
+  root.must("stop");
+}
+
+TEST_CASE("the remote shell takes quoted words and reports usage errors without leaving") {
+  Root root;
+  root.boot_first_release();
+  root.must("unpack " + tarball("2.0.0").string());
+  std::string cmd = "printf '%s\\n' 'upgrade' 'status --bogus' 'plan 2.0.0 --json' "
+                    "\"upgrade 2.0.0 --pre-task 'counter:label'\" | " HOTSWAP_BINARY " remote --root '" +
+                    root.dir.string() + "' 2>&1";
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::string out;
+  char buf[4096];
+  while (size_t n = std::fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+  CHECK(::pclose(pipe) == 0);
+  CHECK_THAT(out, Catch::Contains("VSN is required"));
+  CHECK_THAT(out, Catch::Contains("--bogus"));
+  CHECK_THAT(out, Catch::Contains("\"plan\""));
+  CHECK_THAT(out, Catch::Contains("pre-upgrade task counter:label") && Catch::Contains("committed"));
+  CHECK(root.version() == "2.0.0");
   root.must("stop");
 }
 
@@ -446,4 +618,86 @@ TEST_CASE("a second host on the same root is refused and names the running one")
   CHECK_THAT(second.out, Catch::Contains("another hotswap host (pid " + std::to_string(pid) + ") is running"));
   CHECK(root.version() == "1.0.0");
   root.must("stop");
+}
+
+TEST_CASE("a daemon started with fds 0-2 closed logs through fds 1 and 2, and no socket lands there") {
+  Root root;
+  root.must("unpack " + tarball("1.0.0").string());
+  pid_t launcher = spawn_with_standard_fds_closed({"daemon", "--root", root.dir.string()});
+  REQUIRE(launcher > 0);
+  int status = 0;
+  REQUIRE(::waitpid(launcher, &status, 0) == launcher);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  pid_t host = root.status()["pid"];
+  std::string log = (root.dir / "log" / "hotswap.log").string();
+  CHECK(fd_target(host, 0) == "/dev/null");
+  CHECK(fd_target(host, 1) == log);
+  CHECK(fd_target(host, 2) == log);
+  CHECK_THAT(fd_target(host, 1), !Catch::StartsWith("socket:"));
+  CHECK(ask(port_of(root), "add 2") == "v1 total=2");
+  root.must("stop");
+  std::ifstream in(log);
+  std::string logged((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK_THAT(logged, Catch::Contains("serving root"));
+}
+
+TEST_CASE("a host started in the foreground with fds 0-2 closed gets /dev/null there, not a socket") {
+  Root root;
+  root.must("unpack " + tarball("1.0.0").string());
+  pid_t host = spawn_with_standard_fds_closed({"start", "--root", root.dir.string()});
+  REQUIRE(host > 0);
+  KillHostOnExit kill_host_on_exit{root.dir};
+  int status = 0;
+  bool exited = false;
+  REQUIRE(eventually([&] {
+    exited = ::waitpid(host, &status, WNOHANG) == host;
+    return exited || run_hotswap(root.dir, "status").code == 0;
+  }));
+  REQUIRE_FALSE(exited);
+  for (int fd = 0; fd <= 2; ++fd) {
+    INFO("fd " << fd);
+    CHECK(fd_target(host, fd) == "/dev/null");
+  }
+  CHECK(ask(port_of(root), "add 3") == "v1 total=3");
+  root.must("stop");
+  REQUIRE(::waitpid(host, &status, 0) == host);
+  CHECK(WIFEXITED(status));
+}
+
+TEST_CASE("a host whose stdout and stderr are a pipe nobody reads keeps serving (SIGPIPE is ignored)") {
+  Root root;
+  root.must("unpack " + tarball("1.0.0").string());
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  ::close(fds[0]);  // the reader has gone, as `head` goes after its first lines
+  std::string binary = HOTSWAP_BINARY, root_dir = root.dir.string();
+  pid_t host = ::fork();
+  REQUIRE(host >= 0);
+  if (host == 0) {  // only async-signal-safe calls until exec
+    ::signal(SIGPIPE, SIG_DFL);  // as a shell starts a pipeline, whatever this test process does
+    ::dup2(fds[1], 1);
+    ::dup2(fds[1], 2);
+    ::close(fds[1]);
+    ::execl(binary.c_str(), binary.c_str(), "start", "--root", root_dir.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  KillHostOnExit kill_host_on_exit{root.dir};
+  int status = 0;
+  bool exited = false;
+  REQUIRE(eventually([&] {
+    exited = ::waitpid(host, &status, WNOHANG) == host;
+    return exited || run_hotswap(root.dir, "status").code == 0;
+  }));
+  INFO("the host " << (!exited ? "runs" : WIFSIGNALED(status) ? "was killed by signal " + std::to_string(WTERMSIG(status))
+                                                               : "exited " + std::to_string(WEXITSTATUS(status))));
+  REQUIRE_FALSE(exited);
+  root.must("reload");  // more log lines into the broken pipe
+  CHECK(ask(port_of(root), "add 4") == "v1 total=4");
+  CHECK(root.version() == "1.0.0");
+  root.must("stop");
+  REQUIRE(::waitpid(host, &status, 0) == host);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
 }

@@ -5,7 +5,9 @@
 // Test hooks in `extra`: {"sleep_ms": N} makes the migration slow; {"fail": "throw"} makes it throw;
 // {"announce": CONN} sends "v2 migrated" to CONN from inside the migration.
 #include <chrono>
+#include <fstream>
 #include <hotswap/module.hpp>
+#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -109,6 +111,12 @@ class Counter : public hotswap::Module<Counter> {
       nlohmann::json a = nlohmann::json::parse(args);
       std::this_thread::sleep_for(std::chrono::milliseconds(a.value("ms", 100)));
       return "\"slept\"";
+    }
+    if (name == "wait_for_gate") {  // blocks until the test opens the FIFO args.fifo for writing and closes it
+      nlohmann::json a = nlohmann::json::parse(args);
+      std::ifstream gate(a.at("fifo").get<std::string>());  // opening a FIFO waits for its writer
+      std::string drained((std::istreambuf_iterator<char>(gate)), std::istreambuf_iterator<char>());
+      return "\"gate opened\"";
     }
     throw hotswap::UnsupportedTask(name);
   }
