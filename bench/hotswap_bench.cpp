@@ -18,6 +18,7 @@
 
 #include <hotswap/appup/planner.hpp>
 
+#include <CLI/CLI.hpp>
 #include <boost/filesystem.hpp>
 #include <spdlog/spdlog.h>
 
@@ -27,6 +28,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -309,11 +311,25 @@ void bench_dispatch(const Options& opt, int variant) {
   std::fflush(stdout);
 }
 
-void usage(std::FILE* to) {
-  std::fprintf(to,
-               "usage: hotswap_bench [--quick] [--only NAME]\n"
-               "  NAME: swap_pause_load_module | swap_pause_update_1MiB | dispatch_overhead\n"
-               "  --quick  fewer runs (a smoke run; the figures are not meaningful)\n");
+const std::vector<std::string> kBenchmarks = {"swap_pause_load_module", "swap_pause_update_1MiB",
+                                              "dispatch_overhead"};
+
+// Fills `opt` from the command line. Returns the status to exit with instead
+// of running: 0 after --help, 2 for a bad command line.
+std::optional<int> parse_options(int argc, char** argv, Options& opt) {
+  CLI::App app("hotswap_bench: prints one JSON object per benchmark (see bench/README.md)", "hotswap_bench");
+  app.add_option("--only", opt.only, "run this benchmark only")->type_name("NAME")->check(CLI::IsMember(kBenchmarks));
+  app.add_flag("--quick", opt.quick, "fewer runs (a smoke run; the figures are not meaningful)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::fputs(app.help().c_str(), stdout);
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "hotswap_bench: %s\n%s", e.what(), app.help().c_str());
+    return 2;
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -321,35 +337,16 @@ void usage(std::FILE* to) {
 int main(int argc, char** argv) {
   hotswap::host::tune_allocator_for_short_pauses();  // as the hotswap host runs
   Options opt;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--quick") {
-      opt.quick = true;
-    } else if (a == "--only" && i + 1 < argc) {
-      opt.only = argv[++i];
-    } else if (a == "--help" || a == "-h") {
-      usage(stdout);
-      return 0;
-    } else {
-      usage(stderr);
-      return 2;
-    }
-  }
-  const char* names[] = {"swap_pause_load_module", "swap_pause_update_1MiB", "dispatch_overhead"};
-  if (!opt.only.empty() && std::find(std::begin(names), std::end(names), opt.only) == std::end(names)) {
-    std::fprintf(stderr, "hotswap_bench: unknown benchmark '%s'\n", opt.only.c_str());
-    usage(stderr);
-    return 2;
-  }
+  if (std::optional<int> exit_status = parse_options(argc, argv, opt)) return *exit_status;
   // Every upgrade logs its summary at info; keep logging out of the measurements.
   spdlog::set_level(spdlog::level::warn);
 
   // The direct baseline's implementation is picked at run time (argc is at least 1).
   volatile int variant = argc > 1000 ? 1 : 0;
   try {
-    if (opt.only.empty() || opt.only == names[0]) bench_load_module(opt);
-    if (opt.only.empty() || opt.only == names[1]) bench_update(opt);
-    if (opt.only.empty() || opt.only == names[2]) bench_dispatch(opt, variant);
+    if (opt.only.empty() || opt.only == kBenchmarks[0]) bench_load_module(opt);
+    if (opt.only.empty() || opt.only == kBenchmarks[1]) bench_update(opt);
+    if (opt.only.empty() || opt.only == kBenchmarks[2]) bench_dispatch(opt, variant);
   } catch (const std::exception& e) {
     die(e.what());
   }

@@ -16,6 +16,7 @@
 
 #include <hotswap/appup/manifest.hpp>
 
+#include <CLI/CLI.hpp>
 #include <boost/asio.hpp>
 #include <boost/filesystem.hpp>
 #include <pthread.h>
@@ -35,6 +36,7 @@
 #include <fstream>
 #include <future>
 #include <memory>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -585,23 +587,6 @@ std::string measure_isolated_costs(Host& host, const fs::path& root) {
          fmt_dist("mark_current", mark, "ms") + "," + fmt_dist("library_close", close, "ms") + "}";
 }
 
-void usage(std::FILE* to) {
-  std::fprintf(to,
-               "usage: hotswap_reload_bench [--quick] [--diagnose] [--pin] [--batch-worker] [--stall-us US]\n"
-               "                            [--connections N] [--cycles N] [--rate R]\n"
-               "                            [--window-ms W] [--spacing-ms S] [--warmup-ms M] [--tail-ms T]\n"
-               "  --quick        100 connections, 5 cycles, short warm-up (a smoke run; figures not meaningful)\n"
-               "  --diagnose     also print the loop-side phases of the reloads and an event-loop lag probe\n"
-               "  --pin          host loop on CPU 0; client, main thread and the host's worker thread on CPU 1\n"
-               "  --batch-worker the host's worker thread (the check phase) runs SCHED_BATCH\n"
-               "  --stall-us US  calibration: no reload; the loop spins US microseconds at each reload slot\n"
-               "  --connections  client connections (default 1000)\n"
-               "  --cycles       upgrade+downgrade cycles, two reloads each (default 100)\n"
-               "  --rate         move requests per second per connection (default 20)\n"
-               "  --window-ms    analysis window (default 100)\n"
-               "  --spacing-ms   start-to-start interval between reloads (default 150)\n");
-}
-
 int run(const Options& opt) {
   // Releases carry no log_level, so every committed upgrade sets spdlog back to
   // "info" (Runtime::apply_config). Filter at the sinks too, so that its info
@@ -741,62 +726,79 @@ int run(const Options& opt) {
   return 0;
 }
 
+// kAboveZero's message names the whole range of a double; this one says it plainly.
+const CLI::Validator kAboveZero(
+    [](std::string& text) {
+      char* end = nullptr;
+      double v = std::strtod(text.c_str(), &end);
+      return end != text.c_str() && *end == '\0' && v > 0 ? std::string() : "must be above 0, got '" + text + "'";
+    },
+    "POSITIVE");
+
+// Fills `opt` from the command line. Returns the status to exit with instead
+// of running: 0 after --help, 2 for a bad command line.
+std::optional<int> parse_options(int argc, char** argv, Options& opt) {
+  CLI::App app("hotswap_reload_bench: reload_under_load, the arena example reloaded under load (bench/README.md)",
+               "hotswap_reload_bench");
+  app.add_flag("--quick", opt.quick, "100 connections, 5 cycles, short warm-up (a smoke run; figures not meaningful)");
+  app.add_flag("--diagnose", opt.diagnose, "also print the loop-side phases of the reloads and an event-loop lag probe");
+  app.add_flag("--pin", opt.pin, "host loop on CPU 0; client, main thread and the host's worker thread on CPU 1");
+  app.add_flag("--batch-worker", opt.batch_worker, "the host's worker thread (the check phase) runs SCHED_BATCH");
+  app.add_option("--stall-us", opt.stall_us, "calibration: no reload; the loop spins US microseconds at each reload slot")
+      ->type_name("US")
+      ->check(kAboveZero);
+  CLI::Option* connections = app.add_option("--connections", opt.connections, "client connections")
+                                 ->type_name("N")
+                                 ->capture_default_str()
+                                 ->check(kAboveZero);
+  CLI::Option* cycles = app.add_option("--cycles", opt.cycles, "upgrade+downgrade cycles, two reloads each")
+                            ->type_name("N")
+                            ->capture_default_str()
+                            ->check(kAboveZero);
+  app.add_option("--rate", opt.rate, "move requests per second per connection")
+      ->type_name("R")
+      ->capture_default_str()
+      ->check(kAboveZero);
+  app.add_option("--window-ms", opt.window_ms, "analysis window")
+      ->type_name("W")
+      ->capture_default_str()
+      ->check(kAboveZero);
+  app.add_option("--spacing-ms", opt.spacing_ms, "start-to-start interval between reloads")
+      ->type_name("S")
+      ->capture_default_str()
+      ->check(kAboveZero);
+  CLI::Option* warmup = app.add_option("--warmup-ms", opt.warmup_ms, "steady load before the first measured request")
+                            ->type_name("M")
+                            ->capture_default_str()
+                            ->check(kAboveZero);
+  CLI::Option* tail = app.add_option("--tail-ms", opt.tail_ms, "steady load after the last reload")
+                          ->type_name("T")
+                          ->capture_default_str()
+                          ->check(kAboveZero);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::fputs(app.help().c_str(), stdout);
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "hotswap_reload_bench: %s\n%s", e.what(), app.help().c_str());
+    return 2;
+  }
+  if (opt.quick) {  // a smoke run's sizes, except those given explicitly
+    if (connections->count() == 0) opt.connections = 100;
+    if (cycles->count() == 0) opt.cycles = 5;
+    if (warmup->count() == 0) opt.warmup_ms = 500;
+    if (tail->count() == 0) opt.tail_ms = 300;
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   hotswap::host::tune_allocator_for_short_pauses();  // as the hotswap host runs
   Options opt;
-  auto number = [&](int& i) -> double {
-    if (i + 1 >= argc) {
-      usage(stderr);
-      std::exit(2);
-    }
-    char* end = nullptr;
-    double v = std::strtod(argv[++i], &end);
-    if (end == argv[i] || *end != '\0' || v <= 0) {
-      std::fprintf(stderr, "hotswap_reload_bench: bad number '%s'\n", argv[i]);
-      std::exit(2);
-    }
-    return v;
-  };
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--quick") {
-      opt.quick = true;
-      opt.connections = 100;
-      opt.cycles = 5;
-      opt.warmup_ms = 500;
-      opt.tail_ms = 300;
-    } else if (a == "--diagnose") {
-      opt.diagnose = true;
-    } else if (a == "--pin") {
-      opt.pin = true;
-    } else if (a == "--batch-worker") {
-      opt.batch_worker = true;
-    } else if (a == "--stall-us") {
-      opt.stall_us = static_cast<int>(number(i));
-    } else if (a == "--connections") {
-      opt.connections = static_cast<size_t>(number(i));
-    } else if (a == "--cycles") {
-      opt.cycles = static_cast<int>(number(i));
-    } else if (a == "--rate") {
-      opt.rate = number(i);
-    } else if (a == "--window-ms") {
-      opt.window_ms = static_cast<int>(number(i));
-    } else if (a == "--spacing-ms") {
-      opt.spacing_ms = static_cast<int>(number(i));
-    } else if (a == "--warmup-ms") {
-      opt.warmup_ms = static_cast<int>(number(i));
-    } else if (a == "--tail-ms") {
-      opt.tail_ms = static_cast<int>(number(i));
-    } else if (a == "--help" || a == "-h") {
-      usage(stdout);
-      return 0;
-    } else {
-      usage(stderr);
-      return 2;
-    }
-  }
+  if (std::optional<int> exit_status = parse_options(argc, argv, opt)) return *exit_status;
   try {
     return run(opt);
   } catch (const std::exception& e) {
