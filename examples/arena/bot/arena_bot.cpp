@@ -11,13 +11,13 @@
 //
 // One thread, one io_context: 1,000 connections are a few thousand timer and
 // socket events per second, which a single core handles easily.
+#include <CLI/CLI.hpp>
 #include <boost/asio.hpp>
 
 #include <sys/resource.h>
 
 #include <algorithm>
 #include <array>
-#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdint>
@@ -29,7 +29,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <type_traits>
 #include <vector>
 
 namespace asio = boost::asio;
@@ -53,94 +52,68 @@ struct Options {
   uint64_t connect_timeout_ms = 5000;
 };
 
-constexpr const char* kUsage = R"(usage: arena_bot --port P [options]
+constexpr const char* kDescription =
+    "arena_bot: connects to an arena server, joins every connection as botN and sends a mix of\n"
+    "move (70%), look (20%) and chat (10%); checks that replies come back in order.";
+constexpr const char* kExitStatuses =
+    "Exit status: 0 all connections opened, none dropped, no reply missing or out of\n"
+    "order; 1 otherwise; 2 bad arguments.";
 
-Connects to an arena server, joins every connection as botN and sends a mix of
-move (70%), look (20%) and chat (10%); checks that replies come back in order.
+// CLI::PositiveNumber's message names the whole range of a double; this one says it plainly.
+const CLI::Validator kAboveZero(
+    [](std::string& text) {
+      char* end = nullptr;
+      double v = std::strtod(text.c_str(), &end);
+      return end != text.c_str() && *end == '\0' && v > 0 ? std::string() : "must be above 0, got '" + text + "'";
+    },
+    "POSITIVE");
 
-  --host H                server address (default 127.0.0.1)
-  --port P                server port (required)
-  --connections N         connections to open (default 10)
-  --duration-s S          how long to send, in seconds (default 10)
-  --rate R                requests per second per connection (default 5)
-  --pipeline K            max outstanding requests per connection (default 4)
-  --grace-ms G            after the duration, wait up to G ms for outstanding
-                          replies (default 2000)
-  --connect-timeout-ms T  give up on a connection not open after T ms (default 5000)
-  --json                  print the summary as one JSON object
-  --help                  print this help
-
-Exit status: 0 all connections opened, none dropped, no reply missing or out of
-order; 1 otherwise; 2 bad arguments.
-)";
-
-struct UsageError {
-  std::string message;
-};
-
-template <class T>
-T parse_number(std::string_view option, const std::string& text, double min, double max) {
-  char* end = nullptr;
-  errno = 0;
-  double v = std::strtod(text.c_str(), &end);
-  bool integral = std::is_integral<T>::value;
-  if (text.empty() || end != text.c_str() + text.size() || errno != 0 || !(v >= min && v <= max) ||
-      (integral && v != static_cast<double>(static_cast<uint64_t>(v))))
-    throw UsageError{std::string(option) + " expects " + (integral ? "an integer" : "a number") + " from " +
-                     std::to_string(static_cast<uint64_t>(min)) + " to " + std::to_string(static_cast<uint64_t>(max)) +
-                     ", got '" + text + "'"};
-  return static_cast<T>(v);
-}
-
-// Accepts "--name value" and "--name=value". Returns nullopt for --help.
-std::optional<Options> parse_options(int argc, char** argv) {
-  Options o;
-  bool have_port = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "--help" || arg == "-h") return std::nullopt;
-    if (arg == "--json") {
-      o.json = true;
-      continue;
-    }
-    std::string value;
-    size_t eq = arg.find('=');
-    if (eq != std::string::npos) {
-      value = arg.substr(eq + 1);
-      arg.resize(eq);
-    }
-    if (arg == "--json") throw UsageError{"--json takes no value"};
-    static const char* const kValued[] = {"--host",     "--port",     "--connections", "--duration-s",
-                                          "--rate",     "--pipeline", "--grace-ms",    "--connect-timeout-ms"};
-    if (std::find(std::begin(kValued), std::end(kValued), arg) == std::end(kValued))
-      throw UsageError{"unknown option '" + arg + "' (see --help)"};
-    if (eq == std::string::npos) {
-      if (i + 1 >= argc) throw UsageError{arg + " needs a value"};
-      value = argv[++i];
-    }
-    if (arg == "--host") {
-      if (value.empty()) throw UsageError{"--host needs a value"};
-      o.host = value;
-    } else if (arg == "--port") {
-      o.port = parse_number<uint16_t>(arg, value, 1, 65535);
-      have_port = true;
-    } else if (arg == "--connections") {
-      o.connections = parse_number<uint64_t>(arg, value, 1, 1000000);
-    } else if (arg == "--duration-s") {
-      o.duration_s = parse_number<double>(arg, value, 0, 86400 * 365);
-    } else if (arg == "--rate") {
-      o.rate = parse_number<double>(arg, value, 0, 1000000);
-      if (o.rate <= 0) throw UsageError{"--rate must be above 0, got '" + value + "'"};
-    } else if (arg == "--pipeline") {
-      o.pipeline = parse_number<uint64_t>(arg, value, 1, 1000000);
-    } else if (arg == "--grace-ms") {
-      o.grace_ms = parse_number<uint64_t>(arg, value, 0, 86400000);
-    } else {  // --connect-timeout-ms
-      o.connect_timeout_ms = parse_number<uint64_t>(arg, value, 1, 86400000);
-    }
+// Fills `o` from the command line ("--name value" or "--name=value"). Returns
+// the status to exit with instead of running: 0 after --help, 2 for bad arguments.
+std::optional<int> parse_options(int argc, char** argv, Options& o) {
+  CLI::App app(kDescription, "arena_bot");
+  app.footer(kExitStatuses);
+  app.add_option("--host", o.host, "server address")
+      ->type_name("H")
+      ->capture_default_str()
+      ->check([](const std::string& v) { return v.empty() ? std::string("needs a value") : std::string(); });
+  app.add_option("--port", o.port, "server port")->type_name("P")->required()->check(CLI::Range(1, 65535));
+  app.add_option("--connections", o.connections, "connections to open")
+      ->type_name("N")
+      ->capture_default_str()
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1000000}));
+  app.add_option("--duration-s", o.duration_s, "how long to send, in seconds")
+      ->type_name("S")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 86400.0 * 365));
+  app.add_option("--rate", o.rate, "requests per second per connection")
+      ->type_name("R")
+      ->capture_default_str()
+      ->check(kAboveZero)
+      ->check(CLI::Range(0.0, 1000000.0));
+  app.add_option("--pipeline", o.pipeline, "max outstanding requests per connection")
+      ->type_name("K")
+      ->capture_default_str()
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1000000}));
+  app.add_option("--grace-ms", o.grace_ms, "after the duration, wait up to G ms for outstanding replies")
+      ->type_name("G")
+      ->capture_default_str()
+      ->check(CLI::Range(uint64_t{0}, uint64_t{86400000}));
+  app.add_option("--connect-timeout-ms", o.connect_timeout_ms, "give up on a connection not open after T ms")
+      ->type_name("T")
+      ->capture_default_str()
+      ->check(CLI::Range(uint64_t{1}, uint64_t{86400000}));
+  app.add_flag("--json", o.json, "print the summary as one JSON object");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::fputs(app.help().c_str(), stdout);
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "arena_bot: %s (see --help)\n", e.what());
+    return 2;
   }
-  if (!have_port) throw UsageError{"--port is required (see --help)"};
-  return o;
+  return std::nullopt;
 }
 
 // ---------------------------------------------------------------- latency
@@ -579,17 +552,8 @@ void raise_descriptor_limit() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::optional<Options> options;
-  try {
-    options = parse_options(argc, argv);
-  } catch (const UsageError& e) {
-    std::fprintf(stderr, "arena_bot: %s\n", e.message.c_str());
-    return 2;
-  }
-  if (!options) {
-    std::fputs(kUsage, stdout);
-    return 0;
-  }
+  Options options;
+  if (std::optional<int> exit_status = parse_options(argc, argv, options)) return *exit_status;
   // A write to a connection the server closed must be an error code, not a signal that kills the bot.
   std::signal(SIGPIPE, SIG_IGN);
   raise_descriptor_limit();
@@ -598,17 +562,17 @@ int main(int argc, char** argv) {
   try {
     asio::io_context resolver_io;
     tcp::resolver resolver(resolver_io);
-    endpoint = *resolver.resolve(options->host, std::to_string(options->port)).begin();
+    endpoint = *resolver.resolve(options.host, std::to_string(options.port)).begin();
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "arena_bot: cannot resolve %s: %s\n", options->host.c_str(), e.what());
+    std::fprintf(stderr, "arena_bot: cannot resolve %s: %s\n", options.host.c_str(), e.what());
     return 1;
   }
 
   auto started = Clock::now();
-  Totals totals = Bot(*options).run(endpoint);
+  Totals totals = Bot(options).run(endpoint);
   double elapsed_s = std::chrono::duration<double>(Clock::now() - started).count();
-  bool passed = totals.opened == options->connections && totals.dropped == 0 && totals.missing == 0 &&
+  bool passed = totals.opened == options.connections && totals.dropped == 0 && totals.missing == 0 &&
                 totals.out_of_order == 0;
-  print_summary(*options, totals, passed, elapsed_s);
+  print_summary(options, totals, passed, elapsed_s);
   return passed ? 0 : 1;
 }
