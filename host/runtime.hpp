@@ -1,7 +1,8 @@
 // The running host: one release booted from a root folder, its modules, its
 // listeners, and the operations an operator asks for (upgrade, downgrade,
 // reload, make-permanent...). Everything here runs on the event-loop thread;
-// only an upgrade's check phase runs on a worker thread while traffic flows.
+// disk work (an upgrade's check, release-store writes, unpacking) runs on a
+// worker thread, every hop through the UpgradeCoordinator.
 #pragma once
 
 #include <boost/asio.hpp>
@@ -21,19 +22,15 @@
 #include "release/release_store.hpp"
 #include "release/runtime_config.hpp"
 #include "upgrade/release_task.hpp"
+#include "upgrade/upgrade_coordinator.hpp"
 #include "upgrade/upgrade_executor.hpp"
 
 namespace hotswap::host {
 
-struct UpgradeRequest {
-  std::string version;
-  std::optional<ReleaseTask> pre_task;  // run before anything pauses; failure aborts
-  // Set by the caller that expects a direction ("upgrade"/"downgrade" commands).
-  std::optional<appup::Direction> expected_direction;
-};
-
 class Runtime {
  public:
+  // Registers SIGTERM, SIGINT (graceful stop) and SIGHUP (reload) at once, so
+  // that a signal arriving during boot is handled as soon as the loop runs.
   explicit Runtime(const boost::filesystem::path& root);
   ~Runtime();
 
@@ -43,6 +40,7 @@ class Runtime {
   const RuntimeConfig& config() const { return config_; }
   NetworkServer& server() { return server_; }
   ModuleRegistry& registry() { return registry_; }
+  UpgradeCoordinator& coordinator() { return coordinator_; }
 
   // Boots the permanent release: loads its modules (in dependency order),
   // opens its listeners, starts ticks. Throws ConfigError (exit 78) or
@@ -54,15 +52,20 @@ class Runtime {
 
   // Runs the event loop until stop() finishes. SIGHUP reloads; SIGTERM and SIGINT stop.
   void run();
-  // Graceful stop: stop accepting, on_stop for modules, write pending output, close.
+  // Graceful stop: stop accepting, on_stop for modules, write pending output,
+  // close. An upgrade still in its check phase is cancelled (its `done` gets a
+  // Refused report, "the host is stopping"); one past its pause finishes. The
+  // loop runs until the worker is back and the connections are closed.
   void stop();
+  bool stopping() const { return stopping_; }
 
-  using Done = std::function<void(const UpgradeReport&)>;
-  // Starts an upgrade or downgrade to an unpacked release. Refused at once
-  // (Refused report, `done` called before returning) when another upgrade runs
-  // ("busy"), the release is unknown, the plan or the target config is invalid.
+  using Done = UpgradeCoordinator::Done;
+  // Starts an upgrade or downgrade to an unpacked release. `done` is called
+  // exactly once, on the loop: at once (before returning) when another upgrade
+  // runs (Busy) or the host is stopping; otherwise when the upgrade ends
+  // (Refused when the release is unknown, the plan or the target config is invalid).
   void upgrade(const UpgradeRequest& request, const ProgressListener& progress, Done done);
-  bool busy() const { return busy_; }
+  bool busy() const { return coordinator_.busy(); }
 
   struct ReloadResult {
     nlohmann::json result;  // {"action": "upgrade"|"config"|"none", ...}
@@ -80,38 +83,50 @@ class Runtime {
   // megabytes, which must not stall the event loop); `done` runs on the loop.
   void unpack(const std::string& tarball, std::function<void(std::string version, std::string error)> done);
 
+  // Release-store operations: the disk work runs on the worker (the store
+  // fsyncs under its mutex); `done` runs on the loop with an error message,
+  // empty on success. Once stopping, `done` gets "the host is stopping" at once.
+  using StoreDone = std::function<void(const std::string& error)>;
+  // `version` must be the running release.
+  void make_permanent(const std::string& version, StoreDone done);
+  // Deletes an unpacked or old release (ReleaseStore::remove).
+  void remove_release(const std::string& version, StoreDone done);
+  // The store's releases and their states (ReleaseStore::to_json), read on the worker.
+  void list_releases(std::function<void(const nlohmann::json& releases, const std::string& error)> done);
+
+  // Never blocks on the disk or the store: the release bookkeeping it shows is
+  // the copy refreshed after each store write made by this host.
   nlohmann::json status() const;
   void set_log_level(const std::string& level);  // throws std::invalid_argument
-  void make_permanent(const std::string& version);
 
  private:
   void apply_config(const RuntimeConfig& next, bool at_boot);
-  struct UpgradeJob;
-  appup::ReleaseManifest load_unpacked(const std::string& version) const;  // throws naming the release
-  void check_upgradable(const appup::Plan& plan, const RuntimeConfig& target_config) const;
-  void prepare_upgrade(UpgradeJob& job);                        // worker thread
-  void apply_upgrade(const std::shared_ptr<UpgradeJob>& job);   // loop
-  void finish_upgrade(const std::shared_ptr<UpgradeJob>& job);  // worker, then loop
+  RunningRelease running_release() const;  // the snapshot an upgrade's check reads
+  void commit_release(const appup::ReleaseManifest& target, const RuntimeConfig& target_config);
+  void reload_config(const RuntimeConfig& next, const boost::filesystem::path& config_file,
+                     const std::function<void(const ReloadResult&)>& done);
   void schedule_auto_permanent();
   void wait_for_signals();
+  void finish_stop();  // once the connections are closed and the worker is back
 
   boost::asio::io_context io_;
+  // Registered before anything else exists (module copies, the admin socket).
   boost::asio::signal_set signals_;
   ReleaseStore store_;
   LibraryLoader loader_;
   NetworkServer server_;
   ModuleRegistry registry_;
   UpgradeExecutor executor_;
-  boost::asio::thread_pool worker_{1};
+  UpgradeCoordinator coordinator_;  // owns the worker thread
   boost::asio::steady_timer auto_permanent_timer_;
 
   std::optional<appup::ReleaseManifest> manifest_;
   RuntimeConfig config_;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
-  bool busy_ = false;
-  std::string busy_with_;
   bool stopping_ = false;
-  std::optional<UpgradeReport> last_upgrade_;
+  bool connections_closed_ = false;  // stop: the server's shutdown finished
+  bool worker_idle_ = false;         // stop: every worker hop came back
+  bool stopped_ = false;
   std::unique_ptr<AdminServer> admin_;
 };
 

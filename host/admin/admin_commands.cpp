@@ -49,7 +49,11 @@ AdminHandler make_admin_handler(Runtime& runtime) {
     const std::string cmd = request["cmd"];
     try {
       if (cmd == "status") return respond.ok(runtime.status());
-      if (cmd == "releases") return respond.ok(runtime.store().to_json());
+      if (cmd == "releases")
+        return runtime.list_releases([respond](const nlohmann::json& releases, const std::string& error) {
+          if (error.empty()) return respond.ok(releases);
+          respond.error(error);
+        });
       if (cmd == "plan") {
         appup::Plan plan = runtime.plan_to(string_arg(request, "version"));
         return respond.ok({{"plan", plan.to_json()}, {"text", plan.describe()}});
@@ -69,15 +73,20 @@ AdminHandler make_admin_handler(Runtime& runtime) {
                                 if (error.empty()) return respond.ok({{"version", version}});
                                 respond.error(error);
                               });
+      // Release-store writes fsync: they run on the worker and answer from the loop.
       if (cmd == "make-permanent") {
         std::string version = string_arg(request, "version");
-        runtime.make_permanent(version);
-        return respond.ok({{"permanent", version}});
+        return runtime.make_permanent(version, [respond, version](const std::string& error) {
+          if (error.empty()) return respond.ok({{"permanent", version}});
+          respond.error(error);
+        });
       }
       if (cmd == "remove") {
         std::string version = string_arg(request, "version");
-        runtime.store().remove(version);
-        return respond.ok({{"removed", version}});
+        return runtime.remove_release(version, [respond, version](const std::string& error) {
+          if (error.empty()) return respond.ok({{"removed", version}});
+          respond.error(error);
+        });
       }
       if (cmd == "log-level") {
         std::string level = string_arg(request, "level");

@@ -561,6 +561,7 @@ void ReleaseStore::save() const {
     Fd fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
     if (fd.get() < 0) throw ReleaseError("cannot create " + temporary.string() + ": " + errno_text());
     write_all(fd.get(), text.data(), text.size(), temporary);
+    if (sync_hook_) sync_hook_();
     if (::fsync(fd.get()) != 0 || !fd.close())
       throw ReleaseError("cannot write " + temporary.string() + ": " + errno_text());
     // rename replaces the old file in one step: a reader sees the old or the new content, never half.

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <boost/filesystem/path.hpp>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <mutex>
 #include <optional>
@@ -79,6 +80,11 @@ class ReleaseStore {
 
   nlohmann::json to_json() const;  // {"releases":[{"version":..,"state":..}], "permanent":.., "current":..}
 
+  // For tests: called by every write of RELEASES.json, with the store's mutex
+  // held, just before the fsync, so that a test can hold a write where a slow
+  // disk would. Set it before any thread writes.
+  void set_sync_hook(std::function<void()> hook) { sync_hook_ = std::move(hook); }
+
  private:
   void save() const;  // temp file, fsync, rename, fsync the folder
   void load();
@@ -88,6 +94,7 @@ class ReleaseStore {
   std::optional<std::string> permanent_;
   std::optional<std::string> current_;
   std::vector<std::string> old_;
+  std::function<void()> sync_hook_;
 };
 
 }  // namespace hotswap::host

@@ -23,7 +23,7 @@ struct CodeAtStep {
 
 // Loads and checks every library the plan needs; fills libraries and affected.
 // Throws with a message naming the step on the first problem.
-void check_plan(const appup::Plan& plan, ModuleRegistry& registry, LibraryLoader& loader,
+void check_plan(const appup::Plan& plan, const RunningCode& running, LibraryLoader& loader,
                 std::vector<std::shared_ptr<LoadedLibrary>>& libraries, std::vector<std::string>& affected) {
   std::set<std::string> touched;
   std::map<std::string, CodeAtStep> code;  // what each module runs after the steps so far
@@ -31,7 +31,8 @@ void check_plan(const appup::Plan& plan, ModuleRegistry& registry, LibraryLoader
     auto it = code.find(module);
     if (it != code.end()) return it->second;
     CodeAtStep now;
-    if (ModuleSlot* slot = registry.find(module)) now = {&slot->active().library(), true};
+    auto live = running.find(module);
+    if (live != running.end()) now = {live->second.get(), true};
     return code.emplace(module, now).first->second;
   };
 
@@ -60,7 +61,7 @@ void check_plan(const appup::Plan& plan, ModuleRegistry& registry, LibraryLoader
       current = {library.get(), true};
     }
     if (step.kind == StepKind::DeleteModule) current = {};
-    if (registry.find(step.module) != nullptr) touched.insert(step.module);
+    if (running.count(step.module) != 0) touched.insert(step.module);
     libraries.push_back(std::move(library));
   }
   affected.assign(touched.begin(), touched.end());
@@ -68,7 +69,18 @@ void check_plan(const appup::Plan& plan, ModuleRegistry& registry, LibraryLoader
 
 }  // namespace
 
+RunningCode running_code(const ModuleRegistry& registry) {
+  RunningCode code;
+  for (const ModuleSlot* slot : registry.slots()) code.emplace(slot->name(), slot->active().library_ptr());
+  return code;
+}
+
 PreparedUpgrade check_upgrade(const appup::Plan& plan, ModuleRegistry& registry, LibraryLoader& loader,
+                              const ProgressListener& progress) {
+  return check_upgrade(plan, running_code(registry), loader, progress);
+}
+
+PreparedUpgrade check_upgrade(const appup::Plan& plan, const RunningCode& running, LibraryLoader& loader,
                               const ProgressListener& progress) {
   PreparedUpgrade prepared;
   prepared.plan_ = plan;
@@ -80,7 +92,7 @@ PreparedUpgrade check_upgrade(const appup::Plan& plan, ModuleRegistry& registry,
   emit_progress(progress, {{"event", "check"}, {"steps", plan.steps.size()}});
   Clock::time_point check_start = Clock::now();
   try {
-    check_plan(plan, registry, loader, prepared.libraries_, prepared.affected_);
+    check_plan(plan, running, loader, prepared.libraries_, prepared.affected_);
   } catch (const std::exception& e) {
     report.error = e.what();
     prepared.libraries_.clear();

@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <hotswap/appup/planner.hpp>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,6 +15,14 @@
 
 namespace hotswap::host {
 
+// The code each running module runs: module name -> its library. Taken on the
+// event loop; the shared pointers keep those libraries loaded while a worker
+// thread reads their descriptors, and nothing in it refers to the live registry.
+using RunningCode = std::map<std::string, std::shared_ptr<LoadedLibrary>, std::less<>>;
+
+// The code every module of `registry` runs now. Event-loop thread only.
+RunningCode running_code(const ModuleRegistry& registry);
+
 // The outcome of the check phase: the plan with every library it needs loaded
 // and checked. Holds no instance; dropping it unloads the libraries.
 class PreparedUpgrade {
@@ -23,7 +32,8 @@ class PreparedUpgrade {
 
  private:
   friend class UpgradeExecutor;
-  friend PreparedUpgrade check_upgrade(const appup::Plan&, ModuleRegistry&, LibraryLoader&, const ProgressListener&);
+  friend PreparedUpgrade check_upgrade(const appup::Plan&, const RunningCode&, LibraryLoader&,
+                                       const ProgressListener&);
   appup::Plan plan_;
   std::vector<std::shared_ptr<LoadedLibrary>> libraries_;  // indexed like plan_.steps
   std::vector<std::string> affected_;                      // running modules the plan touches
@@ -32,9 +42,15 @@ class PreparedUpgrade {
   UpgradeReport report_;
 };
 
-// The check phase alone. It only loads libraries and reads which code the
-// modules run, so a host may call it from a worker thread while the loop
-// serves traffic, provided no other upgrade runs meanwhile.
+// The check phase alone, against `running` (what each module runs when the
+// plan starts). It reads nothing but `running`, the plan's files and the
+// libraries it loads, so a host calls it on a worker thread while the loop
+// serves traffic (and may change its registry). `progress` is called on the
+// calling thread. `loader` must not be used by another thread meanwhile.
+PreparedUpgrade check_upgrade(const appup::Plan& plan, const RunningCode& running, LibraryLoader& loader,
+                              const ProgressListener& progress = {});
+
+// The same against the live registry: event-loop thread only.
 PreparedUpgrade check_upgrade(const appup::Plan& plan, ModuleRegistry& registry, LibraryLoader& loader,
                               const ProgressListener& progress = {});
 

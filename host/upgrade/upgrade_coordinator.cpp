@@ -1,0 +1,342 @@
+#include "upgrade/upgrade_coordinator.hpp"
+
+#include <pthread.h>
+#include <sched.h>
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/asio/post.hpp>
+#include <chrono>
+#include <hotswap/appup/planner.hpp>
+#include <map>
+
+#include "release/release_files.hpp"
+#include "upgrade/retired_libraries.hpp"
+
+namespace hotswap::host {
+
+namespace asio = boost::asio;
+namespace fs = boost::filesystem;
+
+const char* const kHostStopping = "the host is stopping";
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+UpgradeReport refused_report(const appup::ReleaseManifest& running, const std::string& to, const std::string& why) {
+  UpgradeReport r;
+  r.outcome = UpgradeReport::Outcome::Refused;
+  r.release_name = running.name;
+  r.from_release = running.version;
+  r.to_release = to;
+  r.error = why;
+  return r;
+}
+
+// Runs a hop's half; an exception there is a bug, and must neither kill the
+// worker thread nor escape the event loop.
+void run_guarded(const char* where, const std::function<void()>& part) {
+  try {
+    part();
+  } catch (const std::exception& e) {
+    spdlog::error("unexpected error on the {}: {}", where, e.what());
+  } catch (...) {
+    spdlog::error("unexpected non-standard exception on the {}", where);
+  }
+}
+
+}  // namespace
+
+void check_config_matches(const RuntimeConfig& config, const appup::ReleaseManifest& manifest,
+                          const fs::path& config_file) {
+  for (const auto& listener : config.listeners)
+    if (manifest.find(listener.module) == nullptr)
+      throw ConfigError(config_file.string(), "listeners." + listener.name + ".module",
+                        "module '" + listener.module + "' is not in release " + manifest.version);
+  for (const auto& [name, section] : config.modules)
+    if (manifest.find(name) == nullptr)
+      throw ConfigError(config_file.string(), "modules." + name,
+                        "module '" + name + "' is not in release " + manifest.version);
+}
+
+appup::ReleaseManifest load_unpacked_release(const ReleaseStore& store, const std::string& version) {
+  if (!store.exists(version))
+    throw std::runtime_error("release " + version + " is not unpacked under " + store.releases_dir().string() +
+                             " (use `hotswap unpack FILE`)");
+  return load_release_manifest(store.release_dir(version));
+}
+
+const char* to_string(UpgradeCoordinator::State state) {
+  switch (state) {
+    case UpgradeCoordinator::State::Idle:
+      return "idle";
+    case UpgradeCoordinator::State::Preparing:
+      return "preparing";
+    case UpgradeCoordinator::State::Applying:
+      return "applying";
+    case UpgradeCoordinator::State::Finishing:
+      return "finishing";
+  }
+  return "unknown";
+}
+
+// One upgrade. Which thread may touch it follows the state: the worker while
+// Preparing and Finishing, the loop otherwise; each hop hands it over through
+// the io_context and the thread pool's queues, which order the accesses.
+struct UpgradeCoordinator::Job {
+  UpgradeRequest request;
+  ProgressListener progress;  // called on the loop only
+  Done done;
+  RunningRelease running;  // its libraries are let go on the worker, once checked
+  // Set on the loop by stop(); the worker skips what is left of the check.
+  std::atomic<bool> cancelled{false};
+
+  appup::ReleaseManifest target;
+  RuntimeConfig target_config;
+  std::optional<PreparedUpgrade> prepared;
+  std::string refusal;  // set when refused before anything paused
+  UpgradeReport report;
+  RetiredLibraries retired;
+
+  // Finishing's results.
+  std::vector<std::string> leaked;
+  double purge_ms = 0;
+  std::string record_error;
+  std::optional<ReleaseBookkeeping> bookkeeping;
+};
+
+UpgradeCoordinator::UpgradeCoordinator(asio::io_context& loop, ReleaseStore& store, LibraryLoader& loader,
+                                       ModuleRegistry& registry, UpgradeExecutor& executor, HostCallbacks host)
+    : loop_(loop),
+      store_(store),
+      loader_(loader),
+      registry_(registry),
+      executor_(executor),
+      host_(std::move(host)),
+      bookkeeping_(read_bookkeeping()) {
+  // The worker (checks, unpacking, closing libraries, fsyncs) must not preempt
+  // the event loop on a small machine: batch scheduling and a lower priority. Best effort.
+  asio::post(worker_, [] {
+    sched_param param{};
+    ::pthread_setschedparam(::pthread_self(), SCHED_BATCH, &param);
+    ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), 19);
+  });
+}
+
+UpgradeCoordinator::~UpgradeCoordinator() { worker_.join(); }
+
+ReleaseBookkeeping UpgradeCoordinator::read_bookkeeping() const { return {store_.permanent(), store_.current()}; }
+
+void UpgradeCoordinator::refresh_bookkeeping() { bookkeeping_ = read_bookkeeping(); }
+
+void UpgradeCoordinator::hop(std::function<void()> work, std::function<void()> then) {
+  ++hops_in_flight_;
+  asio::post(worker_, [this, work = std::move(work), then = std::move(then)]() mutable {
+    run_guarded("worker thread", work);
+    // What `work` holds is let go here, on the worker, before the loop goes on.
+    work = nullptr;
+    asio::post(loop_, [this, then = std::move(then)]() mutable {
+      --hops_in_flight_;
+      run_guarded("event loop", then);
+      then = nullptr;
+      notify_if_idle();
+    });
+  });
+}
+
+bool UpgradeCoordinator::run_on_worker(std::function<void()> work, std::function<void()> then) {
+  if (stopping_) return false;
+  hop(std::move(work), std::move(then));
+  return true;
+}
+
+void UpgradeCoordinator::write_store(std::function<void(ReleaseStore&)> write,
+                                     std::function<void(const std::string& error)> done) {
+  struct Outcome {
+    std::string error;
+    ReleaseBookkeeping bookkeeping;
+  };
+  auto outcome = std::make_shared<Outcome>();
+  bool posted = run_on_worker(
+      [this, write = std::move(write), outcome] {
+        try {
+          write(store_);
+        } catch (const std::exception& e) {
+          outcome->error = e.what();
+        }
+        outcome->bookkeeping = read_bookkeeping();
+      },
+      [this, outcome, done] {
+        bookkeeping_ = outcome->bookkeeping;
+        done(outcome->error);
+      });
+  if (!posted) done(kHostStopping);
+}
+
+void UpgradeCoordinator::stop(std::function<void()> on_idle) {
+  if (stopping_) return;
+  stopping_ = true;
+  on_idle_ = std::move(on_idle);
+  if (state_ == State::Preparing) {
+    current_job_->cancelled = true;
+    spdlog::info("stopping: the upgrade to {} is cancelled; waiting for its check to come back", target_version_);
+  }
+  notify_if_idle();
+}
+
+void UpgradeCoordinator::notify_if_idle() {
+  if (!stopping_ || hops_in_flight_ != 0 || !on_idle_) return;
+  std::function<void()> on_idle = std::move(on_idle_);
+  on_idle_ = nullptr;
+  on_idle();
+}
+
+// ---- an upgrade ----------------------------------------------------------------
+
+void UpgradeCoordinator::start(const UpgradeRequest& request, RunningRelease running, ProgressListener progress,
+                               Done done) {
+  if (state_ != State::Idle) {
+    UpgradeReport report =
+        refused_report(running.manifest, request.version, "busy: an upgrade to " + target_version_ + " is in progress");
+    report.outcome = UpgradeReport::Outcome::Busy;
+    return done(report);
+  }
+  if (stopping_) return done(refused_report(running.manifest, request.version, kHostStopping));
+  auto job = std::make_shared<Job>();
+  job->request = request;
+  job->progress = std::move(progress);
+  job->done = std::move(done);
+  job->running = std::move(running);
+  state_ = State::Preparing;
+  target_version_ = request.version;
+  current_job_ = job;
+  hop([this, job] { prepare(*job); }, [this, job] { prepared(job); });
+}
+
+void UpgradeCoordinator::check_upgradable(const Job& job, const appup::Plan& plan) const {
+  for (const appup::PlanStep& step : plan.steps)
+    if (step.kind == appup::StepKind::DeleteModule && job.running.listener_owners.count(step.module) != 0)
+      throw std::runtime_error("refusing to delete module " + step.module +
+                               ": it owns a listener and its connections; change the listener's module in "
+                               "runtime.json and restart first");
+  if (!job.running.config.same_listeners(job.target_config))
+    throw std::runtime_error(
+        "the target release's runtime config changes the listeners; a listener change needs a "
+        "restart (a blue-green handover is not available yet)");
+}
+
+void UpgradeCoordinator::prepare(Job& job) {
+  if (check_hook_) check_hook_();
+  // Progress goes to the loop; the listener is never called on the worker.
+  ProgressListener on_loop = [this, progress = job.progress](const nlohmann::json& event) {
+    if (progress) asio::post(loop_, [progress, event] { emit_progress(progress, event); });
+  };
+  const UpgradeRequest& request = job.request;
+  const appup::ReleaseManifest& running = job.running.manifest;
+  auto check = [&] {
+    if (job.cancelled) return;
+    appup::Plan plan;
+    try {
+      job.target = load_unpacked_release(store_, request.version);
+      fs::path config_file = store_.runtime_config_path(request.version);
+      job.target_config = load_runtime_config(config_file);
+      check_config_matches(job.target_config, job.target, config_file);
+      plan = appup::make_plan(running, job.target);
+      if (request.expected_direction && plan.direction != *request.expected_direction) {
+        bool newer = plan.direction == appup::Direction::Upgrade;
+        throw std::runtime_error(request.version + " is " + (newer ? "newer" : "older") + " than the running release " +
+                                 running.version + ": use `hotswap " + (newer ? "upgrade" : "downgrade") + "`");
+      }
+      check_upgradable(job, plan);
+    } catch (const std::exception& e) {
+      job.refusal = e.what();
+      return;
+    }
+    if (job.cancelled) return;
+    job.prepared = check_upgrade(plan, job.running.code, loader_, on_loop);
+    if (!job.prepared->ok() || !request.pre_task || job.cancelled) return;
+    const ReleaseTask& task = *request.pre_task;
+    on_loop({{"event", "pre_task"}, {"module", task.module}, {"task", task.name}});
+    try {
+      std::string result = run_release_task(store_.release_dir(request.version), job.target_config, task, loader_);
+      on_loop({{"event", "pre_task_done"}, {"result", result}});
+    } catch (const std::exception& e) {
+      job.refusal = "pre-upgrade task " + task.module + ":" + task.name + " failed: " + e.what();
+    }
+  };
+  check();
+  // The snapshot's references go here, on the worker: the loop never closes a library.
+  job.running.code.clear();
+}
+
+void UpgradeCoordinator::prepared(const std::shared_ptr<Job>& job) {
+  // Once stop has begun nothing is applied: on_stop may already have run. A
+  // check that failed on its own keeps its own reason.
+  const bool check_failed = job->prepared && !job->prepared->ok();
+  if (stopping_ && job->refusal.empty() && !check_failed) job->refusal = kHostStopping;
+  UpgradeReport& report = job->report;
+  if (!job->refusal.empty() || !job->prepared || !job->prepared->ok()) {
+    report = job->prepared ? job->prepared->report() : refused_report(job->running.manifest, job->request.version, {});
+    report.outcome = UpgradeReport::Outcome::Refused;
+    if (!job->refusal.empty()) report.error = job->refusal;
+    emit_progress(job->progress, {{"event", "refused"}, {"error", report.error}});
+    spdlog::warn("{}", report.summary());
+  } else {
+    state_ = State::Applying;
+    apply(*job);
+  }
+  state_ = State::Finishing;
+  hop([this, job] { finish(*job); }, [this, job] { complete(job); });
+}
+
+void UpgradeCoordinator::apply(Job& job) {
+  // New instances are created with the target release's config sections.
+  std::map<std::string, std::string> previous;
+  for (const auto& m : job.target.modules) {
+    previous[m.name] = registry_.module_config(m.name);
+    registry_.set_module_config(m.name, job.target_config.module_section(m.name));
+  }
+  job.report = executor_.apply(std::move(*job.prepared), job.progress, &job.retired);
+  job.prepared.reset();
+  if (!job.report.committed()) {
+    for (const auto& [name, section] : previous) registry_.set_module_config(name, section);
+    return;
+  }
+  if (host_.commit) host_.commit(job.target, job.target_config);
+}
+
+void UpgradeCoordinator::finish(Job& job) {
+  Clock::time_point start = Clock::now();
+  job.prepared.reset();  // what a refused check loaded
+  job.leaked = job.retired.close_all();
+  job.purge_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  if (!job.report.committed()) return;
+  try {
+    store_.mark_current(job.target.version);
+  } catch (const std::exception& e) {
+    job.record_error = e.what();
+  }
+  job.bookkeeping = read_bookkeeping();
+}
+
+void UpgradeCoordinator::complete(const std::shared_ptr<Job>& job) {
+  UpgradeReport& report = job->report;
+  report.leaked.insert(report.leaked.end(), job->leaked.begin(), job->leaked.end());
+  if (job->bookkeeping) bookkeeping_ = *job->bookkeeping;
+  if (report.outcome != UpgradeReport::Outcome::Refused)
+    emit_progress(job->progress, {{"event", "purged"}, {"purge_ms", job->purge_ms}, {"leaked", report.leaked}});
+  if (!job->record_error.empty())
+    spdlog::error("release {} runs, but recording it as current failed: {}", job->target.version, job->record_error);
+  state_ = State::Idle;
+  target_version_.clear();
+  current_job_.reset();
+  last_report_ = report;
+  if (host_.finished) host_.finished(report);
+  job->done(report);
+}
+
+}  // namespace hotswap::host

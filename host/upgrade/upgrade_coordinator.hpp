@@ -1,0 +1,178 @@
+// The one owner of every hop between the event loop and the worker thread
+// (DESIGN.md, "An upgrade, step by step"). An upgrade moves through explicit
+// states, one upgrade at a time:
+//
+//   Idle -> Preparing -> Applying -> Finishing -> Idle
+//
+//   Preparing  worker: read the target release and its config, plan, load and
+//              check the new code, run the pre-upgrade task. It reads a
+//              RunningRelease snapshot taken on the loop, never live state.
+//   Applying   loop: pause, migrate, commit or roll back, resume (UpgradeExecutor).
+//   Finishing  worker: close the retired libraries, record the release as
+//              current; then `done` on the loop.
+//
+// A refused upgrade (and one cancelled by stop) goes from Preparing straight to
+// Finishing: the libraries its check loaded are closed on the worker too.
+//
+// Every other piece of disk work (writes to the release store, unpacking,
+// reading the release list) also hops through here, so that stop() knows what
+// is in flight. Release-store writes refresh a cached copy of the bookkeeping
+// that the loop may read at any time without touching the store's mutex.
+//
+// Threading: every public member is called on the loop thread.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <functional>
+#include <hotswap/appup/manifest.hpp>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "core/library_loader.hpp"
+#include "core/module_registry.hpp"
+#include "release/release_store.hpp"
+#include "release/runtime_config.hpp"
+#include "upgrade/release_task.hpp"
+#include "upgrade/upgrade_check.hpp"
+#include "upgrade/upgrade_executor.hpp"
+#include "upgrade/upgrade_report.hpp"
+
+namespace hotswap::host {
+
+struct UpgradeRequest {
+  std::string version;
+  std::optional<ReleaseTask> pre_task;  // run before anything pauses; failure aborts
+  // Set by the caller that expects a direction ("upgrade"/"downgrade" commands).
+  std::optional<appup::Direction> expected_direction;
+};
+
+// What the check phase may know of the running host, copied on the loop when
+// the upgrade starts so that the worker never reads live state.
+struct RunningRelease {
+  appup::ReleaseManifest manifest;
+  RuntimeConfig config;
+  RunningCode code;                       // module -> the library it runs
+  std::set<std::string> listener_owners;  // modules that own a listener
+};
+
+// The release store's bookkeeping as of the last write through the coordinator.
+struct ReleaseBookkeeping {
+  std::optional<std::string> permanent;
+  std::optional<std::string> current;
+};
+
+// Every module the config talks about must be in the release; ConfigError otherwise.
+void check_config_matches(const RuntimeConfig& config, const appup::ReleaseManifest& manifest,
+                          const boost::filesystem::path& config_file);
+
+// The manifest of the unpacked release `version`; throws naming the release
+// when it is not unpacked. Reads files: not on the loop while traffic flows.
+appup::ReleaseManifest load_unpacked_release(const ReleaseStore& store, const std::string& version);
+
+// The message every request refused because the host is stopping carries.
+extern const char* const kHostStopping;
+
+class UpgradeCoordinator {
+ public:
+  enum class State { Idle, Preparing, Applying, Finishing };
+  using Done = std::function<void(const UpgradeReport&)>;
+
+  // What the coordinator asks of the host it serves, always on the loop thread.
+  struct HostCallbacks {
+    // While Applying, after the new code committed: `target` is now the running release.
+    std::function<void(const appup::ReleaseManifest& target, const RuntimeConfig& target_config)> commit;
+    // Every upgrade that started ends here, whatever its outcome, just before its `done`.
+    std::function<void(const UpgradeReport& report)> finished;
+  };
+
+  // Starts the worker thread (at a low priority). Reads the store's bookkeeping
+  // into the cache.
+  UpgradeCoordinator(boost::asio::io_context& loop, ReleaseStore& store, LibraryLoader& loader,
+                     ModuleRegistry& registry, UpgradeExecutor& executor, HostCallbacks host);
+  // Joins the worker once it ran what was posted to it. What it posted back to
+  // a loop that no longer runs is dropped with the io_context.
+  ~UpgradeCoordinator();
+  UpgradeCoordinator(const UpgradeCoordinator&) = delete;
+  UpgradeCoordinator& operator=(const UpgradeCoordinator&) = delete;
+
+  State state() const { return state_; }
+  bool busy() const { return state_ != State::Idle; }
+  // The version the upgrade in progress goes to; empty when Idle.
+  const std::string& target_version() const { return target_version_; }
+  const std::optional<UpgradeReport>& last_report() const { return last_report_; }
+
+  // Starts an upgrade from `running` to `request.version`. Refused at once
+  // (`done` called before returning) when another upgrade runs (Busy) or the
+  // host is stopping (Refused). Otherwise `done` is called exactly once, on the
+  // loop, after Finishing; `progress` is called on the loop only.
+  void start(const UpgradeRequest& request, RunningRelease running, ProgressListener progress, Done done);
+
+  // Runs `work` on the worker, then `then` on the loop. `work` must not throw.
+  // Once stop has begun, neither runs and false is returned: the caller then
+  // answers its own caller (with kHostStopping).
+  bool run_on_worker(std::function<void()> work, std::function<void()> then);
+
+  // Runs `write` on the worker (where the store may fsync), refreshes the
+  // cached bookkeeping, then calls `done` on the loop with the error message
+  // (empty on success). Once stop has begun, `done(kHostStopping)` is called at once.
+  void write_store(std::function<void(ReleaseStore&)> write, std::function<void(const std::string& error)> done);
+  // The store's bookkeeping as of the last write made through write_store or an
+  // upgrade (or refresh_bookkeeping). Never blocks.
+  const ReleaseBookkeeping& bookkeeping() const { return bookkeeping_; }
+  // Reads the store now, on the calling thread: only while the loop does not run yet (boot).
+  void refresh_bookkeeping();
+
+  // Graceful stop: nothing new is started; an upgrade still Preparing is
+  // cancelled (it comes back from the worker, is never applied, its libraries
+  // are closed on the worker and its `done` gets a Refused report saying the
+  // host is stopping); an upgrade already past its pause finishes. `on_idle`
+  // runs on the loop once every hop has come back, which may be before stop
+  // returns. The loop must keep running until then.
+  void stop(std::function<void()> on_idle);
+  bool stopping() const { return stopping_; }
+
+  // For tests: called on the worker at the start of every check phase, before
+  // anything is read, so a test can hold an upgrade in Preparing. Set it
+  // before starting the upgrade it should see.
+  void set_check_hook(std::function<void()> hook) { check_hook_ = std::move(hook); }
+
+ private:
+  struct Job;
+  // The hop itself, also used after stop began (to finish what is in flight).
+  void hop(std::function<void()> work, std::function<void()> then);
+  void prepare(Job& job);                          // worker
+  void prepared(const std::shared_ptr<Job>& job);  // loop
+  void apply(Job& job);                            // loop
+  void finish(Job& job);                           // worker
+  void complete(const std::shared_ptr<Job>& job);  // loop
+  void check_upgradable(const Job& job, const appup::Plan& plan) const;
+  ReleaseBookkeeping read_bookkeeping() const;  // worker (or before the loop runs)
+  void notify_if_idle();
+
+  boost::asio::io_context& loop_;
+  ReleaseStore& store_;
+  LibraryLoader& loader_;
+  ModuleRegistry& registry_;
+  UpgradeExecutor& executor_;
+  HostCallbacks host_;
+
+  State state_ = State::Idle;
+  std::string target_version_;
+  std::shared_ptr<Job> current_job_;  // while not Idle
+  std::optional<UpgradeReport> last_report_;
+  ReleaseBookkeeping bookkeeping_;
+  size_t hops_in_flight_ = 0;  // posted to the worker, not yet back on the loop
+  bool stopping_ = false;
+  std::function<void()> on_idle_;
+  std::function<void()> check_hook_;
+
+  // Last member: joined first, while everything its work refers to is alive.
+  boost::asio::thread_pool worker_{1};
+};
+
+const char* to_string(UpgradeCoordinator::State state);
+
+}  // namespace hotswap::host

@@ -1,0 +1,308 @@
+// The hops between the event loop and the worker thread (UpgradeCoordinator),
+// as the Runtime uses them: stopping while an upgrade is in its check phase,
+// release-store writes that must not stall the loop, and signals during boot.
+// Every wait is on a condition the test controls; no sleep decides an outcome.
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <condition_variable>
+#include <csignal>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "../server/server_fixture.hpp"
+#include "admin/admin_client.hpp"
+
+namespace {
+
+namespace fs = boost::filesystem;
+namespace asio = boost::asio;
+using hotswap::host::Runtime;
+using hotswap::host::UpgradeReport;
+using hotswap::test::TestRoot;
+
+// Generous: only reached when the code under test is wrong (it never answers).
+constexpr std::chrono::seconds kDeadline{10};
+
+// A one-way gate: wait() blocks until open().
+class Gate {
+ public:
+  void open() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    open_ = true;
+    changed_.notify_all();
+  }
+  void wait() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    changed_.wait(lock, [this] { return open_; });
+  }
+  bool wait_for(std::chrono::seconds limit) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    return changed_.wait_for(lock, limit, [this] { return open_; });
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  bool open_ = false;
+};
+
+// Installed as the release store's sync hook: once armed, the next write of
+// RELEASES.json stops there (the store's mutex held, as during a slow fsync)
+// until released.
+class Valve {
+ public:
+  void arm() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    armed_ = true;
+  }
+  void pass() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (!armed_) return;
+    ++held_;
+    changed_.notify_all();
+    changed_.wait(lock, [this] { return !armed_; });
+  }
+  bool wait_until_held(std::chrono::seconds limit) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    return changed_.wait_for(lock, limit, [this] { return held_ > 0; });
+  }
+  void release() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    armed_ = false;
+    changed_.notify_all();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  bool armed_ = false;
+  int held_ = 0;
+};
+
+// Runtime::run() on a thread of its own; the test decides when the host stops.
+class LoopThread {
+ public:
+  explicit LoopThread(Runtime& runtime) : runtime_(runtime), thread_([this] { runtime_.run(); }) {}
+  ~LoopThread() {
+    if (!thread_.joinable()) return;
+    asio::post(runtime_.io(), [this] { runtime_.stop(); });
+    thread_.join();
+  }
+  // Returns once Runtime::run() returned, i.e. the host stopped.
+  void join() { thread_.join(); }
+
+  // Runs fn on the loop; its result, or nothing when the loop did not run it within `limit`.
+  template <class Fn>
+  auto on_loop_within(Fn fn, std::chrono::seconds limit) -> std::optional<decltype(fn())> {
+    auto result = std::make_shared<std::promise<decltype(fn())>>();
+    std::future<decltype(fn())> future = result->get_future();
+    asio::post(runtime_.io(), [fn, result] { result->set_value(fn()); });
+    if (future.wait_for(limit) != std::future_status::ready) return std::nullopt;
+    return future.get();
+  }
+
+ private:
+  Runtime& runtime_;
+  std::thread thread_;
+};
+
+// What an upgrade's callbacks saw, written on the loop and read by the test
+// after the loop thread was joined (or after `finished` opened).
+struct UpgradeOutcome {
+  std::vector<UpgradeReport> reports;
+  std::vector<std::string> events;
+  Gate finished;
+};
+
+void start_upgrade(Runtime& runtime, const std::string& version, UpgradeOutcome& outcome) {
+  asio::post(runtime.io(), [&runtime, version, &outcome] {
+    hotswap::host::UpgradeRequest request;
+    request.version = version;
+    runtime.upgrade(
+        request, [&outcome](const nlohmann::json& event) { outcome.events.push_back(event.value("event", "")); },
+        [&outcome](const UpgradeReport& report) {
+          outcome.reports.push_back(report);
+          outcome.finished.open();
+        });
+  });
+}
+
+bool contains(const std::vector<std::string>& events, const std::string& event) {
+  return std::find(events.begin(), events.end(), event) != events.end();
+}
+
+// The names under ROOT/run that start with `prefix`.
+std::vector<std::string> run_entries(const fs::path& root, const std::string& prefix) {
+  std::vector<std::string> names;
+  for (const fs::directory_entry& e : fs::directory_iterator(root / "run")) {
+    std::string name = e.path().filename().string();
+    if (name.rfind(prefix, 0) == 0) names.push_back(name);
+  }
+  return names;
+}
+
+// A root with release 1.0.0 and a Runtime booted from it; then release 2.0.0
+// (an upgrade of the counter) is unpacked. Added after the boot, or the first
+// boot would pick the newest.
+struct BootedRoot {
+  TestRoot root;
+  std::unique_ptr<Runtime> runtime;
+  // `before_boot` runs between the Runtime's construction and its boot.
+  explicit BootedRoot(const std::function<void(Runtime&)>& before_boot = {}) {
+    root.add_release("1.0.0", {{"counter", "1.0.0"}}, hotswap::test::counter_runtime());
+    runtime = std::make_unique<Runtime>(root.dir());
+    if (before_boot) before_boot(*runtime);
+    runtime->boot();
+    root.add_release("2.0.0", {{"counter", "2.0.0", "good", hotswap::test::counter_v2_appup()}},
+                     hotswap::test::counter_runtime());
+  }
+};
+
+}  // namespace
+
+TEST_CASE("stopping while an upgrade is in its check cancels it: one Refused answer, nothing committed") {
+  BootedRoot booted;
+  Runtime& runtime = *booted.runtime;
+  Gate check_started, check_may_go;
+  runtime.coordinator().set_check_hook([&] {
+    check_started.open();
+    check_may_go.wait();
+  });
+  UpgradeOutcome outcome;
+  {
+    LoopThread loop(runtime);
+    start_upgrade(runtime, "2.0.0", outcome);
+    REQUIRE(check_started.wait_for(kDeadline));
+    // The stop reaches the loop before anything the worker sends back.
+    asio::post(runtime.io(), [&runtime] { runtime.stop(); });
+    check_may_go.open();
+    loop.join();  // the host stopped: every hop came back
+  }
+  REQUIRE(outcome.reports.size() == 1);
+  const UpgradeReport& report = outcome.reports.front();
+  CHECK(report.outcome == UpgradeReport::Outcome::Refused);
+  CHECK(report.error == "the host is stopping");
+  CHECK(report.to_release == "2.0.0");
+  CHECK_FALSE(contains(outcome.events, "paused"));
+  CHECK_FALSE(contains(outcome.events, "committed"));
+  CHECK(contains(outcome.events, "refused"));
+  CHECK(runtime.manifest().version == "1.0.0");
+  CHECK(runtime.coordinator().state() == hotswap::host::UpgradeCoordinator::State::Idle);
+  // Nothing the cancelled check loaded stays loaded: the only copies left
+  // were the running code's, and the stop closed them.
+  std::vector<std::string> scratch = run_entries(booted.root.dir(), "hotswap-modules-");
+  REQUIRE(scratch.size() == 1);
+  CHECK(fs::is_empty(booted.root.dir() / "run" / scratch.front()));
+}
+
+TEST_CASE("an upgrade asked for while the host stops is refused at once") {
+  BootedRoot booted;
+  Runtime& runtime = *booted.runtime;
+  UpgradeOutcome outcome;
+  {
+    LoopThread loop(runtime);
+    asio::post(runtime.io(), [&runtime] { runtime.stop(); });
+    start_upgrade(runtime, "2.0.0", outcome);
+    loop.join();
+  }
+  REQUIRE(outcome.reports.size() == 1);
+  CHECK(outcome.reports.front().outcome == UpgradeReport::Outcome::Refused);
+  CHECK(outcome.reports.front().error == "the host is stopping");
+  CHECK(runtime.manifest().version == "1.0.0");
+}
+
+TEST_CASE("status answers while the worker holds the release store in an fsync") {
+  Valve valve;
+  BootedRoot booted([&valve](Runtime& runtime) { runtime.store().set_sync_hook([&valve] { valve.pass(); }); });
+  Runtime& runtime = *booted.runtime;
+  runtime.open_admin(hotswap::host::make_admin_handler(runtime));
+  LoopThread loop(runtime);
+  const fs::path socket = booted.root.dir() / "run" / "admin.sock";
+  auto status_answers = [&] { return loop.on_loop_within([&runtime] { return runtime.status(); }, kDeadline); };
+
+  SECTION("while an upgrade records its release as current") {
+    valve.arm();
+    UpgradeOutcome outcome;
+    start_upgrade(runtime, "2.0.0", outcome);
+    REQUIRE(valve.wait_until_held(kDeadline));
+    std::optional<nlohmann::json> status = status_answers();
+    valve.release();
+    REQUIRE(status);
+    CHECK((*status)["version"] == "2.0.0");  // committed; recording it is what is held
+    CHECK((*status)["permanent"] == "1.0.0");
+    REQUIRE(outcome.finished.wait_for(kDeadline));
+    auto after = status_answers();
+    REQUIRE(after);
+    CHECK((*after)["last_upgrade"]["outcome"] == "committed");
+  }
+
+  SECTION("while make-permanent writes") {
+    UpgradeOutcome outcome;
+    start_upgrade(runtime, "2.0.0", outcome);
+    REQUIRE(outcome.finished.wait_for(kDeadline));
+    valve.arm();
+    auto reply = std::async(std::launch::async, [&socket] {
+      hotswap::host::AdminClient client(socket);
+      return client.request({{"cmd", "make-permanent"}, {"version", "2.0.0"}});
+    });
+    REQUIRE(valve.wait_until_held(kDeadline));
+    std::optional<nlohmann::json> status = status_answers();
+    valve.release();
+    REQUIRE(status);
+    CHECK((*status)["permanent"] == "1.0.0");  // the write is not done yet
+    nlohmann::json answer = reply.get();
+    CHECK(answer["ok"] == true);
+    auto after = status_answers();
+    REQUIRE(after);
+    CHECK((*after)["permanent"] == "2.0.0");
+  }
+
+  SECTION("while remove writes") {
+    valve.arm();
+    auto reply = std::async(std::launch::async, [&socket] {
+      hotswap::host::AdminClient client(socket);
+      return client.request({{"cmd", "remove"}, {"version", "2.0.0"}});
+    });
+    REQUIRE(valve.wait_until_held(kDeadline));
+    std::optional<nlohmann::json> status = status_answers();
+    valve.release();
+    CHECK(status.has_value());
+    nlohmann::json answer = reply.get();
+    CHECK(answer["ok"] == true);
+    CHECK_FALSE(fs::exists(booted.root.dir() / "releases" / "2.0.0"));
+  }
+}
+
+TEST_CASE("SIGTERM or SIGINT during boot stops the host once its loop runs, leaving no socket and no module copy") {
+  const int signal = GENERATE(SIGTERM, SIGINT);
+  TestRoot root;
+  root.add_release("1.0.0", {{"counter", "1.0.0"}}, hotswap::test::counter_runtime());
+  const fs::path run = root.dir() / "run";
+  {
+    Runtime runtime(root.dir());
+    REQUIRE(std::raise(signal) == 0);  // before boot: the process must survive it
+    runtime.boot();
+    runtime.open_admin(hotswap::host::make_admin_handler(runtime));
+    CHECK(fs::exists(run / "admin.sock"));
+    CHECK(run_entries(root.dir(), "hotswap-modules-").size() == 1);
+    runtime.run();  // handles the signal that arrived during boot: a graceful stop
+    CHECK(runtime.stopping());
+    CHECK_FALSE(fs::exists(run / "admin.sock"));
+  }
+  CHECK(run_entries(root.dir(), "hotswap-modules-").empty());
+}
+
+TEST_CASE("the module copies are removed when boot fails") {
+  TestRoot root;
+  nlohmann::json runtime_config = hotswap::test::counter_runtime();
+  runtime_config["modules"]["ghost"] = nlohmann::json::object();  // not in the release: a ConfigError
+  root.add_release("1.0.0", {{"counter", "1.0.0"}}, runtime_config);
+  {
+    Runtime runtime(root.dir());
+    CHECK_THROWS_AS(runtime.boot(), hotswap::host::ConfigError);
+  }
+  CHECK(run_entries(root.dir(), "hotswap-modules-").empty());
+}
