@@ -150,7 +150,7 @@ appup::ReleaseManifest Runtime::load_unpacked(const std::string& version) const 
 }
 
 appup::Plan Runtime::plan_to(const std::string& version) {
-  return appup::make_plan(*manifest_, load_unpacked(version));
+  return appup::make_plan(*manifest_, load_unpacked(version), load_appup_of);
 }
 
 void Runtime::check_upgradable(const appup::Plan& plan, const RuntimeConfig& target_config) const {
@@ -213,7 +213,7 @@ void Runtime::prepare_upgrade(UpgradeJob& job) {
     fs::path config_file = store_.runtime_config_path(request.version);
     job.target_config = load_runtime_config(config_file);
     check_config_matches(job.target_config, job.target, config_file);
-    plan = appup::make_plan(*manifest_, job.target);
+    plan = appup::make_plan(*manifest_, job.target, load_appup_of);
     if (request.expected_direction && plan.direction != *request.expected_direction) {
       bool newer = plan.direction == appup::Direction::Upgrade;
       throw std::runtime_error(request.version + " is " + (newer ? "newer" : "older") + " than the running release " +
