@@ -12,6 +12,7 @@
 // Options: --quick (smoke run), --diagnose (extra lines: the loop-side phases of
 // each reload and an event-loop lag probe), and the knobs listed by --help.
 #include "core/allocator_tuning.hpp"
+#include "release/release_files.hpp"
 #include "runtime.hpp"
 
 #include <hotswap/appup/manifest.hpp>
@@ -575,7 +576,7 @@ std::string measure_isolated_costs(Host& host, const fs::path& root) {
     });
   }
   hotswap::host::LibraryLoader loader(root / "run");
-  const appup::ReleaseManifest manifest = appup::load_manifest(root / "releases" / other);
+  const appup::ReleaseManifest manifest = hotswap::host::load_manifest(root / "releases" / other);
   const appup::ModuleEntry& m = manifest.modules.at(0);
   for (int i = 0; i < kRuns; ++i) {
     std::shared_ptr<hotswap::host::LoadedLibrary> lib = loader.load(m.file, {m.name, m.version, m.sha256});

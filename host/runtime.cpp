@@ -115,7 +115,7 @@ void Runtime::set_log_level(const std::string& level) {
 }
 
 appup::Plan Runtime::plan_to(const std::string& version) {
-  return appup::make_plan(*manifest_, load_unpacked_release(store_, version));
+  return appup::make_plan(*manifest_, load_unpacked_release(store_, version), load_appup_of);
 }
 
 RunningRelease Runtime::running_release() const {

@@ -2,7 +2,7 @@
 
 #include <hotswap/appup/error.hpp>
 
-#include "json_input.hpp"
+#include <hotswap/appup/json_reader.hpp>
 
 #include <algorithm>
 #include <array>
@@ -11,11 +11,7 @@
 
 namespace hotswap::appup {
 
-using detail::at;
-using detail::DocumentReader;
-using detail::find_member;
-using detail::json;
-using detail::member;
+using nlohmann::json;
 
 namespace {
 
@@ -45,15 +41,15 @@ std::string op_names() {
   return names;
 }
 
-Op parse_op(const DocumentReader& doc, const json& instruction, const std::string& field) {
-  const std::string name = doc.expect_string(doc.require(instruction, field, "op"), member(field, "op"));
+Op parse_op(const JsonReader& doc, const json& instruction, const std::string& field) {
+  const std::string name = doc.expect_string(doc.require(instruction, field, "op"), key_path(field, "op"));
   for (Op op : kAllOps) {
     if (name == to_string(op)) return op;
   }
-  doc.fail(member(field, "op"), "unknown op '" + name + "' (expected one of: " + op_names() + ")");
+  doc.fail(key_path(field, "op"), "unknown op '" + name + "' (expected one of: " + op_names() + ")");
 }
 
-void check_fields(const DocumentReader& doc, const json& instruction, const std::string& field, Op op,
+void check_fields(const JsonReader& doc, const json& instruction, const std::string& field, Op op,
                   const std::string& own_module) {
   std::vector<std::string> allowed = {"op", "timeout_ms", "depends_on"};
   const std::vector<std::string> extra_fields = own_fields(op);
@@ -61,16 +57,16 @@ void check_fields(const DocumentReader& doc, const json& instruction, const std:
   for (auto it = instruction.begin(); it != instruction.end(); ++it) {
     if (std::find(allowed.begin(), allowed.end(), it.key()) != allowed.end()) continue;
     if (it.key() == "module" && changes_code(op)) {
-      doc.fail(member(field, "module"), std::string(to_string(op)) + " always acts on the appup's own module (" +
+      doc.fail(key_path(field, "module"), std::string(to_string(op)) + " always acts on the appup's own module (" +
                                             own_module + "); 'module' is not allowed here");
     }
     std::string list;
     for (const auto& name : allowed) list += (list.empty() ? "" : ", ") + name;
-    doc.fail(member(field, it.key()), "not a field of " + std::string(to_string(op)) + " (allowed: " + list + ")");
+    doc.fail(key_path(field, it.key()), "not a field of " + std::string(to_string(op)) + " (allowed: " + list + ")");
   }
 }
 
-std::chrono::milliseconds parse_timeout(const DocumentReader& doc, const json& value, const std::string& field) {
+std::chrono::milliseconds parse_timeout(const JsonReader& doc, const json& value, const std::string& field) {
   // Written numbers arrive as unsigned, numbers built in code as signed; both are fine when positive.
   const bool positive =
       value.is_number_unsigned()
@@ -80,7 +76,7 @@ std::chrono::milliseconds parse_timeout(const DocumentReader& doc, const json& v
   return std::chrono::milliseconds(value.get<int64_t>());
 }
 
-Instruction parse_instruction(const DocumentReader& doc, const json& value, const std::string& field,
+Instruction parse_instruction(const JsonReader& doc, const json& value, const std::string& field,
                               const std::string& own_module) {
   doc.expect_object(value, field);
   Instruction instruction;
@@ -90,32 +86,32 @@ Instruction parse_instruction(const DocumentReader& doc, const json& value, cons
   instruction.module = own_module;
   // check_fields let through only the fields this op accepts, so each one found here belongs.
   if (const json* module = find_member(value, "module")) {
-    instruction.module = doc.expect_name(*module, member(field, "module"));
+    instruction.module = doc.expect_name(*module, key_path(field, "module"));
   }
   if (const json* extra = find_member(value, "extra")) instruction.extra = *extra;
   if (const json* args = find_member(value, "args")) instruction.args = *args;
   if (const json* reason = find_member(value, "reason")) {
-    instruction.reason = doc.expect_string(*reason, member(field, "reason"));
+    instruction.reason = doc.expect_string(*reason, key_path(field, "reason"));
   }
   if (const json* timeout = find_member(value, "timeout_ms")) {
-    instruction.timeout = parse_timeout(doc, *timeout, member(field, "timeout_ms"));
+    instruction.timeout = parse_timeout(doc, *timeout, key_path(field, "timeout_ms"));
   }
   if (const json* depends_on = find_member(value, "depends_on")) {
-    instruction.depends_on = doc.expect_names(*depends_on, member(field, "depends_on"));
+    instruction.depends_on = doc.expect_names(*depends_on, key_path(field, "depends_on"));
   }
   if (instruction.op == Op::Apply) {
-    instruction.task = doc.expect_name(doc.require(value, field, "task"), member(field, "task"));
+    instruction.task = doc.expect_name(doc.require(value, field, "task"), key_path(field, "task"));
   }
   return instruction;
 }
 
-VersionPattern parse_pattern(const DocumentReader& doc, const json& value, const std::string& field) {
+VersionPattern parse_pattern(const JsonReader& doc, const json& value, const std::string& field) {
   if (value.is_string()) return VersionPattern::exact(doc.expect_version(value, field));
   if (!value.is_object()) {
-    doc.fail(field, std::string("expected a version string or {\"regex\": \"...\"}, got ") + value.type_name());
+    doc.fail(field, std::string("expected a version string or {\"regex\": \"...\"}, got ") + describe_json(value));
   }
   doc.expect_object(value, field, {"regex"});
-  const std::string regex_field = member(field, "regex");
+  const std::string regex_field = key_path(field, "regex");
   const std::string expression = doc.expect_string(doc.require(value, field, "regex"), regex_field);
   try {
     return VersionPattern::regex(expression);
@@ -126,7 +122,7 @@ VersionPattern parse_pattern(const DocumentReader& doc, const json& value, const
 
 // Two code changes in one entry would load the module twice in a single
 // transaction; the planner and the executor assume at most one.
-void check_single_code_change(const DocumentReader& doc, const AppupEntry& entry) {
+void check_single_code_change(const JsonReader& doc, const AppupEntry& entry) {
   const Instruction* first = nullptr;
   for (const Instruction& instruction : entry.instructions) {
     if (!changes_code(instruction.op)) continue;
@@ -139,29 +135,29 @@ void check_single_code_change(const DocumentReader& doc, const AppupEntry& entry
   }
 }
 
-AppupEntry parse_entry(const DocumentReader& doc, const json& value, const std::string& field, const char* pattern_key,
+AppupEntry parse_entry(const JsonReader& doc, const json& value, const std::string& field, const char* pattern_key,
                        const std::string& own_module) {
   doc.expect_object(value, field, {pattern_key, "instructions"});
   AppupEntry entry;
   entry.field = field;
-  entry.versions = parse_pattern(doc, doc.require(value, field, pattern_key), member(field, pattern_key));
-  const std::string list_field = member(field, "instructions");
+  entry.versions = parse_pattern(doc, doc.require(value, field, pattern_key), key_path(field, pattern_key));
+  const std::string list_field = key_path(field, "instructions");
   const json& list = doc.expect_array(doc.require(value, field, "instructions"), list_field);
   for (size_t i = 0; i < list.size(); ++i) {
-    entry.instructions.push_back(parse_instruction(doc, list[i], at(list_field, i), own_module));
+    entry.instructions.push_back(parse_instruction(doc, list[i], index_path(list_field, i), own_module));
   }
   check_single_code_change(doc, entry);
   return entry;
 }
 
-std::vector<AppupEntry> parse_entries(const DocumentReader& doc, const json& document, const char* key,
+std::vector<AppupEntry> parse_entries(const JsonReader& doc, const json& document, const char* key,
                                       const char* pattern_key, const std::string& own_module) {
   std::vector<AppupEntry> entries;
   const json* value = find_member(document, key);
   if (!value) return entries;
   const json& list = doc.expect_array(*value, key);
   for (size_t i = 0; i < list.size(); ++i) {
-    entries.push_back(parse_entry(doc, list[i], at(key, i), pattern_key, own_module));
+    entries.push_back(parse_entry(doc, list[i], index_path(key, i), pattern_key, own_module));
   }
   return entries;
 }
@@ -193,7 +189,7 @@ const AppupEntry* Appup::find_up(std::string_view from_version) const { return f
 const AppupEntry* Appup::find_down(std::string_view to_version) const { return first_match(down, to_version); }
 
 Appup parse_appup(const nlohmann::json& document, const std::string& source) {
-  const DocumentReader doc(source);
+  const JsonReader doc(source);
   doc.expect_object(document, "", {"module", "version", "up", "down"});
   Appup appup;
   appup.source = source;
@@ -202,10 +198,6 @@ Appup parse_appup(const nlohmann::json& document, const std::string& source) {
   appup.up = parse_entries(doc, document, "up", "from", appup.module);
   appup.down = parse_entries(doc, document, "down", "to", appup.module);
   return appup;
-}
-
-Appup load_appup(const boost::filesystem::path& file) {
-  return parse_appup(detail::read_json_file(file), file.string());
 }
 
 }  // namespace hotswap::appup

@@ -2,9 +2,9 @@
 
 #include <hotswap/appup/error.hpp>
 
-#include "json_input.hpp"
+#include <hotswap/appup/json_reader.hpp>
 
-#include <boost/filesystem/operations.hpp>
+#include <boost/filesystem/operations.hpp>  // absolute()
 
 #include <algorithm>
 #include <cctype>
@@ -13,15 +13,11 @@
 namespace hotswap::appup {
 
 namespace fs = boost::filesystem;
-using detail::at;
-using detail::DocumentReader;
-using detail::find_member;
-using detail::json;
-using detail::member;
+using nlohmann::json;
 
 namespace {
 
-std::string expect_sha256(const DocumentReader& doc, const json& value, const std::string& field) {
+std::string expect_sha256(const JsonReader& doc, const json& value, const std::string& field) {
   std::string digest = doc.expect_string(value, field);
   constexpr size_t kSha256HexDigits = 64;
   const bool hex = std::all_of(digest.begin(), digest.end(), [](unsigned char c) { return std::isxdigit(c) != 0; });
@@ -34,7 +30,7 @@ std::string expect_sha256(const DocumentReader& doc, const json& value, const st
 
 // Paths in a manifest are relative to the release folder and may not leave it:
 // a release is copied, verified and trusted as one folder.
-fs::path expect_relative_path(const DocumentReader& doc, const json& value, const std::string& field) {
+fs::path expect_relative_path(const JsonReader& doc, const json& value, const std::string& field) {
   const std::string text = doc.expect_string(value, field);
   if (text.empty()) doc.fail(field, "empty path");
   const fs::path path(text);
@@ -47,38 +43,38 @@ fs::path expect_relative_path(const DocumentReader& doc, const json& value, cons
   return path;
 }
 
-ModuleEntry parse_module(const DocumentReader& doc, const json& value, const std::string& field, const fs::path& dir) {
+ModuleEntry parse_module(const JsonReader& doc, const json& value, const std::string& field, const fs::path& dir) {
   doc.expect_object(value, field, {"name", "version", "file", "sha256", "appup", "depends_on"});
   ModuleEntry module;
-  module.name = doc.expect_name(doc.require(value, field, "name"), member(field, "name"));
-  module.version = doc.expect_version(doc.require(value, field, "version"), member(field, "version"));
-  module.file = dir / expect_relative_path(doc, doc.require(value, field, "file"), member(field, "file"));
-  module.sha256 = expect_sha256(doc, doc.require(value, field, "sha256"), member(field, "sha256"));
+  module.name = doc.expect_name(doc.require(value, field, "name"), key_path(field, "name"));
+  module.version = doc.expect_version(doc.require(value, field, "version"), key_path(field, "version"));
+  module.file = dir / expect_relative_path(doc, doc.require(value, field, "file"), key_path(field, "file"));
+  module.sha256 = expect_sha256(doc, doc.require(value, field, "sha256"), key_path(field, "sha256"));
   if (const json* appup = find_member(value, "appup")) {
-    module.appup = dir / expect_relative_path(doc, *appup, member(field, "appup"));
+    module.appup = dir / expect_relative_path(doc, *appup, key_path(field, "appup"));
   }
   if (const json* depends_on = find_member(value, "depends_on")) {
-    module.depends_on = doc.expect_names(*depends_on, member(field, "depends_on"));
+    module.depends_on = doc.expect_names(*depends_on, key_path(field, "depends_on"));
   }
   return module;
 }
 
-void check_unique_names(const DocumentReader& doc, const ReleaseManifest& manifest) {
+void check_unique_names(const JsonReader& doc, const ReleaseManifest& manifest) {
   std::map<std::string, size_t> first_index;
   for (size_t i = 0; i < manifest.modules.size(); ++i) {
     const auto [it, inserted] = first_index.emplace(manifest.modules[i].name, i);
     if (!inserted) {
-      doc.fail(member(at("modules", i), "name"),
-               "duplicate module '" + it->first + "' (already declared by " + at("modules", it->second) + ")");
+      doc.fail(key_path(index_path("modules", i), "name"),
+               "duplicate module '" + it->first + "' (already declared by " + index_path("modules", it->second) + ")");
     }
   }
 }
 
-void check_dependencies(const DocumentReader& doc, const ReleaseManifest& manifest) {
+void check_dependencies(const JsonReader& doc, const ReleaseManifest& manifest) {
   for (size_t i = 0; i < manifest.modules.size(); ++i) {
     const ModuleEntry& module = manifest.modules[i];
     for (size_t j = 0; j < module.depends_on.size(); ++j) {
-      const std::string field = at(member(at("modules", i), "depends_on"), j);
+      const std::string field = index_path(key_path(index_path("modules", i), "depends_on"), j);
       const std::string& dependency = module.depends_on[j];
       if (dependency == module.name) doc.fail(field, "module '" + module.name + "' cannot depend on itself");
       if (!manifest.find(dependency)) doc.fail(field, "'" + dependency + "' is not a module of this release");
@@ -109,7 +105,7 @@ nlohmann::json ReleaseManifest::to_json() const {
 }
 
 ReleaseManifest parse_manifest(const nlohmann::json& document, const fs::path& release_dir, const std::string& source) {
-  const DocumentReader doc(source);
+  const JsonReader doc(source);
   doc.expect_object(document, "", {"release", "version", "config", "modules"});
   ReleaseManifest manifest;
   manifest.source = source;
@@ -121,15 +117,10 @@ ReleaseManifest parse_manifest(const nlohmann::json& document, const fs::path& r
   }
   const json& modules = doc.expect_array(doc.require(document, "", "modules"), "modules");
   for (size_t i = 0; i < modules.size(); ++i)
-    manifest.modules.push_back(parse_module(doc, modules[i], at("modules", i), manifest.dir));
+    manifest.modules.push_back(parse_module(doc, modules[i], index_path("modules", i), manifest.dir));
   check_unique_names(doc, manifest);
   check_dependencies(doc, manifest);
   return manifest;
-}
-
-ReleaseManifest load_manifest(const fs::path& release_dir) {
-  const fs::path file = release_dir / "manifest.json";
-  return parse_manifest(detail::read_json_file(file), release_dir, file.string());
 }
 
 }  // namespace hotswap::appup

@@ -490,8 +490,6 @@ nlohmann::json Plan::to_json() const {
           {"steps", std::move(step_list)}};
 }
 
-Appup load_appup_of(const ModuleEntry& entry) { return load_appup(entry.appup); }
-
 Plan make_plan(const ReleaseManifest& current, const ReleaseManifest& target, const AppupSource& appups) {
   return Planner(current, target, appups).plan();
 }

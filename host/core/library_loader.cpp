@@ -10,8 +10,10 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
+#include <utility>
 
 #include "core/sha256.hpp"
+#include "os/fd.hpp"
 
 namespace fs = boost::filesystem;
 
@@ -29,15 +31,15 @@ bool writable_by_others(const fs::path& p) {
 
 // Reads the ELF header: dlopen's own message for a text file ("invalid ELF header")
 // is less helpful than saying what the file is not.
-void check_elf_shared_object(const fs::path& file) {
-  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    throw LoadError(LoadError::Kind::MissingFile, "cannot open " + file.string() + ": " + std::strerror(errno));
+void check_elf_shared_object(os::OsSysCalls& os, const fs::path& file) {
+  const os::SysCallIntResult opened = os.open(file.string(), O_RDONLY | O_CLOEXEC);
+  if (!opened.ok())
+    throw LoadError(LoadError::Kind::MissingFile, "cannot open " + file.string() + ": " + opened.error_text());
+  os::Fd fd(opened, os);
   unsigned char header[18] = {};
-  ssize_t got = ::read(fd, header, sizeof header);
-  ::close(fd);
-  bool elf = got == static_cast<ssize_t>(sizeof header) && header[0] == 0x7f && header[1] == 'E' && header[2] == 'L' &&
-             header[3] == 'F';
+  const os::SysCallSizeResult got = os.read(fd.get(), header, sizeof header);
+  bool elf = got.value == static_cast<ssize_t>(sizeof header) && header[0] == 0x7f && header[1] == 'E' &&
+             header[2] == 'L' && header[3] == 'F';
   if (!elf) throw LoadError(LoadError::Kind::NotSharedObject, file.string() + " is not an ELF file");
   unsigned e_type = header[16] | (header[17] << 8);  // little-endian hosts only (x86_64, aarch64)
   if (e_type != 3 /* ET_DYN */)
@@ -56,32 +58,43 @@ std::vector<std::string> LeakLog::entries() const {
   return entries_;
 }
 
-LoadedLibrary::LoadedLibrary(std::shared_ptr<LeakLog> leaks, void* handle, fs::path source, fs::path copy)
-    : leaks_(std::move(leaks)), handle_(handle), source_(std::move(source)), copy_(std::move(copy)) {}
+LoadedLibrary::LoadedLibrary(std::shared_ptr<LeakLog> leaks, os::OsSysCalls& os, void* handle, fs::path source,
+                             fs::path copy)
+    : leaks_(std::move(leaks)), os_(os), handle_(handle), source_(std::move(source)), copy_(std::move(copy)) {}
 
 LoadedLibrary::~LoadedLibrary() { close(); }
 
+void LoadedLibrary::refuse_closed() const {
+  throw std::logic_error("module library " + name_ + " " + version_ +
+                         " was closed: its descriptor points into unmapped code");
+}
+
 bool LoadedLibrary::close() {
   if (handle_ == nullptr) return true;
-  ::dlclose(handle_);
-  handle_ = nullptr;
-  bool unmapped = true;
-  if (void* still = ::dlopen(copy_.c_str(), RTLD_NOW | RTLD_NOLOAD)) {
-    ::dlclose(still);
-    unmapped = false;
+  // Forgotten before dlclose: from here on nothing can reach the library's code.
+  closed_ = true;
+  descriptor_ = {};
+  const os::DlResult<int> closed = os_.dlclose(std::exchange(handle_, nullptr));
+  std::string why;
+  if (!closed.ok()) {
+    why = "dlclose failed (" + closed.error + "); it may still be mapped";
+  } else if (const os::DlResult<void*> still = os_.dlopen(copy_.string(), RTLD_NOW | RTLD_NOLOAD); still.ok()) {
+    os_.dlclose(still.value);
+    why =
+        "stayed mapped after unload (thread_local destructors, STB_GNU_UNIQUE symbols or a dangling reference "
+        "keep it)";
+  }
+  if (!why.empty()) {
     std::string what = name_ + " " + version_ + " (" + copy_.string() + ")";
-    spdlog::warn(
-        "module library {} stayed mapped after unload (thread_local destructors, STB_GNU_UNIQUE "
-        "symbols or a dangling reference keep it); it will never be reused",
-        what);
+    spdlog::warn("module library {} {}; it will never be reused", what, why);
     leaks_->record(std::move(what));
   }
   boost::system::error_code ec;
   fs::remove(copy_, ec);
-  return unmapped;
+  return why.empty();
 }
 
-LibraryLoader::LibraryLoader(const fs::path& scratch_parent) {
+LibraryLoader::LibraryLoader(const fs::path& scratch_parent, os::OsSysCalls& os) : os_(os) {
   fs::path parent = scratch_parent.empty() ? fs::temp_directory_path() : scratch_parent;
   fs::create_directories(parent);
   std::string pattern = (parent / "hotswap-modules-XXXXXX").string();
@@ -113,7 +126,7 @@ std::shared_ptr<LoadedLibrary> LibraryLoader::load(const fs::path& file, const L
       throw LoadError(Kind::HashMismatch, "sha256 of " + file.string() + " is " + actual + ", the manifest says " +
                                               expect.sha256 + ": the file was changed after the release was built");
   }
-  check_elf_shared_object(file);
+  check_elf_shared_object(os_, file);
 
   // A fresh path per load: dlopen would hand back an already-loaded library for a known path.
   std::string base = expect.name.empty() ? file.stem().string() : expect.name + "-" + expect.version;
@@ -121,23 +134,21 @@ std::shared_ptr<LoadedLibrary> LibraryLoader::load(const fs::path& file, const L
   fs::copy_file(file, copy, fs::copy_option::fail_if_exists);
   fs::permissions(copy, fs::owner_read | fs::owner_exe);
 
-  ::dlerror();
-  void* handle = ::dlopen(copy.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (handle == nullptr) {
-    const char* why = ::dlerror();
-    std::string reason = why ? why : "unknown dlopen error";
+  const os::DlResult<void*> opened = os_.dlopen(copy.string(), RTLD_NOW | RTLD_LOCAL);
+  if (!opened.ok()) {
     fs::remove(copy, ec);
-    if (reason.find("undefined symbol") != std::string::npos)
-      throw LoadError(Kind::UnresolvedSymbol, "cannot load " + file.string() + ": unresolved symbol: " + reason);
-    throw LoadError(Kind::DlopenFailed, "cannot load " + file.string() + ": " + reason);
+    if (opened.error.find("undefined symbol") != std::string::npos)
+      throw LoadError(Kind::UnresolvedSymbol, "cannot load " + file.string() + ": unresolved symbol: " + opened.error);
+    throw LoadError(Kind::DlopenFailed, "cannot load " + file.string() + ": dlopen failed: " + opened.error);
   }
-  std::shared_ptr<LoadedLibrary> lib(new LoadedLibrary(leaks_, handle, file, copy));
+  std::shared_ptr<LoadedLibrary> lib(new LoadedLibrary(leaks_, os_, opened.value, file, copy));
 
-  auto entry = reinterpret_cast<hotswap_entry_fn>(::dlsym(handle, HOTSWAP_ENTRY_SYMBOL));
-  if (entry == nullptr)
+  const os::DlResult<void*> symbol = os_.dlsym(opened.value, HOTSWAP_ENTRY_SYMBOL);
+  if (!symbol.ok())
     throw LoadError(Kind::MissingEntry, file.string() +
                                             " has no entry symbol " HOTSWAP_ENTRY_SYMBOL
                                             ": it was not built as a hotswap module (HOTSWAP_MODULE macro)");
+  auto entry = reinterpret_cast<hotswap_entry_fn>(symbol.value);
   const hotswap_module_descriptor* d = entry();
   if (d == nullptr) throw LoadError(Kind::BadDescriptor, file.string() + ": the entry symbol returned no descriptor");
   std::string supported = std::to_string(HOTSWAP_ABI_VERSION_MIN) + ".." + std::to_string(HOTSWAP_ABI_VERSION);

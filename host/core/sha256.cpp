@@ -1,27 +1,31 @@
 #include "core/sha256.hpp"
 
+#include <fcntl.h>
 #include <openssl/evp.h>
 
 #include <cerrno>
-#include <cstring>
-#include <fstream>
 #include <memory>
 #include <stdexcept>
 
+#include "os/fd.hpp"
+
 namespace hotswap::host {
 
-std::string sha256_file(const boost::filesystem::path& file) {
-  std::ifstream in(file.string(), std::ios::binary);
-  if (!in) throw std::runtime_error("cannot read " + file.string() + ": " + std::strerror(errno));
+std::string sha256_file(const boost::filesystem::path& file, os::OsSysCalls& os) {
+  const os::SysCallIntResult opened = os.open(file.string(), O_RDONLY | O_CLOEXEC);
+  if (!opened.ok()) throw std::runtime_error("cannot read " + file.string() + ": " + opened.error_text());
+  const os::Fd fd(opened, os);
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
   if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1)
     throw std::runtime_error("sha256: cannot initialise the digest");
   char chunk[64 * 1024];
-  while (in) {
-    in.read(chunk, sizeof chunk);
-    if (in.gcount() > 0) EVP_DigestUpdate(ctx.get(), chunk, static_cast<size_t>(in.gcount()));
+  for (;;) {
+    const os::SysCallSizeResult got = os.read(fd.get(), chunk, sizeof chunk);
+    if (!got.ok() && got.error == EINTR) continue;
+    if (!got.ok()) throw std::runtime_error("cannot read " + file.string() + ": " + got.error_text());
+    if (got.value == 0) break;
+    EVP_DigestUpdate(ctx.get(), chunk, static_cast<size_t>(got.value));
   }
-  if (in.bad()) throw std::runtime_error("error while reading " + file.string());
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   EVP_DigestFinal_ex(ctx.get(), digest, &length);

@@ -4,9 +4,11 @@
 #include <boost/filesystem/path.hpp>
 #include <string>
 
+#include "os/os_sys_calls.hpp"
+
 namespace hotswap::host {
 
-// Throws std::runtime_error naming the file when it cannot be read.
-std::string sha256_file(const boost::filesystem::path& file);
+// Throws std::runtime_error naming the file and errno's text when it cannot be read.
+std::string sha256_file(const boost::filesystem::path& file, os::OsSysCalls& os = os::real_os_sys_calls());
 
 }  // namespace hotswap::host

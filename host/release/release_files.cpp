@@ -1,15 +1,54 @@
 #include "release/release_files.hpp"
 
+#include <fcntl.h>
+
+#include <cerrno>
 #include <hotswap/appup/error.hpp>
+#include <hotswap/appup/json_reader.hpp>
 #include <stdexcept>
+
+#include "os/fd.hpp"
 
 namespace hotswap::host {
 
 namespace fs = boost::filesystem;
 
+std::string read_text_file(const fs::path& file, os::OsSysCalls& os) {
+  const std::string name = file.string();
+  const auto unreadable = [&](int error) {
+    // open() succeeds on a folder and read() then says EISDIR: say it plainly.
+    return appup::InputError(name, "", "cannot read: " + (error == EISDIR ? "is a directory" : os::errno_text(error)));
+  };
+  const os::SysCallIntResult opened = os.open(name, O_RDONLY | O_CLOEXEC);
+  if (!opened.ok()) throw unreadable(opened.error);
+  const os::Fd fd(opened, os);
+  std::string text;
+  char chunk[16 * 1024];
+  for (;;) {
+    const os::SysCallSizeResult got = os.read(fd.get(), chunk, sizeof chunk);
+    if (!got.ok() && got.error == EINTR) continue;
+    if (!got.ok()) throw unreadable(got.error);
+    if (got.value == 0) return text;
+    text.append(chunk, size_t(got.value));
+  }
+}
+
+nlohmann::json read_json_file(const fs::path& file, os::OsSysCalls& os) {
+  return appup::parse_json_text(read_text_file(file, os), file.string());
+}
+
+appup::ReleaseManifest load_manifest(const fs::path& release_dir) {
+  const fs::path file = release_dir / "manifest.json";
+  return appup::parse_manifest(read_json_file(file), release_dir, file.string());
+}
+
+appup::Appup load_appup(const fs::path& file) { return appup::parse_appup(read_json_file(file), file.string()); }
+
+appup::Appup load_appup_of(const appup::ModuleEntry& entry) { return load_appup(entry.appup); }
+
 appup::ReleaseManifest load_release_manifest(const fs::path& dir) {
   try {
-    return appup::load_manifest(dir);
+    return load_manifest(dir);
   } catch (const appup::InputError& e) {
     throw std::runtime_error(std::string("invalid release manifest: ") + e.what());
   }

@@ -1,13 +1,33 @@
-// Reading the files of an unpacked release (its manifest), with messages for the
-// operator. appup/ parses; this is where the host touches the disk for it.
+// Reading the files of a release (manifest.json, the appups) and other JSON
+// files, with messages for the operator. appup/ parses and validates; this is
+// where the host touches the disk for it.
 #pragma once
 
 #include <boost/filesystem/path.hpp>
+#include <hotswap/appup/appup.hpp>
 #include <hotswap/appup/manifest.hpp>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "os/os_sys_calls.hpp"
 
 namespace hotswap::host {
 
-// Reads and validates <dir>/manifest.json. Throws std::runtime_error naming the file and field.
+// The whole file. Throws appup::InputError(file, "", "cannot read: <why>").
+std::string read_text_file(const boost::filesystem::path& file, os::OsSysCalls& os = os::real_os_sys_calls());
+// Reads and parses one JSON file. Throws appup::InputError: "<file>: cannot read: ..." or
+// "<file>: invalid JSON: ...".
+nlohmann::json read_json_file(const boost::filesystem::path& file, os::OsSysCalls& os = os::real_os_sys_calls());
+
+// Reads and validates <release_dir>/manifest.json. Throws appup::InputError naming the file and field.
+appup::ReleaseManifest load_manifest(const boost::filesystem::path& release_dir);
+// Reads and validates an appup file. Throws appup::InputError naming the file and field.
+appup::Appup load_appup(const boost::filesystem::path& file);
+// The appup of a module of an unpacked release (its file entry.appup): the
+// AppupSource the host hands to appup::make_plan.
+appup::Appup load_appup_of(const appup::ModuleEntry& entry);
+
+// load_manifest for the operator: throws std::runtime_error("invalid release manifest: <file>: <field>: ...").
 appup::ReleaseManifest load_release_manifest(const boost::filesystem::path& dir);
 
 }  // namespace hotswap::host

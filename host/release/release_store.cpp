@@ -12,14 +12,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <hotswap/appup/error.hpp>
 #include <hotswap/appup/manifest.hpp>
 #include <hotswap/appup/semver.hpp>
 #include <memory>
-#include <sstream>
+#include <random>
 
 #include "core/sha256.hpp"
+#include "os/fd.hpp"
+#include "release/release_files.hpp"
 
 namespace fs = boost::filesystem;
 using nlohmann::json;
@@ -38,27 +39,6 @@ constexpr mode_t kFolderMode = 0755;
 constexpr mode_t kRunFolderMode = 0700;  // admin.sock: only the owner may control the daemon
 
 std::string errno_text() { return std::strerror(errno); }
-
-// An owned file descriptor.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-  // Closes now, so that an error reported by close (a late write error) is seen.
-  bool close() {
-    const int fd = fd_;
-    fd_ = -1;
-    return ::close(fd) == 0;
-  }
-
- private:
-  int fd_;
-};
 
 // A fresh folder made by mkdtemp, deleted with its contents unless keep() is called.
 class TempDir {
@@ -82,28 +62,58 @@ class TempDir {
   fs::path path_;
 };
 
-void write_all(int fd, const char* data, size_t size, const fs::path& file) {
+// Writes all of `data`; the result of the failing write otherwise.
+os::SysCallSizeResult write_all(os::OsSysCalls& os, int fd, const char* data, size_t size) {
   while (size > 0) {
-    const ssize_t written = ::write(fd, data, size);
-    if (written < 0 && errno == EINTR) continue;
-    if (written < 0) throw ReleaseError("cannot write " + file.string() + ": " + errno_text());
-    data += written;
-    size -= size_t(written);
+    const os::SysCallSizeResult written = os.write(fd, data, size);
+    if (!written.ok() && written.error == EINTR) continue;
+    if (!written.ok()) return written;
+    data += written.value;
+    size -= size_t(written.value);
   }
+  return {0, 0};
 }
 
 // fsync on a folder makes the names in it (a rename, a new entry) durable.
-void sync_folder(const fs::path& folder) {
-  Fd fd(::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (fd.get() < 0 || ::fsync(fd.get()) != 0)
-    throw ReleaseError("cannot sync " + folder.string() + ": " + errno_text());
+void sync_folder(os::OsSysCalls& os, const fs::path& folder) {
+  const os::SysCallIntResult opened = os.open(folder.string(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (!opened.ok()) throw ReleaseError("cannot sync " + folder.string() + ": " + opened.error_text());
+  os::Fd fd(opened, os);
+  if (const os::SysCallIntResult synced = os.fsync(fd.get()); !synced.ok())
+    throw ReleaseError("cannot sync " + folder.string() + ": " + synced.error_text());
+}
+
+// A new file `folder`/`prefix`XXXXXXXXXXXX that no other process or thread can
+// have (O_EXCL, like mkstemp), so concurrent writers never share a temporary file.
+os::Fd create_unique_file(os::OsSysCalls& os, const fs::path& folder, const std::string& prefix, mode_t mode,
+                          fs::path& created) {
+  static constexpr char kLetters[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  thread_local std::mt19937_64 random{std::random_device{}()};
+  std::uniform_int_distribution<size_t> pick(0, sizeof kLetters - 2);
+  constexpr int kAttempts = 100;
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    std::string name = prefix;
+    for (int i = 0; i < 12; ++i) name += kLetters[pick(random)];
+    const fs::path candidate = folder / name;
+    const os::SysCallIntResult opened =
+        os.open(candidate.string(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    if (opened.ok()) {
+      created = candidate;
+      return os::Fd(opened, os);
+    }
+    if (opened.error != EEXIST)
+      throw ReleaseError("cannot create a temporary file in " + folder.string() + ": " + opened.error_text());
+  }
+  throw ReleaseError("cannot create a temporary file in " + folder.string() + ": every name tried exists");
 }
 
 // Creates `folder` with exactly `mode` (whatever the umask). An existing folder
 // keeps its mode unless `enforce` says the mode matters for safety.
-void make_folder(const fs::path& folder, mode_t mode, bool enforce) {
-  const bool created = ::mkdir(folder.c_str(), mode) == 0;
-  if (!created && errno != EEXIST) throw ReleaseError("cannot create " + folder.string() + ": " + errno_text());
+void make_folder(os::OsSysCalls& os, const fs::path& folder, mode_t mode, bool enforce) {
+  const os::SysCallIntResult made = os.mkdir(folder.string(), mode);
+  const bool created = made.ok();
+  if (!created && made.error != EEXIST)
+    throw ReleaseError("cannot create " + folder.string() + ": " + made.error_text());
   struct stat st {};
   if (::stat(folder.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     throw ReleaseError(folder.string() + " exists and is not a folder");
@@ -141,15 +151,6 @@ json version_or_null(const std::optional<std::string>& version) { return version
 [[noreturn]] void corrupt(const fs::path& file, const std::string& why) {
   throw ReleaseError(file.string() + ": corrupt release bookkeeping: " + why +
                      " (repair or restore it; hotswap will not guess which release is permanent)");
-}
-
-std::string read_text(const fs::path& file) {
-  std::ifstream in(file.string(), std::ios::binary);
-  if (!in) throw ReleaseError("cannot read " + file.string() + ": " + errno_text());
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) throw ReleaseError("cannot read " + file.string() + ": " + errno_text());
-  return text.str();
 }
 
 std::string expect_version(const fs::path& file, const json& value, const std::string& key) {
@@ -202,7 +203,8 @@ ArchiveReader open_tarball(const fs::path& tarball) {
 // outside `top`, and nothing but plain files and folders is ever created.
 class Unpacker {
  public:
-  Unpacker(fs::path tarball, fs::path top) : tarball_(std::move(tarball)), top_(std::move(top)) {}
+  Unpacker(os::OsSysCalls& os, fs::path tarball, fs::path top)
+      : os_(os), tarball_(std::move(tarball)), top_(std::move(top)) {}
 
   void run() {
     const ArchiveReader reader = open_tarball(tarball_);
@@ -266,13 +268,14 @@ class Unpacker {
     fs::path folder = top_;
     for (const fs::path& part : inner) {
       folder /= part;
-      if (::mkdir(folder.c_str(), kFolderMode) == 0) {
+      const os::SysCallIntResult made = os_.mkdir(folder.string(), kFolderMode);
+      if (made.ok()) {
         if (::chmod(folder.c_str(), kFolderMode) != 0) refuse(entry, "cannot set a folder's mode: " + errno_text());
         continue;
       }
       struct stat st {};
-      if (errno != EEXIST || ::lstat(folder.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-        refuse(entry, "cannot create folder " + part.string() + ": " + errno_text());
+      if (made.error != EEXIST || ::lstat(folder.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+        refuse(entry, "cannot create folder " + part.string() + ": " + made.error_text());
     }
   }
 
@@ -282,15 +285,20 @@ class Unpacker {
     if (archive_entry_size(header) > int64_t(kMaxUnpackedBytes - bytes_)) refuse(entry, kTooLarge);
     make_folders(entry, inner.parent_path());
     const fs::path target = top_ / inner;
-    Fd fd(::open(target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-    if (fd.get() < 0) refuse(entry, errno == EEXIST ? "appears twice" : "cannot create: " + errno_text());
-    copy_data(fd.get(), entry, target);
-    if (::fchmod(fd.get(), archive_entry_perm(header) & kFileModeMask) != 0 || !fd.close())
-      refuse(entry, "cannot write: " + errno_text());
+    const os::SysCallIntResult opened =
+        os_.open(target.string(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (!opened.ok()) refuse(entry, opened.error == EEXIST ? "appears twice" : "cannot create: " + opened.error_text());
+    os::Fd fd(opened, os_);
+    copy_data(fd.get(), entry);
+    if (const os::SysCallIntResult set = os_.fchmod(fd.get(), archive_entry_perm(header) & kFileModeMask); !set.ok())
+      refuse(entry, "cannot set its mode: " + set.error_text());
+    // close() reports a write error the file system deferred.
+    if (const os::SysCallIntResult closed = fd.close(); !closed.ok())
+      refuse(entry, "cannot write: " + closed.error_text());
   }
 
   // Counts what is really written, whatever the header claimed.
-  void copy_data(int fd, const std::string& entry, const fs::path& target) {
+  void copy_data(int fd, const std::string& entry) {
     char buffer[64 * 1024];
     for (;;) {
       const la_ssize_t got = archive_read_data(reader_, buffer, sizeof buffer);
@@ -298,12 +306,14 @@ class Unpacker {
       if (got == 0) return;
       bytes_ += uint64_t(got);
       if (bytes_ > kMaxUnpackedBytes) refuse(entry, kTooLarge);
-      write_all(fd, buffer, size_t(got), target);
+      if (const os::SysCallSizeResult written = write_all(os_, fd, buffer, size_t(got)); !written.ok())
+        refuse(entry, "cannot write: " + written.error_text());
     }
   }
 
   static constexpr const char* kTooLarge = "the release would unpack to more than 1 GiB";
 
+  os::OsSysCalls& os_;
   fs::path tarball_, top_;
   archive* reader_ = nullptr;  // owned by run()
   uint64_t bytes_ = 0;
@@ -315,7 +325,7 @@ std::string relative_name(const fs::path& file, const fs::path& top) { return fi
 // load_manifest checks the manifest's own fields; this checks that the files it
 // names came with the tarball, so a broken release is refused now rather than
 // at the upgrade that needs it.
-void check_release_files(const appup::ReleaseManifest& manifest, const fs::path& tarball) {
+void check_release_files(os::OsSysCalls& os, const appup::ReleaseManifest& manifest, const fs::path& tarball) {
   const auto missing = [&](const fs::path& file, const std::string& what) {
     boost::system::error_code ec;
     if (!fs::is_regular_file(file, ec))
@@ -324,7 +334,7 @@ void check_release_files(const appup::ReleaseManifest& manifest, const fs::path&
   };
   for (const appup::ModuleEntry& module : manifest.modules) {
     missing(module.file, "the library of module '" + module.name + "'");
-    if (sha256_file(module.file) != module.sha256)
+    if (sha256_file(module.file, os) != module.sha256)
       throw ReleaseError("tarball " + tarball.string() + ": " + relative_name(module.file, manifest.dir) +
                          " does not match the sha256 in manifest.json");
     if (!module.appup.empty()) missing(module.appup, "the appup of module '" + module.name + "'");
@@ -332,14 +342,15 @@ void check_release_files(const appup::ReleaseManifest& manifest, const fs::path&
   if (!manifest.config.empty()) missing(manifest.config, "the runtime config");
 }
 
-appup::ReleaseManifest read_unpacked_manifest(const fs::path& top, const fs::path& tarball) {
+appup::ReleaseManifest read_unpacked_manifest(os::OsSysCalls& os, const fs::path& top, const fs::path& tarball) {
   boost::system::error_code ec;
   if (!fs::is_regular_file(top / "manifest.json", ec))
     throw ReleaseError("tarball " + tarball.string() +
                        ": no manifest.json at its top level (make release tarballs with hotswap_add_release)");
   try {
-    appup::ReleaseManifest manifest = appup::load_manifest(top);
-    check_release_files(manifest, tarball);
+    appup::ReleaseManifest manifest =
+        appup::parse_manifest(read_json_file(top / "manifest.json", os), top, (top / "manifest.json").string());
+    check_release_files(os, manifest, tarball);
     return manifest;
   } catch (const appup::InputError& e) {
     // e.what() names the temporary folder, which is about to vanish.
@@ -364,13 +375,13 @@ const char* to_string(ReleaseState state) {
   return "unknown";
 }
 
-ReleaseStore::ReleaseStore(fs::path root) : root_(fs::absolute(root)) {
+ReleaseStore::ReleaseStore(fs::path root, os::OsSysCalls& os) : root_(fs::absolute(root)), os_(os) {
   boost::system::error_code ec;
   fs::create_directories(root_, ec);
   if (ec) throw ReleaseError("cannot create " + root_.string() + ": " + ec.message());
-  make_folder(releases_dir(), kFolderMode, false);
-  make_folder(log_dir(), kFolderMode, false);
-  make_folder(run_dir(), kRunFolderMode, true);
+  make_folder(os_, releases_dir(), kFolderMode, false);
+  make_folder(os_, log_dir(), kFolderMode, false);
+  make_folder(os_, run_dir(), kRunFolderMode, true);
   load();
 }
 
@@ -390,7 +401,7 @@ fs::path ReleaseStore::runtime_config_path(const std::string& version) const {
   boost::system::error_code ec;
   if (fs::exists(operator_override, ec)) return operator_override;
   try {
-    const appup::ReleaseManifest manifest = appup::load_manifest(release_dir(version));
+    const appup::ReleaseManifest manifest = load_manifest(release_dir(version));
     return manifest.config.empty() ? release_dir(version) / "runtime.json" : manifest.config;
   } catch (const appup::InputError& e) {
     throw ReleaseError(std::string("release ") + version + ": " + e.what());
@@ -403,25 +414,25 @@ std::vector<ReleaseRecord> ReleaseStore::list() const {
   boost::system::error_code ec;
   for (fs::directory_iterator it(releases_dir(), ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
-    // Skips RELEASES.json and the temporary folders of unpack and remove.
+    // Skips RELEASES.json and the temporary files and folders of save, unpack and remove.
     if (exists(name)) versions.push_back(name);
   }
   if (ec) throw ReleaseError("cannot list " + releases_dir().string() + ": " + ec.message());
   std::sort(versions.begin(), versions.end(), older);
   std::vector<ReleaseRecord> records;
   for (const std::string& version : versions)
-    records.push_back({version, state_of(version, permanent_, current_, old_)});
+    records.push_back({version, state_of(version, state_.permanent, state_.current, state_.old)});
   return records;
 }
 
 std::optional<std::string> ReleaseStore::permanent() const {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  return permanent_;
+  return state_.permanent;
 }
 
 std::optional<std::string> ReleaseStore::current() const {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  return current_;
+  return state_.current;
 }
 
 bool ReleaseStore::exists(const std::string& version) const {
@@ -433,8 +444,8 @@ std::string ReleaseStore::boot_version() {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
   load();
   std::string version;
-  if (permanent_) {
-    version = *permanent_;
+  if (state_.permanent) {
+    version = *state_.permanent;
     if (!exists(version))
       throw ReleaseError("the permanent release " + version + " is gone: " + release_dir(version).string() +
                          " has no manifest.json (unpack it again, or fix " +
@@ -445,13 +456,14 @@ std::string ReleaseStore::boot_version() {
       throw ReleaseError("no release under " + releases_dir().string() + ": unpack one with `hotswap unpack`");
     version = records.back().version;  // first boot: the newest becomes permanent
   }
-  if (permanent_ == version && !current_) return version;
+  if (state_.permanent == version && !state_.current) return version;
+  Bookkeeping next = state_;
   // A release that was current before the restart no longer runs: it becomes old.
-  if (current_ && *current_ != version) add_old(old_, *current_);
-  current_.reset();
-  permanent_ = version;
-  drop_old(old_, version);
-  save();
+  if (next.current && *next.current != version) add_old(next.old, *next.current);
+  next.current.reset();
+  next.permanent = version;
+  drop_old(next.old, version);
+  commit(std::move(next));
   return version;
 }
 
@@ -465,8 +477,8 @@ std::optional<std::string> ReleaseStore::newest_newer_than(const std::string& th
 
 std::string ReleaseStore::unpack(const fs::path& tarball) {
   TempDir staging(releases_dir(), ".unpack-");
-  Unpacker(tarball, staging.path()).run();
-  const appup::ReleaseManifest manifest = read_unpacked_manifest(staging.path(), tarball);
+  Unpacker(os_, tarball, staging.path()).run();
+  const appup::ReleaseManifest manifest = read_unpacked_manifest(os_, staging.path(), tarball);
   const fs::path target = release_dir(manifest.version);
   boost::system::error_code ec;
   const std::string already = "tarball " + tarball.string() + ": release " + manifest.version + " is already unpacked";
@@ -475,16 +487,19 @@ std::string ReleaseStore::unpack(const fs::path& tarball) {
   if (::chmod(staging.path().c_str(), kFolderMode) != 0)
     throw ReleaseError("cannot set the mode of " + staging.path().string() + ": " + errno_text());
   // Every file and folder must be on disk before the release appears under its name.
-  Fd staged(::open(staging.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (staged.get() < 0 || ::syncfs(staged.get()) != 0)
-    throw ReleaseError("cannot sync " + staging.path().string() + ": " + errno_text());
-  if (::rename(staging.path().c_str(), target.c_str()) != 0) {
-    if (errno == EEXIST || errno == ENOTEMPTY)  // another unpack of the same version won the race
+  const os::SysCallIntResult opened = os_.open(staging.path().string(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  const os::Fd staged(opened, os_);
+  const os::SysCallIntResult synced = opened.ok() ? os_.syncfs(staged.get()) : opened;
+  if (!synced.ok())
+    throw ReleaseError("tarball " + tarball.string() + ": cannot sync the unpacked release " + manifest.version +
+                       " to disk: " + synced.error_text());
+  if (const os::SysCallIntResult moved = os_.rename(staging.path().string(), target.string()); !moved.ok()) {
+    if (moved.error == EEXIST || moved.error == ENOTEMPTY)  // another unpack of the same version won the race
       throw ReleaseError(already);
-    throw ReleaseError("cannot move the unpacked release to " + target.string() + ": " + errno_text());
+    throw ReleaseError("cannot move the unpacked release to " + target.string() + ": " + moved.error_text());
   }
   staging.keep();
-  sync_folder(releases_dir());
+  sync_folder(os_, releases_dir());
   return manifest.version;
 }
 
@@ -492,31 +507,33 @@ void ReleaseStore::mark_current(const std::string& version) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
   load();
   if (!exists(version)) throw ReleaseError("no release " + version + " under " + releases_dir().string());
-  if (current_ && *current_ != version) add_old(old_, *current_);
+  Bookkeeping next = state_;
+  if (next.current && *next.current != version) add_old(next.old, *next.current);
   // Back on the permanent release (a downgrade): nothing runs that is not permanent.
-  if (permanent_ == version) {
-    current_.reset();
+  if (next.permanent == version) {
+    next.current.reset();
   } else {
-    current_ = version;
+    next.current = version;
   }
-  drop_old(old_, version);
-  save();
+  drop_old(next.old, version);
+  commit(std::move(next));
 }
 
 void ReleaseStore::make_permanent(const std::string& version) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
   load();
   if (!exists(version)) throw ReleaseError("no release " + version + " under " + releases_dir().string());
-  const std::optional<std::string> running = current_ ? current_ : permanent_;
+  const std::optional<std::string> running = state_.current ? state_.current : state_.permanent;
   if (running != version)
     throw ReleaseError("release " + version + " is not the running release (running: " + running.value_or("none") +
                        "); only the running release can be made permanent");
-  if (permanent_ == version) return;
-  if (permanent_) add_old(old_, *permanent_);
-  permanent_ = version;
-  current_.reset();
-  drop_old(old_, version);
-  save();
+  if (state_.permanent == version) return;
+  Bookkeeping next = state_;
+  if (next.permanent) add_old(next.old, *next.permanent);
+  next.permanent = version;
+  next.current.reset();
+  drop_old(next.old, version);
+  commit(std::move(next));
 }
 
 void ReleaseStore::remove(const std::string& version) {
@@ -524,16 +541,24 @@ void ReleaseStore::remove(const std::string& version) {
   load();
   const fs::path folder = release_dir(version);
   if (!exists(version)) throw ReleaseError("no release " + version + " under " + releases_dir().string());
-  if (permanent_ == version)
+  if (state_.permanent == version)
     throw ReleaseError("cannot remove: release " + version + " is permanent (make another release permanent first)");
-  if (current_ == version) throw ReleaseError("cannot remove: release " + version + " is current (it is running)");
+  if (state_.current == version)
+    throw ReleaseError("cannot remove: release " + version + " is current (it is running)");
   // Moved aside in one rename first, so a crash half-way through the deletion
   // never leaves a partial release that still looks bootable.
   TempDir trash(releases_dir(), ".remove-");
-  if (::rename(folder.c_str(), trash.path().c_str()) != 0)
-    throw ReleaseError("cannot remove " + folder.string() + ": " + errno_text());
-  drop_old(old_, version);
-  save();
+  if (const os::SysCallIntResult moved = os_.rename(folder.string(), trash.path().string()); !moved.ok())
+    throw ReleaseError("cannot remove " + folder.string() + ": " + moved.error_text());
+  Bookkeeping next = state_;
+  drop_old(next.old, version);
+  try {
+    commit(std::move(next));
+  } catch (const ReleaseError&) {
+    // The bookkeeping still lists the release: put its folder back.
+    os_.rename(trash.path().string(), folder.string());
+    throw;
+  }
   boost::system::error_code ec;
   fs::remove_all(trash.path(), ec);
   if (ec)
@@ -547,31 +572,40 @@ json ReleaseStore::to_json() const {
   for (const ReleaseRecord& record : list())
     releases.push_back({{"version", record.version}, {"state", to_string(record.state)}});
   return {{"releases", std::move(releases)},
-          {"permanent", version_or_null(permanent_)},
-          {"current", version_or_null(current_)}};
+          {"permanent", version_or_null(state_.permanent)},
+          {"current", version_or_null(state_.current)}};
 }
 
-void ReleaseStore::save() const {
+void ReleaseStore::commit(Bookkeeping next) {
   const fs::path file = releases_dir() / "RELEASES.json";
-  const fs::path temporary = releases_dir() / "RELEASES.json.tmp";
   const json document = {
-      {"permanent", version_or_null(permanent_)}, {"current", version_or_null(current_)}, {"old", old_}};
+      {"permanent", version_or_null(next.permanent)}, {"current", version_or_null(next.current)}, {"old", next.old}};
   const std::string text = document.dump(2) + "\n";
+  // A temporary file of this call's own in the same folder: another process
+  // saving at the same moment writes its own, and rename stays atomic.
+  fs::path temporary;
+  os::Fd fd = create_unique_file(os_, releases_dir(), ".RELEASES.json.", 0644, temporary);
+  const auto fail = [&](const std::string& step, const os::SysCallIntResult& result) {
+    fd.close();
+    os_.unlink(temporary.string());
+    throw ReleaseError("cannot save " + file.string() + ": " + step + " " + temporary.filename().string() + ": " +
+                       result.error_text());
+  };
+  if (const os::SysCallSizeResult written = write_all(os_, fd.get(), text.data(), text.size()); !written.ok())
+    fail("cannot write its temporary copy", {-1, written.error});
+  if (sync_hook_) sync_hook_();
+  if (const os::SysCallIntResult synced = os_.fsync(fd.get()); !synced.ok())
+    fail("cannot sync its temporary copy", synced);
+  if (const os::SysCallIntResult closed = fd.close(); !closed.ok()) fail("cannot write its temporary copy", closed);
+  // rename replaces the old file in one step: a reader sees the old or the new content, never half.
+  if (const os::SysCallIntResult renamed = os_.rename(temporary.string(), file.string()); !renamed.ok())
+    fail("cannot rename its temporary copy", renamed);
+  state_ = std::move(next);
   try {
-    Fd fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (fd.get() < 0) throw ReleaseError("cannot create " + temporary.string() + ": " + errno_text());
-    write_all(fd.get(), text.data(), text.size(), temporary);
-    if (sync_hook_) sync_hook_();
-    if (::fsync(fd.get()) != 0 || !fd.close())
-      throw ReleaseError("cannot write " + temporary.string() + ": " + errno_text());
-    // rename replaces the old file in one step: a reader sees the old or the new content, never half.
-    if (::rename(temporary.c_str(), file.c_str()) != 0)
-      throw ReleaseError("cannot replace " + file.string() + ": " + errno_text());
-  } catch (const ReleaseError&) {
-    ::unlink(temporary.c_str());
-    throw;
+    sync_folder(os_, releases_dir());
+  } catch (const ReleaseError& e) {
+    throw ReleaseError(file.string() + " was replaced, but the change may not survive a crash: " + e.what());
   }
-  sync_folder(releases_dir());
 }
 
 // Mutators call this first, so that a long-running host does not overwrite a
@@ -580,24 +614,24 @@ void ReleaseStore::load() {
   const fs::path file = releases_dir() / "RELEASES.json";
   boost::system::error_code ec;
   if (!fs::exists(file, ec)) {  // a fresh root: nothing has run yet
-    permanent_.reset();
-    current_.reset();
-    old_.clear();
+    state_ = {};
     return;
   }
   json document;
   try {
-    document = json::parse(read_text(file));
+    document = json::parse(read_text_file(file, os_));
+  } catch (const appup::InputError& e) {
+    throw ReleaseError(e.what());
   } catch (const json::parse_error& e) {
     corrupt(file, std::string("invalid JSON: ") + e.what());
   }
   if (!document.is_object()) corrupt(file, "expected a JSON object");
   // Read every field before assigning any, so a corrupt file leaves the state as it was.
-  std::optional<std::string> permanent = version_field(file, document, "permanent");
-  std::optional<std::string> current = version_field(file, document, "current");
-  old_ = old_field(file, document);
-  permanent_ = std::move(permanent);
-  current_ = std::move(current);
+  Bookkeeping loaded;
+  loaded.permanent = version_field(file, document, "permanent");
+  loaded.current = version_field(file, document, "current");
+  loaded.old = old_field(file, document);
+  state_ = std::move(loaded);
 }
 
 }  // namespace hotswap::host

@@ -3,6 +3,7 @@
 //
 //   ROOT/releases/<version>/   an unpacked release (manifest.json, modules/, appups/, runtime.json, bin/)
 //   ROOT/releases/RELEASES.json  the bookkeeping: each release's state; written atomically
+//                              (a temporary file of its own, fsync, rename, fsync the folder)
 //   ROOT/run/                  0700: admin.sock, hotswap.pid
 //   ROOT/log/                  the daemon's log
 //   ROOT/runtime.json          optional operator override of the release's runtime config
@@ -15,12 +16,14 @@
 
 #include <boost/filesystem/path.hpp>
 #include <functional>
-#include <nlohmann/json.hpp>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "os/os_sys_calls.hpp"
 
 namespace hotswap::host {
 
@@ -38,11 +41,15 @@ class ReleaseError : public std::runtime_error {
 };
 
 // Thread-safe: a host reads it on its event loop while its worker thread
-// records an upgrade's outcome (which fsyncs) or unpacks a tarball.
+// records an upgrade's outcome (which fsyncs) or unpacks a tarball. Several
+// processes may share a root (the host and `hotswap` commands): each change
+// re-reads RELEASES.json first and replaces it in one rename. A change whose
+// write fails leaves RELEASES.json and this object's state as they were.
 class ReleaseStore {
  public:
-  // Creates ROOT/releases, ROOT/run (0700) and ROOT/log when missing.
-  explicit ReleaseStore(boost::filesystem::path root);
+  // Creates ROOT/releases, ROOT/run (0700) and ROOT/log when missing. File
+  // writes go through `os`, which must outlive the store.
+  explicit ReleaseStore(boost::filesystem::path root, os::OsSysCalls& os = os::real_os_sys_calls());
 
   const boost::filesystem::path& root() const { return root_; }
   boost::filesystem::path releases_dir() const;
@@ -86,14 +93,26 @@ class ReleaseStore {
   void set_sync_hook(std::function<void()> hook) { sync_hook_ = std::move(hook); }
 
  private:
-  void save() const;  // temp file, fsync, rename, fsync the folder
+  // What RELEASES.json records.
+  struct Bookkeeping {
+    std::optional<std::string> permanent;
+    std::optional<std::string> current;  // the running one when it is not permanent
+    std::vector<std::string> old;
+  };
+
+  // Writes `next` to RELEASES.json (a temporary file of this call's own, fsync,
+  // rename, fsync the folder), then makes it this object's state. When a step
+  // before the rename fails, RELEASES.json and the state are unchanged; the
+  // ReleaseError names the file and the system's reason. (When only the
+  // folder's fsync fails, the change is made but may not survive a crash: the
+  // error says so.)
+  void commit(Bookkeeping next);
   void load();
 
   boost::filesystem::path root_;
-  mutable std::recursive_mutex mutex_;  // guards the bookkeeping below and RELEASES.json
-  std::optional<std::string> permanent_;
-  std::optional<std::string> current_;
-  std::vector<std::string> old_;
+  os::OsSysCalls& os_;
+  mutable std::recursive_mutex mutex_;  // guards state_ and RELEASES.json
+  Bookkeeping state_;
   std::function<void()> sync_hook_;
 };
 

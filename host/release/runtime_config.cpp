@@ -1,17 +1,13 @@
 #include "release/runtime_config.hpp"
 
 #include <algorithm>
-#include <boost/filesystem/operations.hpp>
-#include <cerrno>
-#include <charconv>
-#include <cmath>
 #include <cstdlib>
-#include <cstring>
-#include <fstream>
-#include <hotswap/appup/semver.hpp>
+#include <hotswap/appup/error.hpp>
+#include <hotswap/appup/json_reader.hpp>
 #include <limits>
-#include <sstream>
 #include <utility>
+
+#include "release/release_files.hpp"
 
 namespace hotswap::host {
 
@@ -20,9 +16,8 @@ using nlohmann::json;
 
 namespace {
 
-// JSON paths for messages: member("listeners[0]", "port") is "listeners[0].port".
-std::string member(const std::string& path, const std::string& key) { return path.empty() ? key : path + "." + key; }
-std::string at(const std::string& path, size_t index) { return path + "[" + std::to_string(index) + "]"; }
+using appup::index_path;
+using appup::key_path;
 
 std::string config_error_message(const std::string& file, const std::string& key, const std::string& problem) {
   // A problem with the whole file (unreadable, not JSON) has no key to name.
@@ -89,195 +84,83 @@ json substitute_document(const json& value, const EnvLookup& env, const std::str
   if (value.is_string()) return substitute_environment(value.get<std::string>(), env, file, path);
   if (value.is_array()) {
     json result = json::array();
-    for (size_t i = 0; i < value.size(); ++i) result.push_back(substitute_document(value[i], env, file, at(path, i)));
+    for (size_t i = 0; i < value.size(); ++i)
+      result.push_back(substitute_document(value[i], env, file, index_path(path, i)));
     return result;
   }
   if (value.is_object()) {
     json result = json::object();
     for (auto it = value.begin(); it != value.end(); ++it)
-      result[it.key()] = substitute_document(it.value(), env, file, member(path, it.key()));
+      result[it.key()] = substitute_document(it.value(), env, file, key_path(path, it.key()));
     return result;
   }
   return value;
 }
 
-// ---- typed access with errors naming the key -----------------------------------
+// ---- typed access: appup's JsonReader, whose InputError becomes a ConfigError ---
 
-std::string describe(const json& value) {
-  if (value.is_string()) return "string '" + value.get<std::string>() + "'";
-  if (value.is_number()) return "number " + value.dump();
-  return value.type_name();
-}
-
-std::string join(std::initializer_list<const char*> words, const char* separator) {
-  std::string text;
-  for (const char* word : words) text += (text.empty() ? "" : separator) + std::string(word);
-  return text;
-}
-
-template <typename Number>
-std::optional<Number> parse_whole(const std::string& text) {
-  Number number{};
-  const char* end = text.data() + text.size();
-  const auto [stop, error] = std::from_chars(text.data(), end, number);
-  if (error != std::errc() || stop != end) return std::nullopt;
-  return number;
-}
-
-class ConfigReader {
- public:
-  explicit ConfigReader(std::string file) : file_(std::move(file)) {}
-
-  [[noreturn]] void fail(const std::string& key, const std::string& problem) const {
-    throw ConfigError(file_, key, problem);
-  }
-
-  void expect_object(const json& value, const std::string& key) const {
-    if (!value.is_object()) fail(key, "expected an object, got " + describe(value));
-  }
-
-  void expect_object(const json& value, const std::string& key, std::initializer_list<const char*> allowed) const {
-    expect_object(value, key);
-    for (auto it = value.begin(); it != value.end(); ++it) {
-      const bool known = std::any_of(allowed.begin(), allowed.end(), [&](const char* a) { return it.key() == a; });
-      if (!known) fail(member(key, it.key()), "unknown key (expected one of: " + join(allowed, ", ") + ")");
-    }
-  }
-
-  const json& expect_array(const json& value, const std::string& key) const {
-    if (!value.is_array()) fail(key, "expected an array, got " + describe(value));
-    return value;
-  }
-
-  std::string expect_string(const json& value, const std::string& key) const {
-    if (!value.is_string()) fail(key, "expected a string, got " + describe(value));
-    return value.get<std::string>();
-  }
-
-  std::string expect_name(const json& value, const std::string& key) const {
-    return check_name(expect_string(value, key), key);
-  }
-
-  std::string check_name(const std::string& name, const std::string& key) const {
-    if (!appup::is_valid_name(name))
-      fail(key, "'" + name +
-                    "' is not a valid name (1-64 characters of a-z, 0-9, '_' and '-', starting with a "
-                    "letter or digit)");
-    return name;
-  }
-
-  std::string expect_one_of(const json& value, const std::string& key,
-                            std::initializer_list<const char*> choices) const {
-    const std::string text = expect_string(value, key);
-    const bool known = std::any_of(choices.begin(), choices.end(), [&](const char* c) { return text == c; });
-    if (!known) fail(key, "expected one of " + join(choices, "|") + ", got '" + text + "'");
-    return text;
-  }
-
-  // A JSON integer, or a string holding one (what "${PORT:-7000}" becomes).
-  int64_t expect_integer(const json& value, const std::string& key, int64_t min, int64_t max) const {
-    std::optional<int64_t> number;
-    if (value.is_number_unsigned()) {
-      // May not fit an int64_t: compare before converting.
-      if (value.get<uint64_t>() > uint64_t(max)) fail_range(key, min, max, value);
-      number = int64_t(value.get<uint64_t>());
-    } else if (value.is_number_integer()) {
-      number = value.get<int64_t>();
-    } else if (value.is_string()) {
-      number = parse_whole<int64_t>(value.get<std::string>());
-    }
-    if (!number) fail(key, "expected an integer, got " + describe(value));
-    if (*number < min || *number > max) fail_range(key, min, max, value);
-    return *number;
-  }
-
-  // A JSON number, or a string holding a decimal number.
-  double expect_number(const json& value, const std::string& key, double min, double max) const {
-    std::optional<double> number;
-    if (value.is_number()) {
-      number = value.get<double>();
-    } else if (value.is_string()) {
-      number = parse_whole<double>(value.get<std::string>());
-    }
-    if (!number || !std::isfinite(*number)) fail(key, "expected a number, got " + describe(value));
-    if (*number < min || *number > max) fail_range(key, min, max, value);
-    return *number;
-  }
-
-  const json& require(const json& object, const std::string& path, const char* key) const {
-    const auto it = object.find(key);
-    if (it == object.end()) fail(member(path, key), "missing (required)");
-    return *it;
-  }
-
- private:
-  template <typename Number>
-  [[noreturn]] void fail_range(const std::string& key, Number min, Number max, const json& value) const {
-    std::ostringstream range;
-    range << min << ".." << max;
-    fail(key, describe(value) + " is out of range (" + range.str() + ")");
-  }
-
-  std::string file_;
-};
+using appup::JsonReader;
+using appup::NumberText;
 
 constexpr int64_t kMaxInt = std::numeric_limits<int64_t>::max();
 constexpr int64_t kMaxFrameBytes = 64 << 20;
 constexpr double kMaxTickHz = 1000;
 
-Framing parse_framing(const ConfigReader& reader, const json& value, const std::string& key) {
+Framing parse_framing(const JsonReader& reader, const json& value, const std::string& key) {
   return reader.expect_one_of(value, key, {"line", "length_prefixed"}) == "line" ? Framing::Line
                                                                                  : Framing::LengthPrefixed;
 }
 
-ListenerConfig parse_listener(const ConfigReader& reader, const json& value, const std::string& path) {
+ListenerConfig parse_listener(const JsonReader& reader, const json& value, const std::string& path) {
   reader.expect_object(value, path, {"name", "address", "port", "framing", "max_frame_bytes", "module"});
   ListenerConfig listener;
-  listener.name = reader.expect_name(reader.require(value, path, "name"), member(path, "name"));
-  listener.port = uint16_t(reader.expect_integer(reader.require(value, path, "port"), member(path, "port"), 0, 65535));
-  listener.module = reader.expect_name(reader.require(value, path, "module"), member(path, "module"));
+  listener.name = reader.expect_name(reader.require(value, path, "name"), key_path(path, "name"));
+  listener.port = uint16_t(reader.expect_integer(reader.require(value, path, "port"), key_path(path, "port"), 0, 65535,
+                                                 NumberText::Accepted));
+  listener.module = reader.expect_name(reader.require(value, path, "module"), key_path(path, "module"));
   if (const auto it = value.find("address"); it != value.end()) {
-    listener.address = reader.expect_string(*it, member(path, "address"));
-    if (listener.address.empty()) reader.fail(member(path, "address"), "empty address");
+    listener.address = reader.expect_string(*it, key_path(path, "address"));
+    if (listener.address.empty()) reader.fail(key_path(path, "address"), "empty address");
   }
   if (const auto it = value.find("framing"); it != value.end())
-    listener.framing = parse_framing(reader, *it, member(path, "framing"));
+    listener.framing = parse_framing(reader, *it, key_path(path, "framing"));
   if (const auto it = value.find("max_frame_bytes"); it != value.end())
-    listener.max_frame_bytes = size_t(reader.expect_integer(*it, member(path, "max_frame_bytes"), 1, kMaxFrameBytes));
+    listener.max_frame_bytes =
+        size_t(reader.expect_integer(*it, key_path(path, "max_frame_bytes"), 1, kMaxFrameBytes, NumberText::Accepted));
   return listener;
 }
 
-std::vector<ListenerConfig> parse_listeners(const ConfigReader& reader, const json& value) {
+std::vector<ListenerConfig> parse_listeners(const JsonReader& reader, const json& value) {
   const json& list = reader.expect_array(value, "listeners");
   std::vector<ListenerConfig> listeners;
   for (size_t i = 0; i < list.size(); ++i) {
-    ListenerConfig listener = parse_listener(reader, list[i], at("listeners", i));
+    ListenerConfig listener = parse_listener(reader, list[i], index_path("listeners", i));
     const auto same = std::find_if(listeners.begin(), listeners.end(),
                                    [&](const ListenerConfig& other) { return other.name == listener.name; });
     if (same != listeners.end()) {
-      reader.fail(member(at("listeners", i), "name"), "duplicate listener '" + listener.name +
-                                                          "' (already declared by " +
-                                                          at("listeners", size_t(same - listeners.begin())) + ")");
+      reader.fail(key_path(index_path("listeners", i), "name"),
+                  "duplicate listener '" + listener.name + "' (already declared by " +
+                      index_path("listeners", size_t(same - listeners.begin())) + ")");
     }
     listeners.push_back(std::move(listener));
   }
   return listeners;
 }
 
-ModuleRuntimeConfig parse_module(const ConfigReader& reader, const json& value, const std::string& path) {
+ModuleRuntimeConfig parse_module(const JsonReader& reader, const json& value, const std::string& path) {
   reader.expect_object(value, path, {"tick_hz", "config"});
   ModuleRuntimeConfig module;
   if (const auto it = value.find("tick_hz"); it != value.end())
-    module.tick_hz = reader.expect_number(*it, member(path, "tick_hz"), 0, kMaxTickHz);
+    module.tick_hz = reader.expect_number(*it, key_path(path, "tick_hz"), 0, kMaxTickHz, NumberText::Accepted);
   if (const auto it = value.find("config"); it != value.end()) module.config = *it;  // free-form: the module's own
   return module;
 }
 
-std::map<std::string, ModuleRuntimeConfig> parse_modules(const ConfigReader& reader, const json& value) {
+std::map<std::string, ModuleRuntimeConfig> parse_modules(const JsonReader& reader, const json& value) {
   reader.expect_object(value, "modules");
   std::map<std::string, ModuleRuntimeConfig> modules;
   for (auto it = value.begin(); it != value.end(); ++it) {
-    const std::string path = member("modules", it.key());
+    const std::string path = key_path("modules", it.key());
     modules[reader.check_name(it.key(), path)] = parse_module(reader, it.value(), path);
   }
   return modules;
@@ -289,7 +172,7 @@ void optional_field(const json& document, const char* key, Parse parse) {
   if (const auto it = document.find(key); it != document.end()) parse(*it, std::string(key));
 }
 
-RuntimeConfig parse_substituted(const ConfigReader& reader, const json& document) {
+RuntimeConfig parse_substituted(const JsonReader& reader, const json& document) {
   reader.expect_object(document, "",
                        {"log_level", "max_output_bytes", "admin_max_request_bytes", "shutdown_timeout_ms",
                         "auto_permanent_after_s", "listeners", "modules"});
@@ -298,17 +181,19 @@ RuntimeConfig parse_substituted(const ConfigReader& reader, const json& document
     config.log_level = reader.expect_one_of(v, key, {"trace", "debug", "info", "warn", "error", "critical", "off"});
   });
   optional_field(document, "max_output_bytes", [&](const json& v, const std::string& key) {
-    config.max_output_bytes = size_t(reader.expect_integer(v, key, 1, kMaxInt));
+    config.max_output_bytes = size_t(reader.expect_integer(v, key, 1, kMaxInt, NumberText::Accepted));
   });
   optional_field(document, "admin_max_request_bytes", [&](const json& v, const std::string& key) {
-    config.admin_max_request_bytes = size_t(reader.expect_integer(v, key, 1, kMaxInt));
+    config.admin_max_request_bytes = size_t(reader.expect_integer(v, key, 1, kMaxInt, NumberText::Accepted));
   });
   optional_field(document, "shutdown_timeout_ms", [&](const json& v, const std::string& key) {
-    config.shutdown_timeout = std::chrono::milliseconds(reader.expect_integer(v, key, 0, kMaxInt));
+    config.shutdown_timeout =
+        std::chrono::milliseconds(reader.expect_integer(v, key, 0, kMaxInt, NumberText::Accepted));
   });
   // Bounded so that the seconds never overflow when converted to a finer clock unit.
   optional_field(document, "auto_permanent_after_s", [&](const json& v, const std::string& key) {
-    config.auto_permanent_after = std::chrono::seconds(reader.expect_integer(v, key, 0, kMaxInt / 1'000'000'000));
+    config.auto_permanent_after =
+        std::chrono::seconds(reader.expect_integer(v, key, 0, kMaxInt / 1'000'000'000, NumberText::Accepted));
   });
   optional_field(document, "listeners",
                  [&](const json& v, const std::string&) { config.listeners = parse_listeners(reader, v); });
@@ -324,9 +209,9 @@ bool same_module(const ModuleRuntimeConfig& a, const ModuleRuntimeConfig& b) {
 }  // namespace
 
 bool RuntimeConfig::operator==(const RuntimeConfig& other) const {
-  return log_level == other.log_level && same_listeners(other) &&
-         max_output_bytes == other.max_output_bytes && admin_max_request_bytes == other.admin_max_request_bytes &&
-         shutdown_timeout == other.shutdown_timeout && auto_permanent_after == other.auto_permanent_after &&
+  return log_level == other.log_level && same_listeners(other) && max_output_bytes == other.max_output_bytes &&
+         admin_max_request_bytes == other.admin_max_request_bytes && shutdown_timeout == other.shutdown_timeout &&
+         auto_permanent_after == other.auto_permanent_after &&
          std::equal(modules.begin(), modules.end(), other.modules.begin(), other.modules.end(),
                     [](const auto& a, const auto& b) { return a.first == b.first && same_module(a.second, b.second); });
 }
@@ -365,26 +250,22 @@ std::string substitute_environment(const std::string& text, const EnvLookup& env
 
 RuntimeConfig parse_runtime_config(const json& document, const std::string& file, const EnvLookup& env) {
   // Substitution comes first so that every later check sees the value in force.
-  return parse_substituted(ConfigReader(file), substitute_document(document, env, file, ""));
+  const json substituted = substitute_document(document, env, file, "");
+  try {
+    return parse_substituted(JsonReader(file), substituted);
+  } catch (const appup::InputError& e) {
+    throw ConfigError(e.file(), e.field(), e.problem());
+  }
 }
 
 RuntimeConfig load_runtime_config(const fs::path& file, const EnvLookup& env) {
-  const std::string name = file.string();
-  boost::system::error_code ignored;
-  // An ifstream opens a directory without complaint and then reads nothing.
-  if (fs::is_directory(file, ignored)) throw ConfigError(name, "", "cannot read: is a directory");
-  std::ifstream in(name, std::ios::binary);
-  if (!in) throw ConfigError(name, "", "cannot read: " + std::string(std::strerror(errno)));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) throw ConfigError(name, "", "cannot read: " + std::string(std::strerror(errno)));
   json document;
   try {
-    document = json::parse(text.str());
-  } catch (const json::parse_error& e) {
-    throw ConfigError(name, "", std::string("invalid JSON: ") + e.what());
+    document = read_json_file(file);
+  } catch (const appup::InputError& e) {
+    throw ConfigError(e.file(), e.field(), e.problem());
   }
-  return parse_runtime_config(document, name, env);
+  return parse_runtime_config(document, file.string(), env);
 }
 
 std::string RuntimeConfig::module_section(const std::string& module) const {
@@ -400,9 +281,8 @@ double RuntimeConfig::tick_rate(const std::string& module) const {
 bool RuntimeConfig::same_listeners(const RuntimeConfig& other) const {
   return std::equal(listeners.begin(), listeners.end(), other.listeners.begin(), other.listeners.end(),
                     [](const ListenerConfig& a, const ListenerConfig& b) {
-                      return a.name == b.name && a.address == b.address && a.port == b.port &&
-                             a.framing == b.framing && a.max_frame_bytes == b.max_frame_bytes &&
-                             a.module == b.module;
+                      return a.name == b.name && a.address == b.address && a.port == b.port && a.framing == b.framing &&
+                             a.max_frame_bytes == b.max_frame_bytes && a.module == b.module;
                     });
 }
 

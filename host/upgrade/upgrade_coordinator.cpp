@@ -245,7 +245,7 @@ void UpgradeCoordinator::prepare(Job& job) {
       fs::path config_file = store_.runtime_config_path(request.version);
       job.target_config = load_runtime_config(config_file);
       check_config_matches(job.target_config, job.target, config_file);
-      plan = appup::make_plan(running, job.target);
+      plan = appup::make_plan(running, job.target, load_appup_of);
       if (request.expected_direction && plan.direction != *request.expected_direction) {
         bool newer = plan.direction == appup::Direction::Upgrade;
         throw std::runtime_error(request.version + " is " + (newer ? "newer" : "older") + " than the running release " +

@@ -1,16 +1,14 @@
 #include <hotswap/appup/appup.hpp>
 #include <hotswap/appup/error.hpp>
-
-#include "fixtures.hpp"
+#include <hotswap/appup/json_reader.hpp>
 
 #include <catch2/catch.hpp>
 
 using hotswap::appup::Appup;
 using hotswap::appup::InputError;
-using hotswap::appup::load_appup;
 using hotswap::appup::Op;
 using hotswap::appup::parse_appup;
-using hotswap::appup::testing::TempDir;
+using hotswap::appup::parse_json_text;
 using nlohmann::json;
 
 namespace {
@@ -28,20 +26,20 @@ std::string with_instructions(const std::string& instructions) {
   return with_up(R"([{"from": "1.0.0", "instructions": )" + instructions + "}]");
 }
 
-// Writes the appup to a file and loads it, so the message is checked as an operator sees it.
+// Parses the appup from its text, so the message is checked as an operator sees it
+// (reading the file is the host's: tests/ops/release_files_tests.cpp).
 void check_rejected(const BadAppup& bad) {
   CAPTURE(bad.text);
-  const TempDir dir;
-  const auto file = dir.write("counter-2.0.0.appup.json", bad.text);
+  const std::string file = "/releases/arena/appups/counter-2.0.0.appup.json";
   try {
-    load_appup(file);
+    parse_appup(parse_json_text(bad.text, file), file);
     FAIL("accepted a malformed appup");
   } catch (const InputError& e) {
     CAPTURE(e.what());
-    CHECK(e.file() == file.string());
+    CHECK(e.file() == file);
     CHECK(e.field() == bad.field);
     CHECK_THAT(e.problem(), Catch::Contains(bad.problem));
-    CHECK_THAT(e.what(), Catch::StartsWith(file.string() + ": " + bad.field + (bad.field.empty() ? "" : ": ")));
+    CHECK_THAT(e.what(), Catch::StartsWith(file + ": " + bad.field + (bad.field.empty() ? "" : ": ")));
     CHECK_THAT(e.what(), Catch::EndsWith(e.problem()));
   }
 }
@@ -126,34 +124,6 @@ TEST_CASE("find_up and find_down return the first matching entry in file order",
   CHECK(appup.find_up("0.1.0") == &appup.up[2]);
   CHECK(appup.find_down("1.0.0") == &appup.down[0]);
   CHECK(appup.find_down("0.9.0") == nullptr);
-}
-
-TEST_CASE("load_appup reads a file and names it as the source", "[appup]") {
-  const TempDir dir;
-  const auto file = dir.write(
-      "appups/counter-2.0.0.appup.json",
-      R"({"module": "counter", "version": "2.0.0", "up": [{"from": "1.0.0", "instructions": [{"op": "load_module"}]}]})");
-  const Appup appup = load_appup(file);
-  CHECK(appup.source == file.string());
-  CHECK(appup.find_up("1.0.0") != nullptr);
-}
-
-TEST_CASE("load_appup reports a missing file as unreadable", "[appup]") {
-  const TempDir dir;
-  const auto file = dir.path() / "absent.appup.json";
-  try {
-    load_appup(file);
-    FAIL("loaded a file that does not exist");
-  } catch (const InputError& e) {
-    CHECK(e.file() == file.string());
-    CHECK(e.field().empty());
-    CHECK_THAT(e.what(), Catch::Equals(file.string() + ": cannot read: No such file or directory"));
-  }
-}
-
-TEST_CASE("load_appup reports a directory as unreadable", "[appup]") {
-  const TempDir dir;
-  CHECK_THROWS_WITH(load_appup(dir.path()), Catch::Contains("cannot read: is a directory"));
 }
 
 TEST_CASE("Malformed appup documents are rejected naming the file and field", "[appup]") {

@@ -1,15 +1,11 @@
 #include <hotswap/appup/error.hpp>
 #include <hotswap/appup/manifest.hpp>
 
-#include "fixtures.hpp"
-
 #include <catch2/catch.hpp>
 
 using hotswap::appup::InputError;
-using hotswap::appup::load_manifest;
 using hotswap::appup::parse_manifest;
 using hotswap::appup::ReleaseManifest;
-using hotswap::appup::testing::TempDir;
 using nlohmann::json;
 
 namespace {
@@ -93,22 +89,6 @@ TEST_CASE("to_json writes the manifest back with relative paths", "[manifest]") 
   CHECK(manifest.to_json() == expected);
   CHECK(parse_manifest(manifest.to_json(), "/elsewhere", "copy.json").modules[1].appup ==
         "/elsewhere/appups/arena-1.1.0.appup.json");
-}
-
-TEST_CASE("load_manifest reads manifest.json in the release folder", "[manifest]") {
-  const TempDir dir;
-  dir.write("manifest.json", valid_manifest().dump(2));
-  const ReleaseManifest manifest = load_manifest(dir.path());
-  CHECK(manifest.source == (dir.path() / "manifest.json").string());
-  CHECK(manifest.modules[1].file == dir.path() / "modules/arena-1.1.0.so");
-}
-
-TEST_CASE("load_manifest reports a missing or malformed manifest.json", "[manifest]") {
-  const TempDir dir;
-  const std::string file = (dir.path() / "manifest.json").string();
-  CHECK_THROWS_WITH(load_manifest(dir.path()), file + ": cannot read: No such file or directory");
-  dir.write("manifest.json", "{\"release\": ");
-  CHECK_THROWS_WITH(load_manifest(dir.path()), Catch::StartsWith(file + ": invalid JSON: "));
 }
 
 TEST_CASE("Malformed manifests are rejected naming the file and field", "[manifest]") {

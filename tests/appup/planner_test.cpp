@@ -1,14 +1,11 @@
 #include <hotswap/appup/error.hpp>
 #include <hotswap/appup/planner.hpp>
 
-#include "fixtures.hpp"
-
 #include <catch2/catch.hpp>
 
 #include <map>
 
 using namespace hotswap::appup;
-using hotswap::appup::testing::TempDir;
 using nlohmann::json;
 
 namespace {
@@ -460,28 +457,4 @@ TEST_CASE("Plan::describe and to_json list every step", "[planner]") {
                                      {"origin", "counter-2.0.0.appup.json up[0].instructions[1]"}});
   CHECK(document["steps"][2]["kind"] == "add_module");
   CHECK_FALSE(document["steps"][2].contains("from"));
-}
-
-TEST_CASE("make_plan reads appup files from the release folders by default", "[planner]") {
-  const TempDir root;
-  root.write("v1/manifest.json", manifest_json("1.0.0", {{"counter", "1.0.0"}}).dump());
-  root.write("v2/manifest.json", manifest_json("2.0.0", {{"counter", "2.0.0", 'b'}}).dump());
-  root.write(
-      "v2/appups/counter-2.0.0.appup.json",
-      R"({"module": "counter", "version": "2.0.0", "up": [{"from": "1.0.0", "instructions": [{"op": "update"}]}]})");
-  const Plan plan = make_plan(load_manifest(root.path() / "v1"), load_manifest(root.path() / "v2"));
-
-  REQUIRE(plan.steps.size() == 1);
-  CHECK(plan.steps[0].origin ==
-        (root.path() / "v2/appups/counter-2.0.0.appup.json").string() + " up[0].instructions[0]");
-}
-
-TEST_CASE("A malformed appup file surfaces as an InputError from make_plan", "[planner]") {
-  const TempDir root;
-  root.write("v1/manifest.json", manifest_json("1.0.0", {{"counter", "1.0.0"}}).dump());
-  root.write("v2/manifest.json", manifest_json("2.0.0", {{"counter", "2.0.0", 'b'}}).dump());
-  const auto appup = root.write("v2/appups/counter-2.0.0.appup.json",
-                                R"({"module": "counter", "version": "2.0.0", "up": [{"from": "1.0.0"}]})");
-  CHECK_THROWS_WITH(make_plan(load_manifest(root.path() / "v1"), load_manifest(root.path() / "v2")),
-                    appup.string() + ": up[0].instructions: missing");
 }

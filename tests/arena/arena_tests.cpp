@@ -5,6 +5,7 @@
 #include "arena_protocol.hpp"
 #include "core/host_services.hpp"
 #include "core/module_registry.hpp"
+#include "release/release_files.hpp"
 #include "release/runtime_config.hpp"
 #include "core/sha256.hpp"
 #include "upgrade/upgrade_executor.hpp"
@@ -90,7 +91,7 @@ struct Server {
   }
 
   UpgradeReport go_to(const std::string& version) {
-    auto plan = hotswap::appup::make_plan(release(this->version()), release(version));
+    auto plan = hotswap::appup::make_plan(release(this->version()), release(version), hotswap::host::load_appup_of);
     UpgradeReport report = executor.run(plan);
     INFO(report.summary());
     REQUIRE(report.committed());
@@ -352,7 +353,7 @@ TEST_CASE("a downgrade keeps the moves made on 2.0.0 and drops health and score"
 TEST_CASE("2.0.0 regenerates 1 health per second up to max_health") {
   Server s("1.1.0");
   s.ask(1, "1 join alice");
-  auto plan = hotswap::appup::make_plan(release("1.1.0"), release("2.0.0"));
+  auto plan = hotswap::appup::make_plan(release("1.1.0"), release("2.0.0"), hotswap::host::load_appup_of);
   REQUIRE(plan.steps.size() == 1);
   plan.steps[0].extra = {{"start_health", 98}, {"max_health", 100}};
   REQUIRE(s.executor.run(plan).committed());
@@ -374,7 +375,7 @@ TEST_CASE("an update with a bad extra rolls back, and 1.1.0 serves on unchanged"
   Server s("1.1.0");
   s.ask(1, "1 join alice");
   std::string before = s.state();
-  auto plan = hotswap::appup::make_plan(release("1.1.0"), release("2.0.0"));
+  auto plan = hotswap::appup::make_plan(release("1.1.0"), release("2.0.0"), hotswap::host::load_appup_of);
   REQUIRE(plan.steps.size() == 1);
   plan.steps[0].extra = {{"start_health", 150}, {"max_health", 100}};
   UpgradeReport report = s.executor.run(plan);
@@ -386,11 +387,11 @@ TEST_CASE("an update with a bad extra rolls back, and 1.1.0 serves on unchanged"
 }
 
 TEST_CASE("the appup files parse and say what the README says") {
-  auto v100 = hotswap::appup::load_appup(appup_file("1.0.0"));
+  auto v100 = hotswap::host::load_appup(appup_file("1.0.0"));
   CHECK(v100.up.empty());
   CHECK(v100.down.empty());
 
-  auto v110 = hotswap::appup::load_appup(appup_file("1.1.0"));
+  auto v110 = hotswap::host::load_appup(appup_file("1.1.0"));
   CHECK(v110.module == "arena");
   CHECK(v110.version == "1.1.0");
   REQUIRE(v110.find_up("1.0.0") != nullptr);
@@ -399,7 +400,7 @@ TEST_CASE("the appup files parse and say what the README says") {
   CHECK(v110.find_down("1.0.0")->instructions.at(0).op == Op::LoadModule);
   CHECK(v110.find_up("0.9.0") == nullptr);
 
-  auto v200 = hotswap::appup::load_appup(appup_file("2.0.0"));
+  auto v200 = hotswap::host::load_appup(appup_file("2.0.0"));
   for (const char* old : {"1.0.0", "1.1.0", "1.1.7"}) {
     INFO(old);
     REQUIRE(v200.find_up(old) != nullptr);

@@ -3,6 +3,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "../os/faulty_os_sys_calls.hpp"
 #include "core/library_loader.hpp"
 #include "test_support.hpp"
 
@@ -73,6 +74,57 @@ TEST_CASE("loader reports a library that stays mapped (thread_local destructor) 
   CHECK_FALSE(lib->close());
   REQUIRE(loader.leaked().size() == 1);
   CHECK_THAT(loader.leaked()[0], Catch::Contains("pinned 1.0.0"));
+}
+
+TEST_CASE("a closed library refuses to hand out its descriptor") {
+  LibraryLoader loader;
+  auto lib = loader.load(module_file("good", "counter", "1.0.0"), {"counter", "1.0.0", ""});
+  REQUIRE(lib->descriptor().create != nullptr);
+  CHECK_FALSE(lib->closed());
+  CHECK(lib->close());
+  CHECK(lib->closed());
+  // Its function pointers pointed into code that is unmapped now.
+  CHECK_THROWS_AS(lib->descriptor(), std::logic_error);
+  CHECK_THROWS_WITH(lib->descriptor(), Catch::Contains("counter 1.0.0") && Catch::Contains("closed"));
+  CHECK(lib->name() == "counter");  // what it was stays known, for messages
+}
+
+TEST_CASE("a failing dlopen names the library and the loader's message") {
+  hotswap::test::FaultyOsSysCalls os;
+  LibraryLoader loader({}, os);
+  os.fail_dl("dlopen", "/counter-", "fake: cannot map segment from shared object");
+  const fs::path file = module_file("good", "counter", "1.0.0");
+  try {
+    loader.load(file, {"counter", "1.0.0", ""});
+    FAIL("loading " << file << " should have failed");
+  } catch (const LoadError& e) {
+    CHECK(e.kind() == LoadError::Kind::DlopenFailed);
+    CHECK_THAT(e.what(), Catch::Contains(file.string()) &&
+                             Catch::Contains("fake: cannot map segment from shared object"));
+  }
+  CHECK(fs::is_empty(loader.scratch_dir()));
+  CHECK(loader.load(file, {"counter", "1.0.0", ""})->name() == "counter");  // one failure only
+}
+
+TEST_CASE("a failing dlclose is reported as a leak and the library is never reused") {
+  hotswap::test::FaultyOsSysCalls os;
+  LibraryLoader loader({}, os);
+  const fs::path file = module_file("good", "counter", "1.0.0");
+  auto lib = loader.load(file, {"counter", "1.0.0", ""});
+  os.fail_dl("dlclose", "/counter-", "fake: dlclose failed");
+  CHECK_FALSE(lib->close());
+  CHECK(lib->closed());
+  REQUIRE(loader.leaked().size() == 1);
+  CHECK_THAT(loader.leaked()[0], Catch::Contains("counter 1.0.0"));
+  CHECK_THROWS_AS(lib->descriptor(), std::logic_error);
+
+  // A new load gets a new copy under a new name, never the leaked one.
+  auto again = loader.load(file, {"counter", "1.0.0", ""});
+  const std::vector<std::string> opened = os.calls_containing("dlopen ");
+  REQUIRE(opened.size() >= 2);
+  CHECK(opened.front() != opened.back());
+  CHECK(again->close());
+  CHECK(loader.leaked().size() == 1);
 }
 
 TEST_CASE("loader refuses a missing file") {

@@ -5,6 +5,10 @@
 
 #include <sys/stat.h>
 
+#include <cerrno>
+
+#include "../os/faulty_os_sys_calls.hpp"
+
 using hotswap::host::ReleaseError;
 using hotswap::host::ReleaseRecord;
 using hotswap::host::ReleaseState;
@@ -17,6 +21,7 @@ using hotswap::ops_test::release_tarball;
 using hotswap::ops_test::TempDir;
 using hotswap::ops_test::write_file;
 using hotswap::ops_test::write_tarball;
+using hotswap::test::FaultyOsSysCalls;
 using nlohmann::json;
 namespace fs = boost::filesystem;
 
@@ -36,11 +41,13 @@ std::string listing(const ReleaseStore& store) {
   return text;
 }
 
-// A store under a scratch root, with tarballs made on demand.
+// A store under a scratch root, with tarballs made on demand. Its system
+// calls go through `os`, which passes them on unless a test says otherwise.
 struct Fixture {
   TempDir scratch;
   fs::path root = scratch.path() / "root";
-  ReleaseStore store{root};
+  FaultyOsSysCalls os;
+  ReleaseStore store{root, os};
 
   fs::path tarball(const std::string& version) { return release_tarball(scratch.path(), version); }
   void unpack(std::initializer_list<const char*> versions) {
@@ -252,7 +259,7 @@ TEST_CASE("RELEASES.json is replaced atomically with the whole state", "[release
   f.store.mark_current("1.0.0");
   const fs::path file = f.root / "releases" / "RELEASES.json";
   CHECK(json::parse(read_file(file)) == json({{"permanent", "1.1.0"}, {"current", "1.0.0"}, {"old", json::array()}}));
-  CHECK_FALSE(fs::exists(file.string() + ".tmp"));
+  CHECK(names_in(f.root / "releases") == std::vector<std::string>{"1.0.0", "1.1.0", "RELEASES.json"});
   CHECK(mode_of(file) == 0644);
 }
 
@@ -333,4 +340,126 @@ TEST_CASE("unpack refuses an entry over the size limit before reading it", "[rel
   hotswap::ops_test::write_oversized_tarball(big, "modules/huge.so", uint64_t(2) << 30);
   CHECK_THROWS_WITH(f.store.unpack(big), Catch::Contains("entry 'modules/huge.so'") && Catch::Contains("1 GiB"));
   CHECK(names_in(f.root / "releases").empty());
+}
+
+// ---- failures of the system, through the fake OsSysCalls ---------------------
+
+namespace {
+
+// A store on 1.0.0 (permanent) and 1.1.0 (unpacked), and what RELEASES.json holds.
+struct Booted : Fixture {
+  fs::path releases_json = root / "releases" / "RELEASES.json";
+  std::string saved;
+  Booted() {
+    unpack({"1.0.0", "1.1.0"});
+    store.mark_current("1.1.0");
+    store.make_permanent("1.1.0");
+    store.mark_current("1.0.0");
+    saved = read_file(releases_json);
+  }
+  // After a failed save: the file, the store and a fresh reader all still see the old state.
+  void unchanged() {
+    CHECK(read_file(releases_json) == saved);
+    CHECK(json::parse(saved) == json({{"permanent", "1.1.0"}, {"current", "1.0.0"}, {"old", json::array()}}));
+    CHECK(listing(store) == "1.0.0:current 1.1.0:permanent");
+    CHECK(listing(ReleaseStore(root)) == "1.0.0:current 1.1.0:permanent");
+    CHECK(names_in(root / "releases") == std::vector<std::string>{"1.0.0", "1.1.0", "RELEASES.json"});
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a full disk while saving RELEASES.json keeps the old file and says so", "[releases][os]") {
+  Booted f;
+  f.os.fail("write", "/.RELEASES.json.", ENOSPC);
+  CHECK_THROWS_WITH(f.store.make_permanent("1.0.0"), Catch::StartsWith("cannot save " + f.releases_json.string()) &&
+                                                         Catch::Contains("No space left on device"));
+  f.unchanged();
+  f.store.make_permanent("1.0.0");  // space again: the same change goes through
+  CHECK(listing(f.store) == "1.0.0:permanent 1.1.0:old");
+}
+
+TEST_CASE("an I/O error while syncing or replacing RELEASES.json keeps the old file", "[releases][os]") {
+  Booted f;
+  f.os.fail("fsync", "/.RELEASES.json.", EIO);
+  CHECK_THROWS_WITH(f.store.mark_current("1.1.0"), Catch::Contains(f.releases_json.string()) &&
+                                                       Catch::Contains("Input/output error"));
+  f.unchanged();
+  f.os.fail("close", "/.RELEASES.json.", EIO);  // a write error reported late, by close
+  CHECK_THROWS_WITH(f.store.mark_current("1.1.0"), Catch::Contains(f.releases_json.string()) &&
+                                                       Catch::Contains("Input/output error"));
+  f.unchanged();
+  f.os.fail("rename", "/.RELEASES.json.", EIO);
+  CHECK_THROWS_WITH(f.store.mark_current("1.1.0"), Catch::Contains(f.releases_json.string()) &&
+                                                       Catch::Contains("Input/output error"));
+  f.unchanged();
+}
+
+TEST_CASE("remove puts the release back when RELEASES.json cannot be saved", "[releases][os]") {
+  Booted f;
+  f.store.make_permanent("1.0.0");  // 1.1.0 becomes old: removable
+  f.saved = read_file(f.releases_json);
+  f.os.fail("write", "/.RELEASES.json.", ENOSPC);
+  CHECK_THROWS_WITH(f.store.remove("1.1.0"), Catch::Contains("No space left on device"));
+  CHECK(read_file(f.releases_json) == f.saved);
+  CHECK(listing(f.store) == "1.0.0:permanent 1.1.0:old");
+  CHECK(f.store.exists("1.1.0"));
+  CHECK(names_in(f.root / "releases") == std::vector<std::string>{"1.0.0", "1.1.0", "RELEASES.json"});
+}
+
+// Two processes (here two stores on one root) saving at the same moment: with
+// one fixed temporary name, the second truncates and renames away the first's
+// file, and the first's rename then fails.
+TEST_CASE("two writers saving RELEASES.json at once each use a temporary file of their own", "[releases][os]") {
+  Booted first;
+  ReleaseStore second(first.root);
+  bool second_wrote = false;
+  first.os.set_hook([&](const std::string& call, const std::string& path) {
+    // After the first writer has written and closed its temporary file, just before its rename.
+    if (call != "rename" || path.find("RELEASES.json") == std::string::npos || second_wrote) return;
+    second_wrote = true;
+    second.make_permanent("1.0.0");
+  });
+  first.store.make_permanent("1.0.0");
+  CHECK(second_wrote);
+  CHECK(json::parse(read_file(first.releases_json)) ==
+        json({{"permanent", "1.0.0"}, {"current", nullptr}, {"old", {"1.1.0"}}}));
+  CHECK(listing(first.store) == "1.0.0:permanent 1.1.0:old");
+  CHECK(listing(second) == "1.0.0:permanent 1.1.0:old");
+  CHECK(names_in(first.root / "releases") == std::vector<std::string>{"1.0.0", "1.1.0", "RELEASES.json"});
+}
+
+TEST_CASE("a full disk while unpacking names the tarball, the entry and the reason", "[releases][unpack][os]") {
+  Fixture f;
+  const fs::path tarball = f.tarball("1.0.0");
+  f.os.fail("write", "/modules/arena-1.0.0.so", ENOSPC);
+  CHECK_THROWS_WITH(f.store.unpack(tarball), Catch::Contains("tarball " + tarball.string()) &&
+                                                 Catch::Contains("entry 'modules/arena-1.0.0.so'") &&
+                                                 Catch::Contains("No space left on device"));
+  CHECK(names_in(f.root / "releases").empty());  // the staging folder is gone
+  CHECK(f.store.unpack(tarball) == "1.0.0");     // space again: the same tarball unpacks
+}
+
+TEST_CASE("an I/O error while unpacking names the tarball and leaves nothing behind", "[releases][unpack][os]") {
+  Fixture f;
+  const fs::path tarball = f.tarball("1.0.0");
+  SECTION("a write error reported by close") {
+    f.os.fail("close", "/manifest.json", EIO);
+    CHECK_THROWS_WITH(f.store.unpack(tarball), Catch::Contains("tarball " + tarball.string()) &&
+                                                   Catch::Contains("entry 'manifest.json'") &&
+                                                   Catch::Contains("Input/output error"));
+  }
+  SECTION("syncing the unpacked files fails") {
+    f.os.fail("syncfs", "/.unpack-", EIO);
+    CHECK_THROWS_WITH(f.store.unpack(tarball), Catch::Contains("tarball " + tarball.string()) &&
+                                                   Catch::Contains("cannot sync") &&
+                                                   Catch::Contains("Input/output error"));
+  }
+  SECTION("a folder cannot be made") {
+    f.os.fail("mkdir", "/modules", ENOSPC);
+    CHECK_THROWS_WITH(f.store.unpack(tarball), Catch::Contains("tarball " + tarball.string()) &&
+                                                   Catch::Contains("No space left on device"));
+  }
+  CHECK(names_in(f.root / "releases").empty());
+  CHECK_FALSE(f.store.exists("1.0.0"));
 }

@@ -177,7 +177,7 @@ TEST_CASE("invalid runtime configs name the key and the problem", "[config]") {
     return json{{"listeners", {listener}}};
   };
   const std::vector<Case> table = {
-      {"not an object", json::array(), "runtime.json: expected an object, got array"},
+      {"not an object", json::array(), "runtime.json: expected a JSON object, got array"},
       {"unknown top-level key", {{"log_levle", "info"}}, "runtime.json: log_levle: unknown key"},
       {"unknown listener key",
        {{"listeners", {valid_listener(), {{"name", "b"}, {"prot", 1}, {"port", 1}, {"module", "m"}}}}},
@@ -194,7 +194,7 @@ TEST_CASE("invalid runtime configs name the key and the problem", "[config]") {
       {"zero where positive", {{"max_output_bytes", 0}}, "max_output_bytes: number 0 is out of range"},
       {"negative timeout", {{"shutdown_timeout_ms", -1}}, "shutdown_timeout_ms: number -1 is out of range"},
       {"listeners not an array", {{"listeners", json::object()}}, "listeners: expected an array, got object"},
-      {"listener not an object", {{"listeners", {"game"}}}, "listeners[0]: expected an object, got string 'game'"},
+      {"listener not an object", {{"listeners", {"game"}}}, "listeners[0]: expected a JSON object, got string 'game'"},
       {"missing port", {{"listeners", {{{"name", "game"}, {"module", "arena"}}}}}, "listeners[0].port: missing"},
       {"missing name", {{"listeners", {{{"port", 1}, {"module", "arena"}}}}}, "listeners[0].name: missing"},
       {"missing module", {{"listeners", {{{"name", "game"}, {"port", 1}}}}}, "listeners[0].module: missing"},
@@ -224,11 +224,11 @@ TEST_CASE("invalid runtime configs name the key and the problem", "[config]") {
       {"duplicate listener",
        {{"listeners", {valid_listener(), valid_listener()}}},
        "listeners[1].name: duplicate listener 'game' (already declared by listeners[0])"},
-      {"modules not an object", {{"modules", {1, 2}}}, "modules: expected an object, got array"},
+      {"modules not an object", {{"modules", {1, 2}}}, "modules: expected a JSON object, got array"},
       {"bad module key", {{"modules", {{"Arena", json::object()}}}}, "modules.Arena: 'Arena' is not a valid name"},
       {"module entry not an object",
        {{"modules", {{"arena", 10}}}},
-       "modules.arena: expected an object, got number 10"},
+       "modules.arena: expected a JSON object, got number 10"},
       {"tick_hz too high",
        {{"modules", {{"arena", {{"tick_hz", 1001}}}}}},
        "modules.arena.tick_hz: number 1001 is out of range (0..1000)"},

@@ -4,7 +4,6 @@
 
 #include <hotswap/appup/version_pattern.hpp>
 
-#include <boost/filesystem/path.hpp>
 #include <nlohmann/json.hpp>
 
 #include <chrono>
@@ -57,8 +56,7 @@ struct Appup {
 };
 
 // Validates and converts a parsed document. Throws InputError naming `source` and the field.
+// (Reading an appup file is the host's: host/release/release_files.hpp.)
 Appup parse_appup(const nlohmann::json& document, const std::string& source);
-// Reads and parses a file. Throws InputError (unreadable file, bad JSON, invalid content).
-Appup load_appup(const boost::filesystem::path& file);
 
 }  // namespace hotswap::appup

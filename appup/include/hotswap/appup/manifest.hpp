@@ -34,9 +34,8 @@ struct ReleaseManifest {
 
 // Validates names, versions, hashes and paths (relative, inside the release
 // folder, no ".."), unique module names, known dependencies. Throws InputError.
+// (Reading manifest.json is the host's: host/release/release_files.hpp.)
 ReleaseManifest parse_manifest(const nlohmann::json& document, const boost::filesystem::path& release_dir,
                                const std::string& source);
-// Reads <release_dir>/manifest.json.
-ReleaseManifest load_manifest(const boost::filesystem::path& release_dir);
 
 }  // namespace hotswap::appup

@@ -1,6 +1,6 @@
 // Plans the way from the running release to a target release: which modules
-// change, with which appup instructions, in which order. Pure logic: it reads
-// appup files but loads no code.
+// change, with which appup instructions, in which order. Pure logic: the
+// caller hands it the appups (the host reads them from the release folders).
 #pragma once
 
 #include <hotswap/appup/appup.hpp>
@@ -56,9 +56,8 @@ struct Plan {
   nlohmann::json to_json() const;
 };
 
-// Returns the appup of one module entry; the default reads entry.appup.
+// Returns the appup of one module entry (the host's reads the file entry.appup).
 using AppupSource = std::function<Appup(const ModuleEntry&)>;
-Appup load_appup_of(const ModuleEntry& entry);
 
 // Plans current -> target. The direction is an upgrade when target's version is
 // newer, a downgrade when older; equal versions are a PlanError. Per module:
@@ -72,7 +71,6 @@ Appup load_appup_of(const ModuleEntry& entry);
 // depends_on plus instruction depends_on); deletions come last. Throws PlanError
 // (no matching entry, a blue_green instruction, a dependency cycle naming its
 // members, inconsistent add/delete) or InputError (a malformed appup).
-Plan make_plan(const ReleaseManifest& current, const ReleaseManifest& target,
-               const AppupSource& appups = load_appup_of);
+Plan make_plan(const ReleaseManifest& current, const ReleaseManifest& target, const AppupSource& appups);
 
 }  // namespace hotswap::appup
