@@ -493,7 +493,7 @@ TEST_CASE("each command's --help shows its operands and options and exits 0") {
   CHECK_THAT(overview.out, Catch::Contains("64 usage"));
 }
 
-TEST_CASE("--root defaults to $HOTSWAP_ROOT") {
+TEST_CASE("the root defaults to $HOTSWAP_ROOT when --root is not given") {
   Root root;
   root.must("unpack " + tarball("1.0.0").string());
   Result r = run_shell("env HOTSWAP_ROOT='" + root.dir.string() + "' " HOTSWAP_BINARY " releases --json");
