@@ -1,11 +1,20 @@
 # The two quick-start commands (README.md):
 #   make demo   install what is missing, build, run the arena demo
-#   make test   install what is missing, build, run every test, then again under ASan+UBSan
+#   make test   install what is missing, build, run every test, then again under
+#               ASan+UBSan, then the threaded tests under TSan
+# And:
+#   make test-tsan     the tests that use threads and child processes, under ThreadSanitizer
+#   make test-stress   the whole release suite $(STRESS_RUNS) times in a row while CPU hogs keep every core busy
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
 JOBS ?= 2
+STRESS_RUNS ?= 3
+# The test programs that run threads or child processes: the live server, the
+# CLI against a daemon, the arena and the host (loader, executor).
+TSAN_TESTS ?= ^(server_tests|cli_tests|arena_tests|host_tests):
 
-.PHONY: deps build build-asan demo test test-release test-asan bench clean
+.PHONY: deps build build-asan build-tsan demo test test-release test-asan test-tsan test-stress bench clean
 
 deps:
 	@./scripts/install-deps.sh
@@ -18,6 +27,10 @@ build-asan: deps
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DHOTSWAP_SANITIZE=ON
 	cmake --build $(ASAN_BUILD) -j$(JOBS) --target hotswap_tests
 
+build-tsan: deps
+	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHOTSWAP_TSAN=ON
+	cmake --build $(TSAN_BUILD) -j$(JOBS) --target hotswap_tests
+
 demo: build
 	./scripts/demo.sh $(BUILD)
 
@@ -28,10 +41,32 @@ test-asan: build-asan
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure -j$(JOBS)
 
-test: test-release test-asan
+# Every process (test programs and the daemons they start) writes its reports
+# to tsan-reports/; the first report ends that process, and any report fails the run.
+test-tsan: build-tsan
+	@rm -rf $(TSAN_BUILD)/tsan-reports && mkdir -p $(TSAN_BUILD)/tsan-reports
+	cd $(TSAN_BUILD) && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 log_path=$(CURDIR)/$(TSAN_BUILD)/tsan-reports/report" \
+	  ctest --output-on-failure -j$(JOBS) -R '$(TSAN_TESTS)'; status=$$?; \
+	  if [ -n "$$(ls tsan-reports)" ]; then cat tsan-reports/*; echo "TSan reported data races (above)"; exit 1; fi; \
+	  exit $$status
+
+test: test-release test-asan test-tsan
+
+# Timing-dependent tests fail here: a busy loop per core competes with the suite.
+test-stress: build
+	@hogs=""; \
+	trap 'kill $$hogs 2>/dev/null' EXIT; \
+	trap 'exit 130' INT TERM; \
+	for i in $$(seq $$(nproc)); do yes >/dev/null & hogs="$$hogs $$!"; done; \
+	echo "test-stress: $$(nproc) CPU hogs running; the suite runs $(STRESS_RUNS) times"; \
+	for run in $$(seq $(STRESS_RUNS)); do \
+	  start=$$(date +%s); \
+	  (cd $(BUILD) && ctest --output-on-failure -j$(JOBS)) || { echo "test-stress: run $$run failed"; exit 1; }; \
+	  echo "test-stress: run $$run of $(STRESS_RUNS) passed in $$(( $$(date +%s) - start )) s"; \
+	done
 
 bench: build
 	./$(BUILD)/bench/hotswap_bench
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)

@@ -2,8 +2,15 @@
 
 #include <spdlog/spdlog.h>
 
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <array>
+#include <cerrno>
+#include <cstring>
 #include <deque>
+#include <stdexcept>
 
 namespace hotswap::host {
 
@@ -21,17 +28,16 @@ struct NetworkServer::Timer {
   hotswap_timer_id id;
   std::string module;
   uint64_t repeat_ms, tag;
-  asio::steady_timer timer;
-  Timer(asio::io_context& io, hotswap_timer_id i, std::string m, uint64_t r, uint64_t t)
-      : id(i), module(std::move(m)), repeat_ms(r), tag(t), timer(io) {}
+  std::unique_ptr<TimerSource::Alarm> alarm;
+  Timer(hotswap_timer_id i, std::string m, uint64_t r, uint64_t t) : id(i), module(std::move(m)), repeat_ms(r), tag(t) {}
 };
 
 struct NetworkServer::Tick {
   std::string module;
-  std::chrono::nanoseconds period;
-  asio::steady_timer timer;
-  std::chrono::steady_clock::time_point next;
-  Tick(asio::io_context& io, std::string m, std::chrono::nanoseconds p) : module(std::move(m)), period(p), timer(io) {}
+  TimerSource::Duration period;
+  TimerSource::Duration next{};
+  std::unique_ptr<TimerSource::Alarm> alarm;
+  Tick(std::string m, TimerSource::Duration p) : module(std::move(m)), period(p) {}
 };
 
 // One client connection. Reads frames and hands them to the owning module;
@@ -220,7 +226,14 @@ class NetworkServer::Connection : public std::enable_shared_from_this<Connection
   hotswap_disconnect_reason reason_ = HOTSWAP_DISCONNECT_PEER_CLOSED;
 };
 
-NetworkServer::NetworkServer(asio::io_context& io, ModuleRegistry& registry) : io_(io), registry_(registry) {}
+NetworkServer::NetworkServer(asio::io_context& io, ModuleRegistry& registry)
+    : io_(io), registry_(registry), timer_source_(std::make_shared<AsioTimerSource>(io)) {}
+
+void NetworkServer::set_timer_source(std::shared_ptr<TimerSource> source) {
+  if (!timers_.empty() || !ticks_.empty())
+    throw std::logic_error("the timer source cannot change while timers or ticks are armed");
+  timer_source_ = std::move(source);
+}
 
 NetworkServer::~NetworkServer() {
   for (auto& l : listeners_) {
@@ -237,7 +250,14 @@ uint16_t NetworkServer::listen(const ListenerConfig& config) {
   auto address = asio::ip::make_address(config.address, ec);
   if (ec) throw std::runtime_error("listener " + config.name + ": invalid address '" + config.address + "'");
   tcp::endpoint endpoint(address, config.port);
-  listener->acceptor.open(endpoint.protocol(), ec);
+  // Close-on-exec from the start: anything the host execs (a handover's new
+  // process, a helper) must not inherit a listener by accident.
+  int fd = ::socket(endpoint.protocol().family(), SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
+  if (fd < 0)
+    ec.assign(errno, boost::system::system_category());
+  else if (listener->acceptor.assign(endpoint.protocol(), fd, ec); ec)
+    ::close(fd);  // not adopted, so still ours
+  if (!ec) listener->acceptor.non_blocking(true, ec);
   if (!ec) listener->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
   if (!ec) listener->acceptor.bind(endpoint, ec);
   if (!ec) listener->acceptor.listen(asio::socket_base::max_listen_connections, ec);
@@ -252,27 +272,57 @@ uint16_t NetworkServer::listen(const ListenerConfig& config) {
   return listener->config.port;
 }
 
+// Asio's accept cannot ask for SOCK_CLOEXEC, so the loop waits for the
+// listener to be readable and accepts with accept4 itself.
 void NetworkServer::accept_next(const std::shared_ptr<Listener>& listener) {
   if (!listener->accepting) return;
-  listener->acceptor.async_accept([this, listener](boost::system::error_code ec, tcp::socket socket) {
+  listener->acceptor.async_wait(tcp::acceptor::wait_read, [this, listener](boost::system::error_code ec) {
     if (!listener->accepting) return;
     if (ec) {
       if (ec == asio::error::operation_aborted) return;
-      spdlog::warn("listener {}: accept failed: {}", listener->config.name, ec.message());
-      // Out of descriptors (or another resource): accepting again at once would
-      // spin on the same error; pending clients wait in the backlog meanwhile.
-      auto retry = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(100));
-      retry->async_wait([this, listener, retry](boost::system::error_code) { accept_next(listener); });
+      spdlog::warn("listener {}: waiting for connections failed: {}", listener->config.name, ec.message());
+    } else if (accept_ready(listener)) {
+      accept_next(listener);
       return;
-    } else {
-      hotswap_conn_id id = next_conn_id_++;
-      auto connection = std::make_shared<Connection>(*this, std::move(socket), id, listener);
-      connections_.emplace(id, connection);
-      ++stats_.accepted;
-      connection->start();
     }
-    accept_next(listener);
+    // Out of descriptors (or another resource): accepting again at once would
+    // spin on the same error; pending clients wait in the backlog meanwhile.
+    auto retry = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(100));
+    retry->async_wait([this, listener, retry](boost::system::error_code) { accept_next(listener); });
   });
+}
+
+bool NetworkServer::accept_ready(const std::shared_ptr<Listener>& listener) {
+  // Bounded, so that one busy listener cannot starve the rest of the loop.
+  for (int accepted = 0; accepted < 64 && listener->accepting; ++accepted) {
+    int fd = ::accept4(listener->acceptor.native_handle(), nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) {
+      int error = errno;
+      if (error == EAGAIN || error == EWOULDBLOCK) return true;
+      // The connection died in the backlog, or a network error that accept(2)
+      // says to treat like EAGAIN: move on to the next one.
+      if (error == EINTR || error == ECONNABORTED || error == EPROTO || error == ENETDOWN || error == ENOPROTOOPT ||
+          error == EHOSTDOWN || error == ENONET || error == EHOSTUNREACH || error == EOPNOTSUPP ||
+          error == ENETUNREACH)
+        continue;
+      spdlog::warn("listener {}: accept failed: {}", listener->config.name, std::strerror(error));
+      return false;
+    }
+    tcp::socket socket(io_);
+    boost::system::error_code ec;
+    socket.assign(listener->acceptor.local_endpoint(ec).protocol(), fd, ec);
+    if (ec) {
+      ::close(fd);
+      spdlog::warn("listener {}: cannot adopt an accepted connection: {}", listener->config.name, ec.message());
+      continue;
+    }
+    hotswap_conn_id id = next_conn_id_++;
+    auto connection = std::make_shared<Connection>(*this, std::move(socket), id, listener);
+    connections_.emplace(id, connection);
+    ++stats_.accepted;
+    connection->start();
+  }
+  return true;
 }
 
 void NetworkServer::stop_accepting() {
@@ -330,15 +380,17 @@ hotswap_status NetworkServer::close(std::string_view module, hotswap_conn_id con
 
 void NetworkServer::schedule_timer(ModuleSlot& owner, hotswap_timer_id id, uint64_t delay_ms, uint64_t repeat_ms,
                                    uint64_t tag) {
-  auto timer = std::make_shared<Timer>(io_, id, owner.name(), repeat_ms, tag);
+  auto timer = std::make_shared<Timer>(id, owner.name(), repeat_ms, tag);
   timers_[id] = timer;
   arm_timer(timer, delay_ms);
 }
 
 void NetworkServer::arm_timer(const std::shared_ptr<Timer>& timer, uint64_t delay_ms) {
-  timer->timer.expires_after(std::chrono::milliseconds(delay_ms));
-  timer->timer.async_wait([this, timer](boost::system::error_code ec) {
-    if (ec) return;
+  TimerSource::Duration due = timer_source_->now() + std::chrono::milliseconds(delay_ms);
+  // Weak: a cancelled timer is erased from timers_ and must not be kept alive by its own alarm.
+  timer->alarm = timer_source_->schedule(due, [this, weak = std::weak_ptr<Timer>(timer)] {
+    std::shared_ptr<Timer> timer = weak.lock();
+    if (!timer) return;
     auto it = timers_.find(timer->id);
     if (it == timers_.end() || it->second != timer) return;
     bool last = timer->repeat_ms == 0;
@@ -349,14 +401,15 @@ void NetworkServer::arm_timer(const std::shared_ptr<Timer>& timer, uint64_t dela
       return;
     }
     registry_.deliver_timer(*slot, timer->id, timer->tag, last);
-    if (!last && timers_.count(timer->id)) arm_timer(timer, timer->repeat_ms);
+    auto still = timers_.find(timer->id);
+    if (!last && still != timers_.end() && still->second == timer) arm_timer(timer, timer->repeat_ms);
   });
 }
 
 bool NetworkServer::cancel_timer(hotswap_timer_id id) {
   auto it = timers_.find(id);
   if (it == timers_.end()) return false;
-  it->second->timer.cancel();
+  it->second->alarm.reset();
   timers_.erase(it);
   return true;
 }
@@ -364,27 +417,30 @@ bool NetworkServer::cancel_timer(hotswap_timer_id id) {
 void NetworkServer::set_tick_rate(const std::string& module, double hz) {
   auto it = ticks_.find(module);
   if (it != ticks_.end()) {
-    it->second->timer.cancel();
+    it->second->alarm.reset();
     ticks_.erase(it);
   }
   if (hz <= 0) return;
-  auto period = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(1.0 / hz));
-  auto tick = std::make_shared<Tick>(io_, module, period);
-  tick->next = std::chrono::steady_clock::now() + period;
+  auto period = std::chrono::duration_cast<TimerSource::Duration>(std::chrono::duration<double>(1.0 / hz));
+  auto tick = std::make_shared<Tick>(module, period);
+  tick->next = timer_source_->now() + period;
   ticks_[module] = tick;
   arm_tick(tick);
 }
 
 void NetworkServer::arm_tick(const std::shared_ptr<Tick>& tick) {
-  tick->timer.expires_at(tick->next);
-  tick->timer.async_wait([this, tick](boost::system::error_code ec) {
-    if (ec) return;
+  tick->alarm = timer_source_->schedule(tick->next, [this, weak = std::weak_ptr<Tick>(tick)] {
+    std::shared_ptr<Tick> tick = weak.lock();
+    if (!tick) return;
     auto it = ticks_.find(tick->module);
     if (it == ticks_.end() || it->second != tick) return;
     if (ModuleSlot* slot = registry_.find(tick->module)) registry_.deliver_tick(*slot);
+    // The delivery may have reached code that changed or stopped this tick.
+    it = ticks_.find(tick->module);
+    if (it == ticks_.end() || it->second != tick) return;
     // Fixed rate: the next tick is due one period after the previous one was due,
     // unless we fell far behind (then skip ahead rather than burst).
-    auto now = std::chrono::steady_clock::now();
+    auto now = timer_source_->now();
     tick->next += tick->period;
     if (tick->next + 10 * tick->period < now) tick->next = now + tick->period;
     arm_tick(tick);
@@ -394,9 +450,7 @@ void NetworkServer::arm_tick(const std::shared_ptr<Tick>& tick) {
 void NetworkServer::shutdown(std::chrono::milliseconds timeout, std::function<void()> done) {
   shutting_down_ = true;
   stop_accepting();
-  for (auto& [module, tick] : ticks_) tick->timer.cancel();
-  ticks_.clear();
-  for (auto& [id, timer] : timers_) timer->timer.cancel();
+  ticks_.clear();  // their alarms are cancelled as they go
   timers_.clear();
   if (connections_.empty()) {
     asio::post(io_, std::move(done));

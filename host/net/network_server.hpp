@@ -14,6 +14,7 @@
 
 #include "core/host_services.hpp"
 #include "core/module_registry.hpp"
+#include "net/timer_source.hpp"
 #include "release/runtime_config.hpp"
 
 namespace hotswap::host {
@@ -45,6 +46,13 @@ class NetworkServer : public HostServices {
 
   void set_limits(const ServerLimits& limits) { limits_ = limits; }
 
+  // The clock that drives module timers, ticks and now_ms (the steady clock by
+  // default). Replace it only before any timer or tick is armed (throws
+  // std::logic_error otherwise). Host-side timeouts (graceful shutdown, accept
+  // retry) stay on the real clock: they bound waits, they are not module time.
+  void set_timer_source(std::shared_ptr<TimerSource> source);
+  TimerSource& timer_source() { return *timer_source_; }
+
   // Binds and starts accepting; returns the bound port (the OS's pick for port 0).
   // Throws std::runtime_error naming the listener and address when binding fails.
   uint16_t listen(const ListenerConfig& config);
@@ -70,6 +78,7 @@ class NetworkServer : public HostServices {
   void schedule_timer(ModuleSlot& owner, hotswap_timer_id id, uint64_t delay_ms, uint64_t repeat_ms,
                       uint64_t tag) override;
   bool cancel_timer(hotswap_timer_id id) override;
+  uint64_t now_ms() const override { return timer_source_->now_ms(); }
 
  private:
   class Connection;
@@ -79,12 +88,16 @@ class NetworkServer : public HostServices {
   friend class Connection;
 
   void accept_next(const std::shared_ptr<Listener>& listener);
+  // Accepts what the backlog holds; false after an error that calls for a pause.
+  bool accept_ready(const std::shared_ptr<Listener>& listener);
   void connection_closed(hotswap_conn_id id, hotswap_disconnect_reason reason, const std::string& module);
   void arm_timer(const std::shared_ptr<Timer>& timer, uint64_t delay_ms);
   void arm_tick(const std::shared_ptr<Tick>& tick);
 
   boost::asio::io_context& io_;
   ModuleRegistry& registry_;
+  // Declared before the timers and ticks: their alarms must not outlive it.
+  std::shared_ptr<TimerSource> timer_source_;
   ServerLimits limits_;
   ServerStats stats_;
   hotswap_conn_id next_conn_id_ = 1;

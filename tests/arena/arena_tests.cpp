@@ -16,12 +16,10 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
-#include <chrono>
 #include <map>
 #include <optional>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 namespace fs = boost::filesystem;
@@ -360,15 +358,26 @@ TEST_CASE("2.0.0 regenerates 1 health per second up to max_health") {
   auto health = [&] { return words(s.ask(1, "2 whoami"))[6]; };
   CHECK(health() == "98");
 
-  s.registry.deliver_tick(s.arena());  // the first tick starts the clock
-  std::this_thread::sleep_for(std::chrono::milliseconds(1050));
-  s.registry.deliver_tick(s.arena());
+  // The module reads the time through the host (monotonic_ms); the test's clock moves only when told.
+  auto tick_after = [&](uint64_t ms) {
+    s.services.advance(s.registry, ms);
+    s.registry.deliver_tick(s.arena());
+  };
+  tick_after(0);  // the first tick starts the regeneration clock
+  tick_after(999);
+  CHECK(health() == "98");  // not yet a whole second
+  tick_after(1);
   CHECK(health() == "99");
-  s.registry.deliver_tick(s.arena());  // less than a second later: nothing
+  tick_after(500);
   CHECK(health() == "99");
-  std::this_thread::sleep_for(std::chrono::milliseconds(2000));
-  s.registry.deliver_tick(s.arena());
+  tick_after(2000);  // 2.5 s since the last regeneration: 2 whole seconds count
   CHECK(health() == "100");  // 99 + 2, capped
+  // The half second left over counts towards the next regeneration.
+  s.ask(2, "1 join bob");
+  CHECK(words(s.ask(2, "2 whoami"))[6] == "98");
+  tick_after(1500);
+  CHECK(words(s.ask(2, "3 whoami"))[6] == "100");
+  CHECK(health() == "100");
 }
 
 TEST_CASE("an update with a bad extra rolls back, and 1.1.0 serves on unchanged") {

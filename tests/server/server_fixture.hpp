@@ -1,20 +1,25 @@
 // A hotswap root on disk built from the test modules, a Runtime serving it on
-// a background thread, and a load client that checks every reply.
+// a background thread with a clock that moves only when the test says so, and
+// a load client that checks every reply. Nothing here asserts: the test's main
+// thread does, with what these helpers return (Catch2 v2 is not thread-safe).
 #pragma once
 
-#include <atomic>
 #include <boost/asio.hpp>
 #include <boost/filesystem.hpp>
+#include <chrono>
+#include <condition_variable>
 #include <fstream>
 #include <future>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "admin/admin_commands.hpp"
-#include "runtime.hpp"
 #include "core/sha256.hpp"
+#include "net/timer_source.hpp"
+#include "runtime.hpp"
 
 namespace hotswap::test {
 
@@ -98,10 +103,12 @@ inline nlohmann::json counter_runtime(size_t max_output_bytes = 1 << 20, size_t 
           {"modules", {{"counter", {{"tick_hz", 50}}}}}};
 }
 
-// Runs a booted Runtime's event loop on a background thread.
+// Runs a booted Runtime's event loop on a background thread. Module time
+// (timers, ticks, monotonic_ms) stands still until advance_ms().
 class RunningHost {
  public:
   explicit RunningHost(const fs::path& root) : runtime_(root) {
+    runtime_.server().set_timer_source(clock_);
     runtime_.boot();
     thread_ = std::thread([this] { runtime_.io().run(); });
   }
@@ -112,6 +119,24 @@ class RunningHost {
   host::Runtime& runtime() { return runtime_; }
   uint16_t port(size_t listener = 0) {
     return on_loop([this, listener] { return runtime_.server().listeners().at(listener).port; });
+  }
+
+  // Moves module time forward on the loop thread; the timers and ticks that fall
+  // due have fired, in order, when this returns.
+  void advance_ms(uint64_t ms) {
+    on_loop([this, ms] { clock_->advance_ms(ms); });
+  }
+
+  // Evaluates `condition` on the loop thread until it holds; false when it
+  // still does not after `limit`. For effects the loop applies after a post
+  // (a disconnect is delivered in a later turn than the socket is closed).
+  template <class Condition>
+  bool wait_on_loop(Condition condition, std::chrono::seconds limit = std::chrono::seconds(60)) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    do {
+      if (on_loop(condition)) return true;
+    } while (std::chrono::steady_clock::now() < deadline);
+    return false;
   }
 
   // Runs fn on the loop thread and returns its result.
@@ -135,6 +160,7 @@ class RunningHost {
   }
 
  private:
+  std::shared_ptr<host::ManualTimerSource> clock_ = std::make_shared<host::ManualTimerSource>();
   host::Runtime runtime_;
   std::thread thread_;
 };
@@ -144,7 +170,7 @@ class RunningHost {
 class LoadClient {
  public:
   struct Totals {
-    uint64_t opened = 0, dropped = 0, sent = 0, replies = 0, out_of_order = 0, unexpected = 0;
+    uint64_t opened = 0, dropped = 0, sent = 0, replies = 0, out_of_order = 0, unexpected = 0, outstanding = 0;
   };
 
   LoadClient(uint16_t port, size_t connections) : port_(port) {
@@ -163,13 +189,21 @@ class LoadClient {
     thread_ = std::thread([this] { io_.run(); });
   }
 
-  // Stops sending, waits for outstanding replies, closes.
+  // Waits until at least `at_least` replies have arrived; false when they did
+  // not within `limit` (a generous bound that only a broken server reaches).
+  bool wait_for_replies(uint64_t at_least, std::chrono::seconds limit = std::chrono::seconds(120)) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    return progress_.wait_for(lock, limit, [&] { return replies_ >= at_least; });
+  }
+
+  // Stops sending, waits for outstanding replies, closes. Totals::outstanding
+  // counts the requests whose replies never came.
   Totals stop() {
     if (!thread_.joinable()) return totals_;
     boost::asio::post(io_, [this] { stopping_ = true; });
-    for (int i = 0; i < 500; ++i) {
-      if (outstanding_.load() == 0) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      progress_.wait_for(lock, std::chrono::seconds(60), [&] { return outstanding_ == 0; });
     }
     boost::asio::post(io_, [this] {
       for (auto& c : conns_) {
@@ -179,10 +213,14 @@ class LoadClient {
       }
     });
     thread_.join();
+    totals_.outstanding = outstanding_;
     return totals_;
   }
 
-  uint64_t replies() const { return replies_.load(); }
+  uint64_t replies() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return replies_;
+  }
 
  private:
   struct Conn {
@@ -200,7 +238,10 @@ class LoadClient {
     c.awaiting = c.next_tag++;
     c.out = "add 1 #" + std::to_string(c.awaiting) + "\n";
     ++totals_.sent;
-    ++outstanding_;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ++outstanding_;
+    }
     boost::asio::async_write(c.socket, boost::asio::buffer(c.out), [this, &c](boost::system::error_code ec, size_t) {
       if (ec && !c.closing) ++totals_.dropped;
     });
@@ -221,8 +262,12 @@ class LoadClient {
         ++totals_.out_of_order;
       } else {
         ++totals_.replies;
-        ++replies_;
-        --outstanding_;
+        {
+          std::lock_guard<std::mutex> lock(mutex_);
+          ++replies_;
+          --outstanding_;
+        }
+        progress_.notify_all();
         send(c);
       }
       read(c);
@@ -234,9 +279,11 @@ class LoadClient {
   std::vector<std::unique_ptr<Conn>> conns_;
   std::thread thread_;
   Totals totals_;
-  bool stopping_ = false;
-  std::atomic<uint64_t> outstanding_{0};
-  std::atomic<uint64_t> replies_{0};
+  bool stopping_ = false;  // client thread only
+  mutable std::mutex mutex_;
+  std::condition_variable progress_;
+  uint64_t outstanding_ = 0;  // guarded by mutex_
+  uint64_t replies_ = 0;      // guarded by mutex_
 };
 
 }  // namespace hotswap::test

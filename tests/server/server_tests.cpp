@@ -1,5 +1,8 @@
 // The live server: upgrades under traffic with zero drops, rollback under
 // traffic, and misbehaving clients that must affect only themselves.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <catch2/catch.hpp>
@@ -13,11 +16,6 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
 namespace {
-
-void wait_for_replies(const LoadClient& client, uint64_t at_least) {
-  for (int i = 0; i < 1000 && client.replies() < at_least; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-}
 
 // Asks the counter for its total on a fresh connection.
 uint64_t counter_total(uint16_t port) {
@@ -63,22 +61,25 @@ TEST_CASE("200 connections keep every reply, in order, through 50 upgrade/downgr
   uint16_t port = server.host->port();
   LoadClient client(port, 200);
   client.start();
-  wait_for_replies(client, 2000);
+  REQUIRE(client.wait_for_replies(2000));
   for (int cycle = 0; cycle < 50; ++cycle) {
     uint64_t before = client.replies();
+    server.host->advance_ms(100);  // 5 ticks at 50 Hz between swaps: the tick count migrates too
     auto up = server.host->upgrade("2.0.0");
     INFO("cycle " << cycle << ": " << up.summary());
     REQUIRE(up.committed());
-    wait_for_replies(client, before + 400);
+    REQUIRE(client.wait_for_replies(before + 400));
+    server.host->advance_ms(100);
     auto down = server.host->upgrade("1.0.0");
     INFO("cycle " << cycle << ": " << down.summary());
     REQUIRE(down.committed());
     REQUIRE(down.direction == hotswap::appup::Direction::Downgrade);
-    wait_for_replies(client, before + 800);
+    REQUIRE(client.wait_for_replies(before + 800));
   }
   CHECK(server.host->on_loop([&] { return server.host->runtime().server().connection_count(); }) == 200);
   LoadClient::Totals totals = client.stop();
   CHECK(totals.opened == 200);
+  CHECK(totals.outstanding == 0);
   CHECK(totals.dropped == 0);
   CHECK(totals.out_of_order == 0);
   CHECK(totals.unexpected == 0);
@@ -96,15 +97,16 @@ TEST_CASE("a migration that fails under traffic rolls back with no connection dr
   uint16_t port = server.host->port();
   LoadClient client(port, 50);
   client.start();
-  wait_for_replies(client, 500);
+  REQUIRE(client.wait_for_replies(500));
   for (int i = 0; i < 5; ++i) {
     uint64_t before = client.replies();
     auto report = server.host->upgrade("2.0.1");
     CHECK(report.outcome == hotswap::host::UpgradeReport::Outcome::RolledBack);
     CHECK_THAT(report.error, Catch::Contains("migration failed on purpose"));
-    wait_for_replies(client, before + 200);
+    REQUIRE(client.wait_for_replies(before + 200));
   }
   LoadClient::Totals totals = client.stop();
+  CHECK(totals.outstanding == 0);
   CHECK(totals.dropped == 0);
   CHECK(totals.out_of_order == 0);
   CHECK(totals.sent == totals.replies);
@@ -162,8 +164,9 @@ TEST_CASE("misbehaving clients are closed one by one while the others are served
     CHECK(closed);
   }
   uint64_t before = good.replies();
-  wait_for_replies(good, before + 200);
+  CHECK(good.wait_for_replies(before + 200));
   LoadClient::Totals totals = good.stop();
+  CHECK(totals.outstanding == 0);
   CHECK(totals.dropped == 0);
   CHECK(totals.out_of_order == 0);
   CHECK(totals.sent == totals.replies);
@@ -195,7 +198,9 @@ TEST_CASE("a timer armed by the old version fires into the new one after an upgr
   asio::streambuf in;
   asio::write(s, asio::buffer(std::string("timer 300 #1\n")));
   CHECK(read_line(s, in) == "v1 timer armed #1");
+  server.host->advance_ms(299);  // not due yet: had it fired, v1 would answer first below
   REQUIRE(server.host->upgrade("2.0.0").committed());
+  server.host->advance_ms(1);
   CHECK(read_line(s, in) == "v2 timer fired");
 }
 
@@ -237,12 +242,12 @@ TEST_CASE("a module that closes a connection from on_message is told of it after
   q.connect({asio::ip::make_address("127.0.0.1"), server.host->port()});
   asio::write(q, asio::buffer(std::string("quit\n")));
   CHECK(closed_by_server(q));
+  // The disconnect reaches the module in a later loop turn than the close the client saw.
   std::string report;
-  for (int i = 0; i < 100 && report.find("\"disconnects\":2") == std::string::npos; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    report = server.host->on_loop(
-        [&] { return server.host->runtime().registry().find("counter")->active().run_task("disconnects", "null"); });
-  }
+  server.host->wait_on_loop([&] {
+    report = server.host->runtime().registry().find("counter")->active().run_task("disconnects", "null");
+    return report.find("\"disconnects\":2") != std::string::npos;
+  });
   CHECK(report == "{\"disconnects\":2,\"reentered\":false}");
 }
 
@@ -257,4 +262,120 @@ TEST_CASE("a graceful stop tells the modules first and writes their last words b
   asio::post(server.host->runtime().io(), [&] { server.host->runtime().stop(); });
   CHECK(read_line(s, in) == "v1 goodbye");
   CHECK(closed_by_server(s));
+}
+
+TEST_CASE("module ticks and timers follow the server's clock, not the wall clock") {
+  CounterServer server;  // counter ticks at 50 Hz
+  auto ticks = [&] {
+    return server.host->on_loop([&] { return server.host->runtime().registry().find("counter")->tick_number(); });
+  };
+  CHECK(ticks() == 0);
+  server.host->advance_ms(19);
+  CHECK(ticks() == 0);
+  server.host->advance_ms(1);
+  CHECK(ticks() == 1);
+  server.host->advance_ms(980);
+  CHECK(ticks() == 50);
+  CHECK(server.host->on_loop([&] { return server.host->runtime().server().now_ms(); }) ==
+        server.host->on_loop([&] { return server.host->runtime().server().timer_source().now_ms(); }));
+}
+
+namespace {
+
+struct SocketFd {
+  int fd;
+  bool connected;
+};
+
+// This process's IPv4 sockets whose local port is `port`: a listener (no peer)
+// and the connections it accepted. A client's own socket has another local port.
+std::vector<SocketFd> sockets_on_port(uint16_t port) {
+  std::vector<SocketFd> out;
+  for (const auto& entry : boost::filesystem::directory_iterator("/proc/self/fd")) {
+    int fd = std::stoi(entry.path().filename().string());
+    sockaddr_in local{};
+    socklen_t length = sizeof local;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &length) != 0 || local.sin_family != AF_INET) continue;
+    if (ntohs(local.sin_port) != port) continue;
+    sockaddr_in peer{};
+    length = sizeof peer;
+    out.push_back({fd, ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &length) == 0});
+  }
+  return out;
+}
+
+bool close_on_exec(int fd) {
+  int flags = ::fcntl(fd, F_GETFD);
+  return flags >= 0 && (flags & FD_CLOEXEC) != 0;
+}
+
+}  // namespace
+
+TEST_CASE("listening sockets and accepted connections are close-on-exec") {
+  CounterServer server;
+  for (size_t listener : {0, 1}) {
+    uint16_t port = server.host->port(listener);
+    asio::io_context io;
+    tcp::socket s(io);
+    s.connect({asio::ip::make_address("127.0.0.1"), port});
+    asio::streambuf in;
+    if (listener == 0) {
+      asio::write(s, asio::buffer(std::string("get #1\n")));
+      CHECK(read_line(s, in) == "v1 total=0 #1");
+    } else {
+      asio::write(s, asio::buffer(frame("get #1")));
+      unsigned char header[4];
+      asio::read(s, asio::buffer(header));  // answered, so accepted
+    }
+    std::vector<SocketFd> sockets = sockets_on_port(port);
+    INFO("listener " << listener << " on port " << port);
+    REQUIRE(sockets.size() == 2);
+    for (const SocketFd& socket : sockets) {
+      INFO((socket.connected ? "accepted connection" : "listener") << " fd " << socket.fd);
+      CHECK(close_on_exec(socket.fd));
+    }
+    CHECK(sockets[0].connected != sockets[1].connected);
+  }
+}
+
+TEST_CASE("a module can neither send to nor close another module's connection") {
+  TestRoot root;
+  nlohmann::json runtime = hotswap::test::counter_runtime();
+  runtime["listeners"].push_back({{"name", "sneak"},
+                                  {"address", "127.0.0.1"},
+                                  {"port", 0},
+                                  {"framing", "line"},
+                                  {"max_frame_bytes", 1024},
+                                  {"module", "intruder"}});
+  root.add_release("1.0.0", {{"counter", "1.0.0"}, {"intruder", "1.0.0"}}, runtime);
+  RunningHost host(root.dir());
+  asio::io_context io;
+  tcp::socket victim(io), intruder(io);
+  asio::streambuf victim_in, intruder_in;
+  victim.connect({asio::ip::make_address("127.0.0.1"), host.port(0)});
+  asio::write(victim, asio::buffer(std::string("add 4 #1\n")));
+  REQUIRE(read_line(victim, victim_in) == "v1 total=4 #1");
+  intruder.connect({asio::ip::make_address("127.0.0.1"), host.port(2)});
+  auto ask_intruder = [&](const std::string& request) {
+    asio::write(intruder, asio::buffer(request + "\n"));
+    return read_line(intruder, intruder_in);
+  };
+  std::string whoami = ask_intruder("whoami");
+  REQUIRE(whoami.rfind("conn ", 0) == 0);
+  uint64_t own = std::stoull(whoami.substr(5));
+  // Ids follow accept order, and the victim was accepted (it was answered)
+  // before the intruder connected, with no other connection in between.
+  REQUIRE(own >= 2);
+  const std::string victim_id = std::to_string(own - 1);
+
+  CHECK(ask_intruder("send " + victim_id + " you have been hacked") == "send refused");
+  CHECK(ask_intruder("close " + victim_id) == "close refused");
+  // The same calls on its own connection work: the refusals above are about ownership.
+  CHECK(ask_intruder("send " + std::to_string(own) + " note to self") == "note to self");
+  CHECK(read_line(intruder, intruder_in) == "send ok");
+
+  // The victim heard nothing from the intruder and is still served.
+  asio::write(victim, asio::buffer(std::string("get #2\n")));
+  CHECK(read_line(victim, victim_in) == "v1 total=4 #2");
+  CHECK(host.on_loop([&] { return host.runtime().server().connection_count(); }) == 2);
 }
