@@ -112,7 +112,10 @@ class Host {
 // so a big blob is copied once. The SDK flushes after export_state/migrate_down.
 class StateWriter {
  public:
-  StateWriter(const hotswap_host_api* api, hotswap_buffer* out) : api_(api), out_(out) {}
+  // Throws StateError when the host's table lacks buffer_append (checked once, here).
+  StateWriter(const hotswap_host_api* api, hotswap_buffer* out) : api_(api), out_(out) {
+    if (!HOTSWAP_HOST_HAS(api_, buffer_append)) throw StateError("host has no buffer_append");
+  }
   StateWriter(const StateWriter&) = delete;
   StateWriter& operator=(const StateWriter&) = delete;
 
@@ -163,8 +166,7 @@ class StateWriter {
  private:
   static constexpr size_t kChunk = 16 * 1024;
   void append(const void* data, size_t size) {
-    if (!HOTSWAP_HOST_HAS(api_, buffer_append) || api_->buffer_append(out_, data, size) != HOTSWAP_OK)
-      throw StateError("host refused to grow the state buffer");
+    if (api_->buffer_append(out_, data, size) != HOTSWAP_OK) throw StateError("host refused to grow the state buffer");
   }
   const hotswap_host_api* api_;
   hotswap_buffer* out_;
