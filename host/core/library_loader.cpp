@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstring>
 
+#include "core/module_call.hpp"
 #include "core/sha256.hpp"
 
 namespace fs = boost::filesystem;
@@ -138,7 +139,12 @@ std::shared_ptr<LoadedLibrary> LibraryLoader::load(const fs::path& file, const L
     throw LoadError(Kind::MissingEntry, file.string() +
                                             " has no entry symbol " HOTSWAP_ENTRY_SYMBOL
                                             ": it was not built as a hotswap module (HOTSWAP_MODULE macro)");
-  const hotswap_module_descriptor* d = entry();
+  const hotswap_module_descriptor* d = nullptr;
+  if (call_module(nullptr, [&] {
+        d = entry();
+        return HOTSWAP_OK;
+      }) != HOTSWAP_OK)
+    throw LoadError(Kind::BadDescriptor, file.string() + ": the entry symbol " + kThrewAcrossAbi);
   if (d == nullptr) throw LoadError(Kind::BadDescriptor, file.string() + ": the entry symbol returned no descriptor");
   std::string supported = std::to_string(HOTSWAP_ABI_VERSION_MIN) + ".." + std::to_string(HOTSWAP_ABI_VERSION);
   if (d->abi_version > HOTSWAP_ABI_VERSION)
