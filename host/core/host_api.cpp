@@ -1,8 +1,11 @@
 // The host function table of module.h: what a module may ask of the host.
-// C ABI: nothing here may throw.
+// C ABI: nothing here may throw. A detached context (an instance that no longer
+// serves: module.h, destroy()) reaches nothing: HOTSWAP_NOT_FOUND.
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <new>
+#include <stdexcept>
 
 #include "core/module_instance.hpp"
 #include "core/module_registry.hpp"
@@ -11,6 +14,21 @@ namespace hotswap::host {
 namespace {
 
 hotswap::host::ModuleRegistry& registry_of(hotswap_host_ctx* ctx) { return *ctx->registry; }
+
+// The status for the exception being handled (call from a catch block): running
+// out of memory, or asking for more than a container can hold, is a limit the
+// module may hit and back off from; anything else is a host error.
+hotswap_status status_of_current_exception() noexcept {
+  try {
+    throw;
+  } catch (const std::bad_alloc&) {
+    return HOTSWAP_LIMIT;
+  } catch (const std::length_error&) {
+    return HOTSWAP_LIMIT;
+  } catch (...) {
+    return HOTSWAP_ERROR;
+  }
+}
 
 void api_log(hotswap_host_ctx* ctx, hotswap_log_level level, const char* message) {
   static const spdlog::level::level_enum levels[] = {spdlog::level::trace, spdlog::level::debug, spdlog::level::info,
@@ -28,13 +46,14 @@ hotswap_status api_buffer_append(hotswap_buffer* buffer, const void* data, size_
   try {
     buffer->bytes.append(static_cast<const char*>(data), size);
   } catch (...) {
-    return HOTSWAP_LIMIT;
+    return status_of_current_exception();
   }
   return HOTSWAP_OK;
 }
 
 hotswap_status api_send(hotswap_host_ctx* ctx, hotswap_conn_id conn, const void* data, size_t size) {
   if (ctx == nullptr || (data == nullptr && size > 0)) return HOTSWAP_BAD_ARGUMENT;
+  if (ctx->detached) return HOTSWAP_NOT_FOUND;
   std::string_view message(static_cast<const char*>(data), size);
   try {
     if (ctx->staged) {
@@ -47,13 +66,14 @@ hotswap_status api_send(hotswap_host_ctx* ctx, hotswap_conn_id conn, const void*
     }
     return registry_of(ctx).services().send(ctx->module_name, conn, message);
   } catch (...) {
-    return HOTSWAP_LIMIT;
+    return status_of_current_exception();
   }
 }
 
 hotswap_status api_broadcast(hotswap_host_ctx* ctx, const hotswap_conn_id* conns, size_t count, const void* data,
                              size_t size) {
   if (ctx == nullptr || (conns == nullptr && count > 0)) return HOTSWAP_BAD_ARGUMENT;
+  if (ctx->detached) return HOTSWAP_NOT_FOUND;
   for (size_t i = 0; i < count; ++i) {
     hotswap_status st = api_send(ctx, conns[i], data, size);
     if (st == HOTSWAP_BAD_ARGUMENT) return st;
@@ -63,6 +83,7 @@ hotswap_status api_broadcast(hotswap_host_ctx* ctx, const hotswap_conn_id* conns
 
 hotswap_status api_close(hotswap_host_ctx* ctx, hotswap_conn_id conn, const char* reason) {
   if (ctx == nullptr) return HOTSWAP_BAD_ARGUMENT;
+  if (ctx->detached) return HOTSWAP_NOT_FOUND;
   try {
     std::string_view why = reason ? reason : "closed by module";
     if (ctx->staged) {
@@ -75,13 +96,14 @@ hotswap_status api_close(hotswap_host_ctx* ctx, hotswap_conn_id conn, const char
     }
     return registry_of(ctx).services().close(ctx->module_name, conn, why);
   } catch (...) {
-    return HOTSWAP_LIMIT;
+    return status_of_current_exception();
   }
 }
 
 hotswap_status api_timer_start(hotswap_host_ctx* ctx, uint64_t delay_ms, uint64_t repeat_ms, uint64_t tag,
                                hotswap_timer_id* out_id) {
   if (ctx == nullptr || out_id == nullptr) return HOTSWAP_BAD_ARGUMENT;
+  if (ctx->detached) return HOTSWAP_NOT_FOUND;
   try {
     hotswap_timer_id id = registry_of(ctx).allocate_timer_id();
     if (ctx->staged || ctx->slot == nullptr) {
@@ -98,12 +120,13 @@ hotswap_status api_timer_start(hotswap_host_ctx* ctx, uint64_t delay_ms, uint64_
     *out_id = id;
     return HOTSWAP_OK;
   } catch (...) {
-    return HOTSWAP_LIMIT;
+    return status_of_current_exception();
   }
 }
 
 hotswap_status api_timer_cancel(hotswap_host_ctx* ctx, hotswap_timer_id id) {
   if (ctx == nullptr) return HOTSWAP_BAD_ARGUMENT;
+  if (ctx->detached) return HOTSWAP_NOT_FOUND;
   try {
     if (ctx->staged || ctx->slot == nullptr) {
       HeldEffect e;
@@ -114,11 +137,12 @@ hotswap_status api_timer_cancel(hotswap_host_ctx* ctx, hotswap_timer_id id) {
     }
     return registry_of(ctx).cancel_timer(*ctx->slot, id) ? HOTSWAP_OK : HOTSWAP_NOT_FOUND;
   } catch (...) {
-    return HOTSWAP_LIMIT;
+    return status_of_current_exception();
   }
 }
 
 uint64_t api_monotonic_ms(hotswap_host_ctx* ctx) {
+  // A detached context has no registry: it still answers, from the system's monotonic clock.
   if (ctx == nullptr || ctx->registry == nullptr) return HostServices::steady_now_ms();
   return registry_of(ctx).services().now_ms();
 }

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <utility>
 
+#include "core/module_call.hpp"
 #include "core/sha256.hpp"
 #include "os/fd.hpp"
 
@@ -149,7 +150,12 @@ std::shared_ptr<LoadedLibrary> LibraryLoader::load(const fs::path& file, const L
                                             " has no entry symbol " HOTSWAP_ENTRY_SYMBOL
                                             ": it was not built as a hotswap module (HOTSWAP_MODULE macro)");
   auto entry = reinterpret_cast<hotswap_entry_fn>(symbol.value);
-  const hotswap_module_descriptor* d = entry();
+  const hotswap_module_descriptor* d = nullptr;
+  if (call_module(nullptr, [&] {
+        d = entry();
+        return HOTSWAP_OK;
+      }) != HOTSWAP_OK)
+    throw LoadError(Kind::BadDescriptor, file.string() + ": the entry symbol " + kThrewAcrossAbi);
   if (d == nullptr) throw LoadError(Kind::BadDescriptor, file.string() + ": the entry symbol returned no descriptor");
   std::string supported = std::to_string(HOTSWAP_ABI_VERSION_MIN) + ".." + std::to_string(HOTSWAP_ABI_VERSION);
   if (d->abi_version > HOTSWAP_ABI_VERSION)

@@ -3,7 +3,9 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <iterator>
 
+#include "core/module_call.hpp"
 #include "core/module_registry.hpp"
 
 namespace hotswap::host {
@@ -27,12 +29,33 @@ ModuleInstance::ModuleInstance(std::shared_ptr<LoadedLibrary> library, ModuleReg
   std::string config(config_json.empty() ? "null" : config_json);
   hotswap_create_args args{sizeof(hotswap_create_args), &host_api_table(), &ctx_, config.c_str()};
   ErrorBuffer e;
-  handle_ = descriptor().create(&args, &e.err);
-  if (handle_ == nullptr) fail("create", HOTSWAP_ERROR, e.text);
+  const auto create = descriptor().create;
+  hotswap_status st = call_module(&e.err, [&] {
+    handle_ = create(&args, &e.err);
+    return handle_ != nullptr ? HOTSWAP_OK : HOTSWAP_ERROR;
+  });
+  if (st != HOTSWAP_OK) fail("create", st, e.text);
 }
 
 ModuleInstance::~ModuleInstance() {
-  if (handle_ != nullptr) descriptor().destroy(handle_);
+  detach();
+  if (handle_ == nullptr) return;
+  const auto destroy = descriptor().destroy;
+  hotswap_instance* handle = handle_;
+  ErrorBuffer e;
+  if (call_module(&e.err, [&] {
+        destroy(handle);
+        return HOTSWAP_OK;
+      }) != HOTSWAP_OK)
+    spdlog::warn("module {} {}: destroy {}", library_->name(), library_->version(), e.text);
+}
+
+void ModuleInstance::detach() {
+  ctx_.detached = true;
+  ctx_.staged = false;
+  ctx_.registry = nullptr;
+  ctx_.slot = nullptr;
+  ctx_.held.clear();
 }
 
 void ModuleInstance::fail(const char* callback, hotswap_status status, const char* message) const {
@@ -47,7 +70,7 @@ std::string ModuleInstance::export_state() const {
   out.limit = kMaxStateBytes;
   if (descriptor().export_state == nullptr) return {};
   ErrorBuffer e;
-  hotswap_status st = descriptor().export_state(handle_, &out, &e.err);
+  hotswap_status st = call_module(&e.err, [&] { return descriptor().export_state(handle_, &out, &e.err); });
   if (st != HOTSWAP_OK) fail("export_state", st, e.text);
   return std::move(out.bytes);
 }
@@ -58,7 +81,8 @@ void ModuleInstance::import_state(uint32_t schema, std::string_view state) {
     fail("import_state", HOTSWAP_UNSUPPORTED, nullptr);
   }
   ErrorBuffer e;
-  hotswap_status st = descriptor().import_state(handle_, schema, as_bytes(state), &e.err);
+  hotswap_status st =
+      call_module(&e.err, [&] { return descriptor().import_state(handle_, schema, as_bytes(state), &e.err); });
   if (st != HOTSWAP_OK) fail("import_state", st, e.text);
 }
 
@@ -68,7 +92,7 @@ void ModuleInstance::migrate_up(const std::string& from_version, uint32_t from_s
   hotswap_migrate_up_args args{sizeof(hotswap_migrate_up_args), from_version.c_str(), from_schema, as_bytes(state),
                                extra_json.c_str()};
   ErrorBuffer e;
-  hotswap_status st = descriptor().migrate_up(handle_, &args, &e.err);
+  hotswap_status st = call_module(&e.err, [&] { return descriptor().migrate_up(handle_, &args, &e.err); });
   if (st != HOTSWAP_OK) fail("migrate_up", st, e.text);
 }
 
@@ -80,7 +104,7 @@ std::string ModuleInstance::migrate_down(const std::string& to_version, uint32_t
   hotswap_migrate_down_args args{sizeof(hotswap_migrate_down_args), to_version.c_str(), to_schema, extra_json.c_str(),
                                  &out};
   ErrorBuffer e;
-  hotswap_status st = descriptor().migrate_down(handle_, &args, &e.err);
+  hotswap_status st = call_module(&e.err, [&] { return descriptor().migrate_down(handle_, &args, &e.err); });
   if (st != HOTSWAP_OK) fail("migrate_down", st, e.text);
   return std::move(out.bytes);
 }
@@ -90,7 +114,8 @@ std::string ModuleInstance::run_task(const std::string& name, const std::string&
   hotswap_buffer out;
   out.limit = kMaxTaskResultBytes;
   ErrorBuffer e;
-  hotswap_status st = descriptor().run_task(handle_, name.c_str(), args_json.c_str(), &out, &e.err);
+  hotswap_status st = call_module(
+      &e.err, [&] { return descriptor().run_task(handle_, name.c_str(), args_json.c_str(), &out, &e.err); });
   if (st != HOTSWAP_OK) fail(("run_task '" + name + "'").c_str(), st, e.text);
   return std::move(out.bytes);
 }
@@ -98,15 +123,23 @@ std::string ModuleInstance::run_task(const std::string& name, const std::string&
 void ModuleInstance::config_changed(const std::string& config_json) {
   if (descriptor().on_config_change == nullptr) return;
   ErrorBuffer e;
-  hotswap_status st = descriptor().on_config_change(handle_, config_json.c_str(), &e.err);
+  hotswap_status st =
+      call_module(&e.err, [&] { return descriptor().on_config_change(handle_, config_json.c_str(), &e.err); });
   if (st != HOTSWAP_OK) fail("on_config_change", st, e.text);
 }
 
 void ModuleInstance::stop() {
   if (descriptor().on_stop == nullptr) return;
   ErrorBuffer e;
-  hotswap_status st = descriptor().on_stop(handle_, &e.err);
+  hotswap_status st = call_module(&e.err, [&] { return descriptor().on_stop(handle_, &e.err); });
   if (st != HOTSWAP_OK) fail("on_stop", st, e.text);
+}
+
+void ModuleInstance::inherit_held_effects(ModuleInstance& earlier) {
+  std::vector<HeldEffect> merged = std::move(earlier.ctx_.held);
+  earlier.ctx_.held.clear();
+  merged.insert(merged.end(), std::make_move_iterator(ctx_.held.begin()), std::make_move_iterator(ctx_.held.end()));
+  ctx_.held = std::move(merged);
 }
 
 void ModuleInstance::commit(ModuleSlot& slot) {

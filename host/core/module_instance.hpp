@@ -1,6 +1,11 @@
 // One live instance of a module's code: a created hotswap_instance plus the
 // host context it was given. Control-plane calls throw ModuleCallError; data-path
-// calls never throw (the registry logs their failures).
+// calls never throw (the registry logs their failures). Every call into the
+// module goes through call_module (core/module_call.hpp).
+//
+// An instance's context goes through three states: staged (its effects are
+// held), serving a slot (commit), and detached (before destroy(): the host
+// functions it calls are no-ops returning HOTSWAP_NOT_FOUND).
 #pragma once
 
 #include <hotswap/module.h>
@@ -36,10 +41,14 @@ struct HeldEffect {
 
 // The opaque handles of module.h, defined by the host.
 struct hotswap_host_ctx {
-  hotswap::host::ModuleRegistry* registry = nullptr;
-  hotswap::host::ModuleSlot* slot = nullptr;  // null until the instance serves a slot
+  hotswap::host::ModuleRegistry* registry = nullptr;  // null once detached
+  hotswap::host::ModuleSlot* slot = nullptr;          // null until the instance serves a slot, and once detached
   std::string module_name;
   bool staged = false;
+  // The instance no longer serves (retired, removed, rolled back, stopping):
+  // host functions reach nothing, so a destroy() that runs after the slot is
+  // gone, or after a newer instance took it over, cannot touch either.
+  bool detached = false;
   std::vector<hotswap::host::HeldEffect> held;
 };
 
@@ -59,7 +68,7 @@ class ModuleInstance {
   // Throws ModuleCallError when create() fails.
   ModuleInstance(std::shared_ptr<LoadedLibrary> library, ModuleRegistry& registry, std::string_view config_json,
                  bool staged);
-  ~ModuleInstance();  // destroy()
+  ~ModuleInstance();  // detach(), then destroy()
   ModuleInstance(const ModuleInstance&) = delete;
   ModuleInstance& operator=(const ModuleInstance&) = delete;
 
@@ -83,6 +92,15 @@ class ModuleInstance {
 
   // Makes the instance serve `slot` and applies its held effects.
   void commit(ModuleSlot& slot);
+
+  // A staged instance that replaces `earlier` (staged for the same module
+  // earlier in the plan) takes over its held effects, before its own: the plan
+  // commits as a whole, so what the earlier step did must still happen.
+  void inherit_held_effects(ModuleInstance& earlier);
+
+  // Cuts the instance off from its slot and registry, for good; its held
+  // effects are dropped. Called when it stops serving, before destroy().
+  void detach();
 
  private:
   [[noreturn]] void fail(const char* callback, hotswap_status status, const char* message) const;

@@ -6,9 +6,17 @@
 
 namespace hotswap::host {
 
-ModuleRegistry::~ModuleRegistry() {
-  // Instances before libraries: an instance's destroy() runs the library's code.
+ModuleRegistry::~ModuleRegistry() { destroy_all_slots(); }
+
+void ModuleRegistry::destroy_all_slots() {
+  // Every instance is detached before any destroy() runs, so a module's
+  // destructor reaches no slot (its own or another module's) and no registry.
+  for (auto& [name, slot] : slots_)
+    if (slot->active_) slot->active_->detach();
+  // Instances before libraries (an instance's destroy() runs the library's
+  // code) and before their slots.
   for (auto& [name, slot] : slots_) slot->active_.reset();
+  slots_.clear();
 }
 
 ModuleSlot* ModuleRegistry::find(std::string_view name) {
@@ -58,6 +66,9 @@ ModuleSlot& ModuleRegistry::adopt(const std::string& name, std::unique_ptr<Modul
 
 std::unique_ptr<ModuleInstance> ModuleRegistry::replace(ModuleSlot& slot, std::unique_ptr<ModuleInstance> next) {
   std::unique_ptr<ModuleInstance> old = std::move(slot.active_);
+  // Before the new instance takes over the slot's timers: the old one's
+  // destroy() must not cancel a timer the new one inherited.
+  old->detach();
   slot.active_ = std::move(next);
   slot.active_->commit(slot);
   return old;
@@ -68,7 +79,10 @@ std::unique_ptr<ModuleInstance> ModuleRegistry::remove(ModuleSlot& slot) {
   if (!slot.queue_.empty())
     spdlog::warn("module {} removed with {} queued events; they are dropped", slot.name_, slot.queue_.size());
   std::unique_ptr<ModuleInstance> old = std::move(slot.active_);
-  slots_.erase(slot.name_);
+  // The slot is freed below; the instance's destroy() runs later, detached.
+  if (old) old->detach();
+  std::string name = slot.name_;
+  slots_.erase(name);
   return old;
 }
 
@@ -111,24 +125,26 @@ void ModuleRegistry::dispatch(ModuleSlot& slot, ModuleEvent& event) {
   hotswap_status status = HOTSWAP_OK;
   const char* callback = "";
   ++slot.stats_.events;
+  hotswap_instance* handle = instance.handle();
   switch (event.kind) {
     case ModuleEvent::Kind::Connect: {
       callback = "on_connect";
       hotswap_conn_info info{sizeof(hotswap_conn_info), event.payload.c_str(), event.peer.c_str()};
-      if (d.on_connect) status = d.on_connect(instance.handle(), event.conn, &info, &err);
+      if (d.on_connect) status = call_module(&err, [&] { return d.on_connect(handle, event.conn, &info, &err); });
       break;
     }
     case ModuleEvent::Kind::Disconnect:
       callback = "on_disconnect";
-      if (d.on_disconnect) status = d.on_disconnect(instance.handle(), event.conn, event.reason, &err);
+      if (d.on_disconnect)
+        status = call_module(&err, [&] { return d.on_disconnect(handle, event.conn, event.reason, &err); });
       break;
     case ModuleEvent::Kind::Tick:
       callback = "on_tick";
-      if (d.on_tick) status = d.on_tick(instance.handle(), event.number, &err);
+      if (d.on_tick) status = call_module(&err, [&] { return d.on_tick(handle, event.number, &err); });
       break;
     case ModuleEvent::Kind::Timer:
       callback = "on_timer";
-      if (d.on_timer) status = d.on_timer(instance.handle(), event.timer, event.number, &err);
+      if (d.on_timer) status = call_module(&err, [&] { return d.on_timer(handle, event.timer, event.number, &err); });
       break;
     case ModuleEvent::Kind::Message:
       break;
@@ -165,7 +181,12 @@ void ModuleRegistry::deliver_timer(ModuleSlot& slot, hotswap_timer_id id, uint64
 void ModuleRegistry::arm_timer(ModuleSlot& slot, hotswap_timer_id id, uint64_t delay_ms, uint64_t repeat_ms,
                                uint64_t tag) {
   slot.timers_.insert(id);
-  services_.schedule_timer(slot, id, delay_ms, repeat_ms, tag);
+  try {
+    services_.schedule_timer(slot, id, delay_ms, repeat_ms, tag);
+  } catch (...) {
+    slot.timers_.erase(id);  // the slot owns only timers that are armed
+    throw;
+  }
 }
 
 bool ModuleRegistry::cancel_timer(ModuleSlot& slot, hotswap_timer_id id) {
@@ -188,7 +209,7 @@ void ModuleRegistry::stop_all() {
     for (hotswap_timer_id id : slot->timers_) services_.cancel_timer(id);
     slot->timers_.clear();
   }
-  slots_.clear();
+  destroy_all_slots();
 }
 
 }  // namespace hotswap::host

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/host_services.hpp"
+#include "core/module_call.hpp"
 #include "core/module_instance.hpp"
 
 namespace hotswap::host {
@@ -98,13 +99,13 @@ class ModuleRegistry {
   void suspend(ModuleSlot& slot) { slot.suspended_ = true; }
   // Resumes delivery and flushes the queue, in order, to the active instance.
   void resume(ModuleSlot& slot);
-  // Puts `next` in place of the active instance and returns the old one (still
-  // alive: the caller destroys it after resuming). The slot stays suspended.
+  // Puts `next` in place of the active instance and returns the old one, detached
+  // (still alive: the caller destroys it after resuming). The slot stays suspended.
   std::unique_ptr<ModuleInstance> replace(ModuleSlot& slot, std::unique_ptr<ModuleInstance> next);
   // Adds a slot served by an already-created (staged) instance; the slot starts suspended.
   ModuleSlot& adopt(const std::string& name, std::unique_ptr<ModuleInstance> instance);
   // Removes a slot: cancels its timers, drops (and logs) its queued events and
-  // returns its instance for the caller to destroy.
+  // returns its instance, detached, for the caller to destroy.
   std::unique_ptr<ModuleInstance> remove(ModuleSlot& slot);
 
   // Timers, on behalf of the host function table.
@@ -114,7 +115,7 @@ class ModuleRegistry {
 
   // Graceful stop, first half: on_stop for every module (their sends are still delivered).
   void notify_stop();
-  // Destroys every module and cancels their timers.
+  // Cancels every module's timers and destroys every module (each detached first).
   void stop_all();
 
  private:
@@ -128,11 +129,15 @@ class ModuleRegistry {
     char message_buffer[kErrorCapacity];
     message_buffer[0] = '\0';
     hotswap_error err{message_buffer, sizeof message_buffer};
-    hotswap_status status =
-        on_message(instance.handle(), conn, {reinterpret_cast<const uint8_t*>(message.data()), message.size()}, &err);
+    hotswap_instance* handle = instance.handle();
+    hotswap_status status = call_module(&err, [&] {
+      return on_message(handle, conn, {reinterpret_cast<const uint8_t*>(message.data()), message.size()}, &err);
+    });
     if (__builtin_expect(status != HOTSWAP_OK, 0)) report_failure(slot, "on_message", status, message_buffer);
   }
   void report_failure(ModuleSlot& slot, const char* callback, hotswap_status status, const char* message);
+  // Detaches and destroys every instance while every slot still exists, then drops the slots.
+  void destroy_all_slots();
 
   HostServices& services_;
   std::map<std::string, std::unique_ptr<ModuleSlot>, std::less<>> slots_;

@@ -63,8 +63,25 @@ UpgradeReport UpgradeExecutor::apply(PreparedUpgrade prepared, const ProgressLis
   };
   auto stage = [&](const std::string& module, std::unique_ptr<ModuleInstance> next) {
     auto& place = staged[module];
-    if (place) superseded.push_back(std::move(place));
+    if (place) {
+      next->inherit_held_effects(*place);
+      superseded.push_back(std::move(place));
+    }
     place = std::move(next);
+  };
+  // The instance an `apply` task runs on: the module's staged instance, or a
+  // staged copy of the live one (same library, its exported state imported),
+  // so that the task's changes and effects commit or roll back with the plan
+  // and the live instance stays exactly as it was until commit.
+  auto staged_for_task = [&](const std::string& module) -> ModuleInstance& {
+    auto it = staged.find(module);
+    if (it != staged.end()) return *it->second;
+    ModuleInstance& live = registry_.find(module)->active();
+    auto copy = std::make_unique<ModuleInstance>(live.library_ptr(), registry_, registry_.module_config(module), true);
+    copy->import_state(live.library().state_schema(), live.export_state());
+    ModuleInstance& ref = *copy;
+    stage(module, std::move(copy));
+    return ref;
   };
 
   bool failed = false;
@@ -108,7 +125,7 @@ UpgradeReport UpgradeExecutor::apply(PreparedUpgrade prepared, const ProgressLis
           deleted.insert(step.module);
           break;
         case StepKind::Apply:
-          instance_of(step.module).run_task(step.task, step.task_args.dump());
+          staged_for_task(step.module).run_task(step.task, step.task_args.dump());
           break;
       }
       sr.duration = Clock::now() - step_start;

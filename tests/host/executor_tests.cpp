@@ -315,3 +315,212 @@ TEST_CASE("a module failing on every message is counted each time but logged spa
     if (line.find("on_message failed") != std::string::npos) ++failures_logged;
   CHECK(failures_logged == 12);  // the first ten, the 1000th and the 2000th
 }
+
+// --- issue 7, defect 1: an appup `apply` runs on a staged copy of the live instance ---
+
+namespace {
+
+hotswap::appup::PlanStep task_step(const std::string& task, nlohmann::json args = nullptr) {
+  auto s = step(StepKind::Apply, "counter", "", "");
+  s.task = task;
+  s.task_args = std::move(args);
+  return s;
+}
+
+hotswap::appup::PlanStep failing_update() {
+  auto s = step(StepKind::Update, "counter", "1.0.0", "2.0.0");
+  s.extra = {{"fail", "throw"}};
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("an apply step is rolled back with the plan: the live state stays byte-for-byte as it was") {
+  Fixture f;
+  std::string before = f.state();
+  UpgradeReport r;
+  SECTION("apply, then a failing update") {
+    r = f.executor.run(plan_of({task_step("double"), failing_update()}));
+    CHECK_THAT(r.error, Catch::Contains("migration failed on purpose"));
+  }
+  SECTION("apply, then a failing apply") {
+    r = f.executor.run(plan_of({task_step("double"), task_step("fail")}));
+    CHECK_THAT(r.error, Catch::Contains("task failed on purpose"));
+  }
+  SECTION("load_module, apply, then a failing update") {
+    r = f.executor.run(
+        plan_of({step(StepKind::LoadModule, "counter", "1.0.0", "1.1.0"), task_step("double"), failing_update()}));
+  }
+  SECTION("a failing update, then apply") {
+    r = f.executor.run(plan_of({failing_update(), task_step("double")}));
+    CHECK(r.steps.size() == 1);  // the plan stops at the failure
+  }
+  INFO(r.summary());
+  CHECK(r.outcome == UpgradeReport::Outcome::RolledBack);
+  CHECK(f.version() == "1.0.0");
+  CHECK(f.state() == before);
+  CHECK(f.ask(1) == "v1 total=12");
+  CHECK(f.loader.leaked().empty());
+}
+
+TEST_CASE("an apply step alone commits its changes, and the slot keeps its timers") {
+  Fixture f;
+  f.send(4, "timer 50");
+  REQUIRE(f.services.timers.size() == 1);
+  hotswap_timer_id id = f.services.timers.begin()->first;
+  UpgradeReport r = f.executor.run(plan_of({task_step("double")}));
+  INFO(r.summary());
+  REQUIRE(r.committed());
+  CHECK(f.version() == "1.0.0");
+  CHECK(f.ask(1) == "v1 total=24");
+  CHECK(f.services.timers.count(id) == 1);
+  f.registry.deliver_timer(f.counter(), id, f.services.timers[id].tag, /*last=*/true);
+  CHECK(f.services.last_to(4) == "v1 timer fired");
+  CHECK(r.leaked.empty());
+  CHECK(f.loader.leaked().empty());  // the copy shares the live library, which stays loaded
+}
+
+TEST_CASE("sends of an apply task are held like a migration's: delivered on commit only") {
+  Fixture f;
+  size_t announced_during_pause = 0;
+  f.executor.set_step_hook([&](size_t) { announced_during_pause += f.services.sent_to(9).size(); });
+  SECTION("commit") {
+    UpgradeReport r = f.executor.run(plan_of({task_step("announce", 9)}));
+    REQUIRE(r.committed());
+    CHECK(f.services.sent_to(9) == std::vector<std::string>{"v1 announced"});
+  }
+  SECTION("commit, with a later step replacing the task's copy") {
+    UpgradeReport r =
+        f.executor.run(plan_of({task_step("announce", 9), step(StepKind::LoadModule, "counter", "1.0.0", "1.1.0")}));
+    REQUIRE(r.committed());
+    CHECK(f.version() == "1.1.0");
+    CHECK(f.services.sent_to(9) == std::vector<std::string>{"v1 announced"});
+  }
+  SECTION("rollback") {
+    UpgradeReport r = f.executor.run(plan_of({task_step("announce", 9), failing_update()}));
+    REQUIRE(r.outcome == UpgradeReport::Outcome::RolledBack);
+    CHECK(f.services.sent_to(9).empty());
+  }
+  CHECK(announced_during_pause == 0);
+}
+
+// --- issue 7, defect 2: a retired or removed instance is detached before destroy() ---
+
+namespace {
+
+// What raii's destroy() logs when every host function it calls is a detached no-op.
+constexpr const char* kDetachedAnswers =
+    "destroy: send=4 close=4 broadcast=4 timer_start=4 timer_cancel=4 monotonic=ok";
+
+// raii 1.0.0 serving, with a repeating timer armed by connection 7.
+struct RaiiFixture {
+  hotswap::test::LogCapture log;
+  LibraryLoader loader;
+  hotswap::test::RecordingServices services;
+  std::unique_ptr<ModuleRegistry> registry = std::make_unique<ModuleRegistry>(services);
+  UpgradeExecutor executor{*registry, loader};
+  hotswap_timer_id timer = 0;
+
+  RaiiFixture() {
+    registry->start(loader.load(hotswap::test::module_file("good", "raii", "1.0.0"), {"raii", "1.0.0", ""}));
+    registry->deliver_message(raii(), 7, "arm 100");
+    REQUIRE(services.last_to(7) == "v1 armed");
+    REQUIRE(services.timers.size() == 1);
+    timer = services.timers.begin()->first;
+  }
+  ModuleSlot& raii() { return *registry->find("raii"); }
+  // Whether a destroy() reached the outside world.
+  bool destroy_reached_out() const {
+    for (const std::string& m : services.sent_to(7))
+      if (m.find("destroyed") != std::string::npos) return true;
+    return !services.closed.empty();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("destroy() after delete_module reaches nothing: host functions return NOT_FOUND") {
+  RaiiFixture f;
+  UpgradeReport r = f.executor.run(plan_of({step(StepKind::DeleteModule, "raii", "1.0.0", "")}));
+  INFO(r.summary());
+  REQUIRE(r.committed());
+  CHECK(f.registry->find("raii") == nullptr);
+  CHECK(f.services.timers.empty());  // the host cancelled the module's timer itself
+  CHECK_FALSE(f.destroy_reached_out());
+  CHECK(f.log.count(kDetachedAnswers) == 1);
+}
+
+TEST_CASE("destroy() during stop_all and in the registry's destructor reaches nothing") {
+  RaiiFixture f;
+  SECTION("stop_all") {
+    f.registry->stop_all();
+    CHECK(f.registry->find("raii") == nullptr);
+    CHECK(f.services.timers.empty());
+  }
+  SECTION("~ModuleRegistry") { f.registry.reset(); }
+  CHECK_FALSE(f.destroy_reached_out());
+  CHECK(f.log.count(kDetachedAnswers) == 1);
+}
+
+TEST_CASE("the retired version's destroy() cannot cancel the timer the new version inherited") {
+  StepKind kind = GENERATE(StepKind::LoadModule, StepKind::Update);
+  RaiiFixture f;
+  UpgradeReport r = f.executor.run(plan_of({step(kind, "raii", "1.0.0", "1.1.0")}));
+  INFO(r.summary());
+  REQUIRE(r.committed());
+  CHECK(f.raii().active().version() == "1.1.0");
+  CHECK(f.log.count(kDetachedAnswers) == 1);
+  CHECK_FALSE(f.destroy_reached_out());
+  // Still armed, still the only one, and it fires into the new version.
+  REQUIRE(f.services.timers.size() == 1);
+  CHECK(f.services.timers.count(f.timer) == 1);
+  CHECK(f.raii().timers().count(f.timer) == 1);
+  f.registry->deliver_timer(f.raii(), f.timer, 0, /*last=*/false);
+  CHECK(f.services.last_to(7) == "v1.1 tick");
+}
+
+TEST_CASE("a rolled-back staged instance's destroy() reaches nothing") {
+  RaiiFixture f;
+  auto unknown_task = step(StepKind::Apply, "raii", "", "");
+  unknown_task.task = "no-such-task";
+  UpgradeReport r = f.executor.run(plan_of({step(StepKind::LoadModule, "raii", "1.0.0", "1.1.0"), unknown_task}));
+  REQUIRE(r.outcome == UpgradeReport::Outcome::RolledBack);
+  CHECK(f.raii().active().version() == "1.0.0");
+  // The staged 1.1.0 (the task ran on it) was destroyed, detached.
+  CHECK(f.log.count(kDetachedAnswers) == 1);
+  CHECK_FALSE(f.destroy_reached_out());
+  CHECK(f.services.timers.count(f.timer) == 1);
+}
+
+// --- issue 7, defect 5: an exception thrown across the C ABI never unwinds through the host ---
+
+TEST_CASE("a migration that throws a C++ exception across the C ABI rolls back with that message") {
+  Fixture f;
+  std::string before = f.state();
+  UpgradeReport r = f.executor.run(plan_of({step(StepKind::Update, "counter", "1.0.0", "2.0.0", "throws")}));
+  INFO(r.summary());
+  CHECK(r.outcome == UpgradeReport::Outcome::RolledBack);
+  CHECK_THAT(r.error, Catch::Contains("migrate_up failed: threw a C++ exception across the C ABI"));
+  CHECK(f.version() == "1.0.0");
+  CHECK(f.state() == before);
+  CHECK(f.ask(1) == "v1 total=12");
+}
+
+TEST_CASE("a data-path callback that throws across the C ABI counts as failed and the host serves on") {
+  hotswap::test::LogCapture log;
+  LibraryLoader loader;
+  hotswap::test::RecordingServices services;
+  ModuleRegistry registry(services);
+  ModuleSlot& slot = registry.start(
+      loader.load(hotswap::test::module_file("throws", "counter", "2.0.0"), {"counter", "2.0.0", ""}));
+  registry.deliver_message(slot, 1, "add 1");
+  registry.deliver_tick(slot);
+  CHECK(slot.stats().failed_events == 2);
+  CHECK(slot.stats().events == 2);
+  CHECK(log.count("on_message failed (status 1): threw a C++ exception across the C ABI") == 1);
+  CHECK(log.count("on_tick failed (status 1): threw a C++ exception across the C ABI") == 1);
+  CHECK_THROWS_WITH(slot.active().run_task("anything", "null"),
+                    Catch::Contains("run_task 'anything' failed: threw a C++ exception across the C ABI"));
+  registry.deliver_message(slot, 1, "add 1");  // still dispatching
+  CHECK(slot.stats().failed_events == 3);
+}

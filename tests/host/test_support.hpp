@@ -2,8 +2,12 @@
 // HostServices, and small builders for plans.
 #pragma once
 
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
+
 #include <boost/filesystem.hpp>
 #include <fstream>
+#include <memory>
 #include <hotswap/appup/planner.hpp>
 #include <hotswap/appup/semver.hpp>
 #include <map>
@@ -59,6 +63,29 @@ inline appup::Plan plan_of(std::vector<appup::PlanStep> steps, const std::string
   p.steps = std::move(steps);
   return p;
 }
+
+// Captures what the default spdlog logger writes while it lives.
+class LogCapture {
+ public:
+  LogCapture() : previous_(spdlog::default_logger()) {
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>("test", sink_));
+  }
+  ~LogCapture() { spdlog::set_default_logger(previous_); }
+  LogCapture(const LogCapture&) = delete;
+  LogCapture& operator=(const LogCapture&) = delete;
+
+  std::vector<std::string> lines() const { return sink_->last_formatted(); }
+  size_t count(const std::string& text) const {
+    size_t n = 0;
+    for (const std::string& line : lines())
+      if (line.find(text) != std::string::npos) ++n;
+    return n;
+  }
+
+ private:
+  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_ = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(4096);
+  std::shared_ptr<spdlog::logger> previous_;
+};
 
 // Counts the lines of /proc/self/maps (only those mapping a file when
 // `files_only`: a sanitizer's allocator adds and drops anonymous mappings of

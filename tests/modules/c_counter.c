@@ -3,6 +3,7 @@
  *   BROKEN_MIGRATE_ERROR  migrate_up returns HOTSWAP_ERROR with a message
  *   DESCRIPTOR_ABI=N      claims module ABI version N
  *   DESCRIPTOR_SHORT      claims a descriptor smaller than ABI 1 requires
+ *   DESCRIPTOR_NEWER      built as against a newer header: fields appended after on_stop
  *   NEEDS_MISSING_SYMBOL  calls a function no library defines
  */
 #include <hotswap/module.h>
@@ -46,15 +47,39 @@ static hotswap_status migrate_up(hotswap_instance* instance, const hotswap_migra
 #endif
 }
 
-static const hotswap_module_descriptor descriptor = {
-    DESCRIPTOR_ABI,
-#ifdef DESCRIPTOR_SHORT
-    16,
+#if defined(DESCRIPTOR_SHORT)
+#define DESCRIPTOR_SIZE 16
+#elif defined(DESCRIPTOR_NEWER)
+/* What a newer module.h would give: ABI 1's descriptor followed by fields a
+ * host built against ABI 1 does not know, which it must ignore. */
+typedef struct newer_descriptor {
+  hotswap_module_descriptor v1;
+  hotswap_status (*on_future_event)(hotswap_instance* instance, hotswap_error* err);
+  uint64_t future_flags;
+} newer_descriptor;
+#define DESCRIPTOR_SIZE sizeof(newer_descriptor)
 #else
-    sizeof(hotswap_module_descriptor),
+#define DESCRIPTOR_SIZE sizeof(hotswap_module_descriptor)
 #endif
-    HOTSWAP_MODULE_NAME, HOTSWAP_MODULE_VERSION,
-    2, /* state schema */
-    create, destroy, NULL, NULL, migrate_up, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+
+#define V1_DESCRIPTOR                                                                              \
+  {                                                                                                \
+    DESCRIPTOR_ABI, DESCRIPTOR_SIZE, HOTSWAP_MODULE_NAME, HOTSWAP_MODULE_VERSION, 2 /* schema */,  \
+        create, destroy, NULL, NULL, migrate_up, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL \
+  }
+
+#ifdef DESCRIPTOR_NEWER
+static hotswap_status on_future_event(hotswap_instance* instance, hotswap_error* err) {
+  (void)instance;
+  (void)err;
+  abort(); /* no ABI 1 host may call it */
+}
+
+static const newer_descriptor descriptor = {V1_DESCRIPTOR, on_future_event, 1};
+
+HOTSWAP_EXPORT const hotswap_module_descriptor* hotswap_module_entry(void) { return &descriptor.v1; }
+#else
+static const hotswap_module_descriptor descriptor = V1_DESCRIPTOR;
 
 HOTSWAP_EXPORT const hotswap_module_descriptor* hotswap_module_entry(void) { return &descriptor; }
+#endif

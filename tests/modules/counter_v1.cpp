@@ -6,7 +6,8 @@
 // "bye" replies "<tag> bye" and closes the connection; "quit" closes it without a reply.
 // "config" replies the module's runtime-config section (updated by on_config_change).
 // Tasks: "double" doubles the total; "fail" always fails; "disconnects" reports
-// on_disconnect calls and whether one ever arrived inside on_message.
+// on_disconnect calls and whether one ever arrived inside on_message;
+// "announce" with args CONN (a number) sends "<tag> announced" to CONN.
 #include <hotswap/module.hpp>
 #include <map>
 #include <set>
@@ -64,12 +65,16 @@ class Counter : public hotswap::Module<Counter> {
     ++disconnects_;
     if (in_message_) reentered_ = true;  // the host must never call us back from inside a callback
   }
-  std::string run_task(std::string_view name, std::string_view) {
+  std::string run_task(std::string_view name, std::string_view args) {
     if (name == "double") {
       total_ *= 2;
       return "{\"total\":" + std::to_string(total_) + "}";
     }
     if (name == "fail") throw std::runtime_error("task failed on purpose");
+    if (name == "announce") {
+      host().send(std::stoull(std::string(args)), std::string(COUNTER_TAG) + " announced");
+      return {};
+    }
     if (name == "disconnects")
       return "{\"disconnects\":" + std::to_string(disconnects_) + ",\"reentered\":" + (reentered_ ? "true" : "false") +
              "}";

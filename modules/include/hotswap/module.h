@@ -19,6 +19,24 @@
  *    concurrently for one instance. One exception: an instance created only
  *    to run a release task (`hotswap task`, a pre-upgrade task) serves no
  *    traffic and may be created, run and destroyed on a worker thread.
+ *  - A callback must not let a C++ exception escape (the C++ layer of
+ *    module.hpp catches everything at the edge). The host still guards every
+ *    call: an exception that escapes counts as a failed callback with the
+ *    message "threw a C++ exception across the C ABI" (a migration rolls back;
+ *    a data-path event is counted and logged as failed).
+ *  - Enums grow: a module must tolerate values it does not know (a newer host
+ *    may pass a hotswap_disconnect_reason or hotswap_log_level added after the
+ *    module was built) and treat them like the closest general case.
+ *  - Static constructors and destructors of a module library (and of the
+ *    libraries it links) run inside dlopen and dlclose, on whichever host
+ *    thread loads or unloads the library: today the main thread at boot, the
+ *    upgrade worker thread for an upgrade's check phase and purge, and the
+ *    thread that stops the host at shutdown. They never run concurrently with
+ *    a callback of that library, but they are often NOT on the event-loop
+ *    thread: they must not depend on it, must not throw, and cannot call host
+ *    functions (there is no hotswap_host_ctx outside an instance).
+ *  - A module built against a newer header may run on an older host: check a
+ *    host function with HOTSWAP_HOST_HAS before calling it (module.hpp does).
  */
 #ifndef HOTSWAP_MODULE_H
 #define HOTSWAP_MODULE_H
@@ -87,9 +105,11 @@ typedef struct hotswap_bytes {
 /* ---------------------------------------------------------------------------
  * Host functions. Every function takes the hotswap_host_ctx the instance got in
  * create(). They never throw and never call back into the module re-entrantly.
- * While an instance is being migrated (not yet committed), effects on the
- * outside world (send, close, broadcast, timers) are held by the host and
- * happen only if the upgrade commits.
+ * While an instance is staged for an upgrade that has not committed (a
+ * migrated instance, or the copy of the live instance an appup `apply` task
+ * runs on), effects on the outside world (send, close, broadcast, timers) are
+ * held by the host and happen only if the upgrade commits.
+ * After an instance is detached (see destroy()), they return HOTSWAP_NOT_FOUND.
  * ------------------------------------------------------------------------- */
 typedef struct hotswap_host_api {
   uint32_t abi_version;
@@ -125,6 +145,14 @@ typedef struct hotswap_host_api {
   /* Milliseconds of a monotonic clock. */
   uint64_t (*monotonic_ms)(hotswap_host_ctx* ctx);
 } hotswap_host_api;
+
+/* Nonzero when the host table `api` (a const hotswap_host_api*) has host
+ * function `fn`: the host's struct_size covers the field and the field is set.
+ * A module built against a newer header than the host's calls a function only
+ * after checking it; every function of ABI version 1 is present on every host. */
+#define HOTSWAP_HOST_HAS(api, fn)                                                                     \
+  ((api) != NULL && (size_t)(api)->struct_size >= offsetof(hotswap_host_api, fn) + sizeof((api)->fn) && \
+   (api)->fn != NULL)
 
 /* ---------------------------------------------------------------------------
  * Callback arguments passed as structs so that fields can be appended.
@@ -193,7 +221,15 @@ typedef struct hotswap_module_descriptor {
   /* Creates an instance with empty (fresh) state. NULL plus err on failure. */
   hotswap_instance* (*create)(const hotswap_create_args* args, hotswap_error* err);
 
-  /* Destroys an instance. Must release everything the instance allocated. Never fails. */
+  /* Destroys an instance. Must release everything the instance allocated. Never fails.
+   * The instance is detached from the host before destroy() runs: it no longer
+   * serves its module, and its hotswap_host_ctx no longer reaches the module's
+   * connections or timers (a newer instance may own them now). During destroy()
+   * (and from any destructor it runs), host functions are harmless no-ops:
+   * send, broadcast, close, timer_start and timer_cancel return HOTSWAP_NOT_FOUND
+   * and do nothing; log still logs and monotonic_ms still answers. So RAII
+   * members that cancel their timer or say goodbye are safe, but have no
+   * effect: the host itself cancels the timers of a module it removes. */
   void (*destroy)(hotswap_instance* instance);
 
   /* Appends the instance's state, in schema `state_schema`, to `out`. Must not change the instance. */
@@ -223,6 +259,10 @@ typedef struct hotswap_module_descriptor {
                              hotswap_error* err);
 
   /* Runs the named task (a release task, an appup `apply`, or `hotswap task`).
+   * An appup `apply` runs on a staged copy of the live instance (a fresh
+   * instance given the live one's export_state through import_state): the
+   * live instance is untouched unless the upgrade commits, so a task that is
+   * part of an upgrade needs export_state/import_state to cover what it changes.
    * args_json is a JSON value; the task may append a JSON result to `out`.
    * HOTSWAP_UNSUPPORTED for an unknown task name. */
   hotswap_status (*run_task)(hotswap_instance* instance, const char* name, const char* args_json,
@@ -238,6 +278,84 @@ typedef struct hotswap_module_descriptor {
 
 /* The entry point every module exports. */
 typedef const hotswap_module_descriptor* (*hotswap_entry_fn)(void);
+
+/* ---------------------------------------------------------------------------
+ * The layout of ABI version 1, frozen. The host and every module compiled
+ * against this header check it at compile time, so a build that would change
+ * it (-fpack-struct, a #pragma pack around the #include, -fshort-enums) fails
+ * to compile instead of corrupting calls at run time. Checked for LP64
+ * targets (x86_64, aarch64 Linux) and compilers with static assertions
+ * (C11, C++11); older C compilers skip the check rather than fail.
+ * Fields are only appended: these offsets never change.
+ * ------------------------------------------------------------------------- */
+#if defined(__LP64__) || defined(_LP64)
+#if defined(__cplusplus) && __cplusplus >= 201103L
+#define HOTSWAP_LAYOUT_CHECK_(cond, what) static_assert(cond, what)
+#elif !defined(__cplusplus) && defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
+#define HOTSWAP_LAYOUT_CHECK_(cond, what) _Static_assert(cond, what)
+#endif
+#endif
+
+#ifdef HOTSWAP_LAYOUT_CHECK_
+#define HOTSWAP_OFFSET_CHECK_(type, field, offset) \
+  HOTSWAP_LAYOUT_CHECK_(offsetof(type, field) == (offset), "hotswap ABI 1 layout: " #type "." #field " moved")
+HOTSWAP_LAYOUT_CHECK_(sizeof(hotswap_status) == 4, "hotswap ABI 1 layout: enums are 4 bytes (no -fshort-enums)");
+HOTSWAP_LAYOUT_CHECK_(sizeof(hotswap_log_level) == 4, "hotswap ABI 1 layout: enums are 4 bytes (no -fshort-enums)");
+HOTSWAP_LAYOUT_CHECK_(sizeof(hotswap_disconnect_reason) == 4,
+                      "hotswap ABI 1 layout: enums are 4 bytes (no -fshort-enums)");
+HOTSWAP_OFFSET_CHECK_(hotswap_error, message, 0);
+HOTSWAP_OFFSET_CHECK_(hotswap_error, capacity, 8);
+HOTSWAP_OFFSET_CHECK_(hotswap_bytes, data, 0);
+HOTSWAP_OFFSET_CHECK_(hotswap_bytes, size, 8);
+HOTSWAP_OFFSET_CHECK_(hotswap_host_api, abi_version, 0);
+HOTSWAP_OFFSET_CHECK_(hotswap_host_api, struct_size, 4);
+HOTSWAP_OFFSET_CHECK_(hotswap_host_api, log, 8);
+HOTSWAP_OFFSET_CHECK_(hotswap_host_api, buffer_append, 16);
+HOTSWAP_OFFSET_CHECK_(hotswap_host_api, send, 24);
+HOTSWAP_OFFSET_CHECK_(hotswap_host_api, broadcast, 32);
+HOTSWAP_OFFSET_CHECK_(hotswap_host_api, close, 40);
+HOTSWAP_OFFSET_CHECK_(hotswap_host_api, timer_start, 48);
+HOTSWAP_OFFSET_CHECK_(hotswap_host_api, timer_cancel, 56);
+HOTSWAP_OFFSET_CHECK_(hotswap_host_api, monotonic_ms, 64);
+HOTSWAP_OFFSET_CHECK_(hotswap_create_args, struct_size, 0);
+HOTSWAP_OFFSET_CHECK_(hotswap_create_args, host, 8);
+HOTSWAP_OFFSET_CHECK_(hotswap_create_args, ctx, 16);
+HOTSWAP_OFFSET_CHECK_(hotswap_create_args, config_json, 24);
+HOTSWAP_OFFSET_CHECK_(hotswap_migrate_up_args, struct_size, 0);
+HOTSWAP_OFFSET_CHECK_(hotswap_migrate_up_args, from_version, 8);
+HOTSWAP_OFFSET_CHECK_(hotswap_migrate_up_args, from_schema, 16);
+HOTSWAP_OFFSET_CHECK_(hotswap_migrate_up_args, state, 24);
+HOTSWAP_OFFSET_CHECK_(hotswap_migrate_up_args, extra_json, 40);
+HOTSWAP_OFFSET_CHECK_(hotswap_migrate_down_args, struct_size, 0);
+HOTSWAP_OFFSET_CHECK_(hotswap_migrate_down_args, to_version, 8);
+HOTSWAP_OFFSET_CHECK_(hotswap_migrate_down_args, to_schema, 16);
+HOTSWAP_OFFSET_CHECK_(hotswap_migrate_down_args, extra_json, 24);
+HOTSWAP_OFFSET_CHECK_(hotswap_migrate_down_args, out, 32);
+HOTSWAP_OFFSET_CHECK_(hotswap_conn_info, struct_size, 0);
+HOTSWAP_OFFSET_CHECK_(hotswap_conn_info, listener, 8);
+HOTSWAP_OFFSET_CHECK_(hotswap_conn_info, peer_address, 16);
+HOTSWAP_OFFSET_CHECK_(hotswap_module_descriptor, abi_version, 0);
+HOTSWAP_OFFSET_CHECK_(hotswap_module_descriptor, struct_size, 4);
+HOTSWAP_OFFSET_CHECK_(hotswap_module_descriptor, name, 8);
+HOTSWAP_OFFSET_CHECK_(hotswap_module_descriptor, version, 16);
+HOTSWAP_OFFSET_CHECK_(hotswap_module_descriptor, state_schema, 24);
+HOTSWAP_OFFSET_CHECK_(hotswap_module_descriptor, create, 32);
+HOTSWAP_OFFSET_CHECK_(hotswap_module_descriptor, destroy, 40);
+HOTSWAP_OFFSET_CHECK_(hotswap_module_descriptor, export_state, 48);
+HOTSWAP_OFFSET_CHECK_(hotswap_module_descriptor, import_state, 56);
+HOTSWAP_OFFSET_CHECK_(hotswap_module_descriptor, migrate_up, 64);
+HOTSWAP_OFFSET_CHECK_(hotswap_module_descriptor, migrate_down, 72);
+HOTSWAP_OFFSET_CHECK_(hotswap_module_descriptor, on_connect, 80);
+HOTSWAP_OFFSET_CHECK_(hotswap_module_descriptor, on_message, 88);
+HOTSWAP_OFFSET_CHECK_(hotswap_module_descriptor, on_disconnect, 96);
+HOTSWAP_OFFSET_CHECK_(hotswap_module_descriptor, on_tick, 104);
+HOTSWAP_OFFSET_CHECK_(hotswap_module_descriptor, on_timer, 112);
+HOTSWAP_OFFSET_CHECK_(hotswap_module_descriptor, run_task, 120);
+HOTSWAP_OFFSET_CHECK_(hotswap_module_descriptor, on_config_change, 128);
+HOTSWAP_OFFSET_CHECK_(hotswap_module_descriptor, on_stop, 136);
+#undef HOTSWAP_OFFSET_CHECK_
+#undef HOTSWAP_LAYOUT_CHECK_
+#endif
 
 #ifdef __cplusplus
 } /* extern "C" */

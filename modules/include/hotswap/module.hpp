@@ -24,6 +24,7 @@
 
 #include <hotswap/module.h>
 
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -52,35 +53,54 @@ class StateError : public std::runtime_error {
 };
 
 // The host, as seen by one instance. Cheap to copy.
+//
+// Each call first checks that the host's table has the function
+// (HOTSWAP_HOST_HAS), so a module built against a newer module.h runs on an
+// older host: a missing function is a no-op that reports failure (send, close
+// and cancel_timer return false, start_timer throws), log does nothing and
+// monotonic_ms falls back to the process's own monotonic clock.
 class Host {
  public:
   Host(const hotswap_host_api* api, hotswap_host_ctx* ctx) : api_(api), ctx_(ctx) {}
 
-  void log(hotswap_log_level level, const std::string& message) const { api_->log(ctx_, level, message.c_str()); }
+  void log(hotswap_log_level level, const std::string& message) const {
+    if (HOTSWAP_HOST_HAS(api_, log)) api_->log(ctx_, level, message.c_str());
+  }
   void info(const std::string& message) const { log(HOTSWAP_LOG_INFO, message); }
   void warn(const std::string& message) const { log(HOTSWAP_LOG_WARN, message); }
 
   // Returns false when the connection is gone or over its output limit.
   bool send(ConnId conn, std::string_view message) const {
-    return api_->send(ctx_, conn, message.data(), message.size()) == HOTSWAP_OK;
+    return HOTSWAP_HOST_HAS(api_, send) && api_->send(ctx_, conn, message.data(), message.size()) == HOTSWAP_OK;
   }
   void broadcast(const std::vector<ConnId>& conns, std::string_view message) const {
-    api_->broadcast(ctx_, conns.data(), conns.size(), message.data(), message.size());
+    if (HOTSWAP_HOST_HAS(api_, broadcast))
+      api_->broadcast(ctx_, conns.data(), conns.size(), message.data(), message.size());
   }
   bool close(ConnId conn, const std::string& reason) const {
-    return api_->close(ctx_, conn, reason.c_str()) == HOTSWAP_OK;
+    return HOTSWAP_HOST_HAS(api_, close) && api_->close(ctx_, conn, reason.c_str()) == HOTSWAP_OK;
   }
-  // Throws std::runtime_error when the host refuses the timer.
+  // Throws std::runtime_error when the host refuses the timer or has no timers.
   TimerId start_timer(uint64_t delay_ms, uint64_t repeat_ms, uint64_t tag) const {
+    if (!HOTSWAP_HOST_HAS(api_, timer_start)) throw std::runtime_error("host has no timer_start");
     TimerId id = 0;
     if (api_->timer_start(ctx_, delay_ms, repeat_ms, tag, &id) != HOTSWAP_OK)
       throw std::runtime_error("host refused timer");
     return id;
   }
-  bool cancel_timer(TimerId id) const { return api_->timer_cancel(ctx_, id) == HOTSWAP_OK; }
-  uint64_t monotonic_ms() const { return api_->monotonic_ms(ctx_); }
+  bool cancel_timer(TimerId id) const {
+    return HOTSWAP_HOST_HAS(api_, timer_cancel) && api_->timer_cancel(ctx_, id) == HOTSWAP_OK;
+  }
+  uint64_t monotonic_ms() const {
+    if (HOTSWAP_HOST_HAS(api_, monotonic_ms)) return api_->monotonic_ms(ctx_);
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::steady_clock::now().time_since_epoch())
+                                     .count());
+  }
 
+  // The C table and context, for calls the class does not wrap (check with HOTSWAP_HOST_HAS first).
   const hotswap_host_api* api() const { return api_; }
+  hotswap_host_ctx* ctx() const { return ctx_; }
 
  private:
   const hotswap_host_api* api_;
@@ -92,7 +112,10 @@ class Host {
 // so a big blob is copied once. The SDK flushes after export_state/migrate_down.
 class StateWriter {
  public:
-  StateWriter(const hotswap_host_api* api, hotswap_buffer* out) : api_(api), out_(out) {}
+  // Throws StateError when the host's table lacks buffer_append (checked once, here).
+  StateWriter(const hotswap_host_api* api, hotswap_buffer* out) : api_(api), out_(out) {
+    if (!HOTSWAP_HOST_HAS(api_, buffer_append)) throw StateError("host has no buffer_append");
+  }
   StateWriter(const StateWriter&) = delete;
   StateWriter& operator=(const StateWriter&) = delete;
 
@@ -367,7 +390,9 @@ struct Trampolines {
     return guarded(err, [&] {
       T* t = self<T>(instance);
       std::string result = t->run_task(name, args_json ? args_json : "null");
-      if (!result.empty() && host_api(t)->buffer_append(out, result.data(), result.size()) != HOTSWAP_OK)
+      const hotswap_host_api* api = host_api(t);
+      if (!result.empty() &&
+          (!HOTSWAP_HOST_HAS(api, buffer_append) || api->buffer_append(out, result.data(), result.size()) != HOTSWAP_OK))
         throw std::runtime_error("host refused the task result");
     });
   }
