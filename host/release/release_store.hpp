@@ -37,8 +37,9 @@ class ReleaseError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Thread-safe: a host reads it on its event loop while its worker thread
-// records an upgrade's outcome (which fsyncs) or unpacks a tarball.
+// Thread-safe. Writes hold the mutex across an fsync, so once its loop runs a
+// host makes every call that takes the mutex on its worker thread
+// (UpgradeCoordinator), and its loop reads a cached copy of the bookkeeping.
 class ReleaseStore {
  public:
   // Creates ROOT/releases, ROOT/run (0700) and ROOT/log when missing.
