@@ -40,11 +40,12 @@ class ReleaseError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Thread-safe: a host reads it on its event loop while its worker thread
-// records an upgrade's outcome (which fsyncs) or unpacks a tarball. Several
-// processes may share a root (the host and `hotswap` commands): each change
-// re-reads RELEASES.json first and replaces it in one rename. A change whose
-// write fails leaves RELEASES.json and this object's state as they were.
+// Thread-safe. Writes hold the mutex across an fsync, so once its loop runs a
+// host makes every call that takes the mutex on its worker thread
+// (UpgradeCoordinator), and its loop reads a cached copy of the bookkeeping.
+// Several processes may share a root (the host and `hotswap` commands): each
+// change re-reads RELEASES.json first and replaces it in one rename. A change
+// whose write fails leaves RELEASES.json and this object's state as they were.
 class ReleaseStore {
  public:
   // Creates ROOT/releases, ROOT/run (0700) and ROOT/log when missing. File

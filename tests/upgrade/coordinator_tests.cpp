@@ -2,7 +2,6 @@
 // as the Runtime uses them: stopping while an upgrade is in its check phase,
 // release-store writes that must not stall the loop, and signals during boot.
 // Every wait is on a condition the test controls; no sleep decides an outcome.
-#include <algorithm>
 #include <catch2/catch.hpp>
 #include <condition_variable>
 #include <csignal>
@@ -109,29 +108,25 @@ class LoopThread {
   std::thread thread_;
 };
 
-// What an upgrade's callbacks saw, written on the loop and read by the test
+// What an upgrade's `done` saw, written on the loop and read by the test
 // after the loop thread was joined (or after `finished` opened).
 struct UpgradeOutcome {
   std::vector<UpgradeReport> reports;
-  std::vector<std::string> events;
   Gate finished;
 };
 
+// No progress listener: then the worker posts nothing to the loop while it
+// checks, and no incidental synchronisation through the loop's queue hides a
+// data race from ThreadSanitizer.
 void start_upgrade(Runtime& runtime, const std::string& version, UpgradeOutcome& outcome) {
   asio::post(runtime.io(), [&runtime, version, &outcome] {
     hotswap::host::UpgradeRequest request;
     request.version = version;
-    runtime.upgrade(
-        request, [&outcome](const nlohmann::json& event) { outcome.events.push_back(event.value("event", "")); },
-        [&outcome](const UpgradeReport& report) {
-          outcome.reports.push_back(report);
-          outcome.finished.open();
-        });
+    runtime.upgrade(request, {}, [&outcome](const UpgradeReport& report) {
+      outcome.reports.push_back(report);
+      outcome.finished.open();
+    });
   });
-}
-
-bool contains(const std::vector<std::string>& events, const std::string& event) {
-  return std::find(events.begin(), events.end(), event) != events.end();
 }
 
 // The names under ROOT/run that start with `prefix`.
@@ -176,9 +171,12 @@ TEST_CASE("stopping while an upgrade is in its check cancels it: one Refused ans
     LoopThread loop(runtime);
     start_upgrade(runtime, "2.0.0", outcome);
     REQUIRE(check_started.wait_for(kDeadline));
-    // The stop reaches the loop before anything the worker sends back.
-    asio::post(runtime.io(), [&runtime] { runtime.stop(); });
-    check_may_go.open();
+    // The check goes on once stop() ran on the loop: from then on the loop
+    // tears the host down while the worker checks, unless the two are ordered.
+    asio::post(runtime.io(), [&runtime, &check_may_go] {
+      runtime.stop();
+      check_may_go.open();
+    });
     loop.join();  // the host stopped: every hop came back
   }
   REQUIRE(outcome.reports.size() == 1);
@@ -186,9 +184,6 @@ TEST_CASE("stopping while an upgrade is in its check cancels it: one Refused ans
   CHECK(report.outcome == UpgradeReport::Outcome::Refused);
   CHECK(report.error == "the host is stopping");
   CHECK(report.to_release == "2.0.0");
-  CHECK_FALSE(contains(outcome.events, "paused"));
-  CHECK_FALSE(contains(outcome.events, "committed"));
-  CHECK(contains(outcome.events, "refused"));
   CHECK(runtime.manifest().version == "1.0.0");
   CHECK(runtime.coordinator().state() == hotswap::host::UpgradeCoordinator::State::Idle);
   // Nothing the cancelled check loaded stays loaded: the only copies left
@@ -198,20 +193,33 @@ TEST_CASE("stopping while an upgrade is in its check cancels it: one Refused ans
   CHECK(fs::is_empty(booted.root.dir() / "run" / scratch.front()));
 }
 
-TEST_CASE("an upgrade asked for while the host stops is refused at once") {
+TEST_CASE("what is asked once the host stops is answered at once, and nothing reaches the worker") {
   BootedRoot booted;
   Runtime& runtime = *booted.runtime;
-  UpgradeOutcome outcome;
+  std::vector<UpgradeReport> upgrades;
+  std::vector<std::string> errors;
   {
     LoopThread loop(runtime);
-    asio::post(runtime.io(), [&runtime] { runtime.stop(); });
-    start_upgrade(runtime, "2.0.0", outcome);
+    // In the same handler as stop(): after it, the loop may stop at any time.
+    asio::post(runtime.io(), [&] {
+      runtime.stop();
+      hotswap::host::UpgradeRequest request;
+      request.version = "2.0.0";
+      runtime.upgrade(request, {}, [&](const UpgradeReport& report) { upgrades.push_back(report); });
+      auto record = [&](const std::string& error) { errors.push_back(error); };
+      runtime.make_permanent("1.0.0", record);
+      runtime.remove_release("2.0.0", record);
+      runtime.unpack("nowhere.tar.gz", [&](const std::string&, const std::string& error) { record(error); });
+      runtime.list_releases([&](const nlohmann::json&, const std::string& error) { record(error); });
+    });
     loop.join();
   }
-  REQUIRE(outcome.reports.size() == 1);
-  CHECK(outcome.reports.front().outcome == UpgradeReport::Outcome::Refused);
-  CHECK(outcome.reports.front().error == "the host is stopping");
+  REQUIRE(upgrades.size() == 1);
+  CHECK(upgrades.front().outcome == UpgradeReport::Outcome::Refused);
+  CHECK(upgrades.front().error == "the host is stopping");
+  CHECK(errors == std::vector<std::string>(4, "the host is stopping"));
   CHECK(runtime.manifest().version == "1.0.0");
+  CHECK(fs::exists(booted.root.dir() / "releases" / "2.0.0"));
 }
 
 TEST_CASE("status answers while the worker holds the release store in an fsync") {
