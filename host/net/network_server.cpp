@@ -8,7 +8,6 @@
 
 #include <array>
 #include <cerrno>
-#include <cstring>
 #include <deque>
 #include <stdexcept>
 
@@ -20,6 +19,7 @@ using tcp = asio::ip::tcp;
 struct NetworkServer::Listener {
   ListenerConfig config;
   tcp::acceptor acceptor;
+  tcp protocol = tcp::v4();  // of the listening address, given to the connections it accepts
   bool accepting = true;
   Listener(asio::io_context& io, ListenerConfig c) : config(std::move(c)), acceptor(io) {}
 };
@@ -250,6 +250,7 @@ uint16_t NetworkServer::listen(const ListenerConfig& config) {
   auto address = asio::ip::make_address(config.address, ec);
   if (ec) throw std::runtime_error("listener " + config.name + ": invalid address '" + config.address + "'");
   tcp::endpoint endpoint(address, config.port);
+  listener->protocol = endpoint.protocol();
   // Close-on-exec from the start: anything the host execs (a handover's new
   // process, a helper) must not inherit a listener by accident.
   int fd = ::socket(endpoint.protocol().family(), SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
@@ -305,12 +306,13 @@ bool NetworkServer::accept_ready(const std::shared_ptr<Listener>& listener) {
           error == EHOSTDOWN || error == ENONET || error == EHOSTUNREACH || error == EOPNOTSUPP ||
           error == ENETUNREACH)
         continue;
-      spdlog::warn("listener {}: accept failed: {}", listener->config.name, std::strerror(error));
+      spdlog::warn("listener {}: accept failed: {}", listener->config.name,
+                   boost::system::error_code(error, boost::system::system_category()).message());
       return false;
     }
     tcp::socket socket(io_);
     boost::system::error_code ec;
-    socket.assign(listener->acceptor.local_endpoint(ec).protocol(), fd, ec);
+    socket.assign(listener->protocol, fd, ec);
     if (ec) {
       ::close(fd);
       spdlog::warn("listener {}: cannot adopt an accepted connection: {}", listener->config.name, ec.message());
