@@ -7,7 +7,8 @@ packages=(
   cmake g++ make binutils pkg-config
   libboost-dev libboost-filesystem-dev
   libspdlog-dev nlohmann-json3-dev catch2
-  libssl-dev libarchive-dev libcli11-dev libedit-dev
+  libssl-dev libarchive-dev libcli11-dev libedit-dev libre2-dev
+  clang-14 libclang-rt-14-dev  # make fuzz: libFuzzer targets (tests/fuzz/)
 )
 
 missing=()

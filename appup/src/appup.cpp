@@ -115,8 +115,10 @@ VersionPattern parse_pattern(const JsonReader& doc, const json& value, const std
   const std::string expression = doc.expect_string(doc.require(value, field, "regex"), regex_field);
   try {
     return VersionPattern::regex(expression);
-  } catch (const std::regex_error& e) {
-    doc.fail(regex_field, "invalid regular expression '" + expression + "': " + e.what());
+  } catch (const PatternError& e) {
+    // An expression refused for its length is not repeated: it may be megabytes.
+    const std::string quoted = expression.size() <= VersionPattern::kMaxExpressionLength ? " '" + expression + "'" : "";
+    doc.fail(regex_field, "invalid regular expression" + quoted + ": " + e.what());
   }
 }
 

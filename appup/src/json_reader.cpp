@@ -50,12 +50,27 @@ std::string describe_json(const json& value) {
   return value.type_name();
 }
 
-json parse_json_text(std::string_view text, const std::string& source) {
+json parse_json_bounded(std::string_view text, const std::string& what, std::size_t max_depth) {
+  struct TooDeep {};
+  // The callback sees every array and object start with the number of
+  // containers around it; throwing stops the parse at the first one too deep.
+  const json::parser_callback_t refuse_too_deep = [max_depth](int depth, json::parse_event_t event, json&) {
+    const bool opens = event == json::parse_event_t::object_start || event == json::parse_event_t::array_start;
+    if (opens && std::size_t(depth) >= max_depth) throw TooDeep{};
+    return true;
+  };
   try {
-    return json::parse(text.begin(), text.end());
-  } catch (const json::parse_error& e) {
-    throw InputError(source, "", "invalid JSON: " + without_exception_id(e.what()));
+    return json::parse(text.begin(), text.end(), refuse_too_deep);
+  } catch (const json::exception& e) {
+    // Not only parse_error: a number too large for a double ("1e400") is an out_of_range.
+    throw InputError(what, "", "invalid JSON: " + without_exception_id(e.what()));
+  } catch (const TooDeep&) {
+    throw InputError(what, "", "JSON nested deeper than " + std::to_string(max_depth) + " levels");
   }
+}
+
+json parse_json_text(std::string_view text, const std::string& source) {
+  return parse_json_bounded(text, source, kMaxJsonDepth);
 }
 
 const json* find_member(const json& object, const char* key) {
@@ -112,6 +127,10 @@ std::string JsonReader::check_name(const std::string& name, const std::string& p
 
 std::string JsonReader::expect_version(const json& value, const std::string& path) const {
   std::string version = expect_string(value, path);
+  if (version.size() > kMaxVersionLength) {
+    fail(path, "version of " + std::to_string(version.size()) + " characters is over the limit of " +
+                   std::to_string(kMaxVersionLength));
+  }
   if (!is_valid_version(version)) {
     fail(path, in_quotes(version) + " is not a semantic version (like 1.2.3 or 1.2.3-rc.1)");
   }

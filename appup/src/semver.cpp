@@ -121,6 +121,8 @@ bool is_valid_name(std::string_view name) {
   return std::all_of(name.begin(), name.end(), [](char c) { return is_lower_alnum(c) || c == '_' || c == '-'; });
 }
 
-bool is_valid_version(std::string_view version) { return Version::parse(version).has_value(); }
+bool is_valid_version(std::string_view version) {
+  return version.size() <= kMaxVersionLength && Version::parse(version).has_value();
+}
 
 }  // namespace hotswap::appup

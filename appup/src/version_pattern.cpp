@@ -1,5 +1,7 @@
-#include <hotswap/appup/version_pattern.hpp>
+#include <re2/re2.h>
 
+#include <hotswap/appup/semver.hpp>
+#include <hotswap/appup/version_pattern.hpp>
 #include <utility>
 
 namespace hotswap::appup {
@@ -11,16 +13,32 @@ VersionPattern VersionPattern::exact(std::string version) {
 }
 
 VersionPattern VersionPattern::regex(std::string expression) {
+  if (expression.size() > kMaxExpressionLength) {
+    throw PatternError("expression of " + std::to_string(expression.size()) + " characters is over the limit of " +
+                       std::to_string(kMaxExpressionLength));
+  }
+  RE2::Options options;
+  options.set_log_errors(false);  // the error goes to the caller, not to stderr
+  options.set_max_mem(kMaxCompiledBytes);
+  auto compiled = std::make_shared<const RE2>(expression, options);
+  if (!compiled->ok()) {
+    // RE2 says "pattern too large - compile failed" when the program is over max_mem.
+    const bool too_large = compiled->error_code() == RE2::ErrorPatternTooLarge;
+    throw PatternError(too_large ? "expression compiles to more than " + std::to_string(kMaxCompiledBytes / 1024) +
+                                       " KiB (simplify it, or list versions)"
+                                 : compiled->error());
+  }
   VersionPattern pattern;
-  pattern.regex_ = std::make_shared<const std::regex>(expression, std::regex::ECMAScript);
+  pattern.regex_ = std::move(compiled);
   pattern.text_ = std::move(expression);
   return pattern;
 }
 
 bool VersionPattern::matches(std::string_view version) const {
   if (!regex_) return version == text_;
-  // regex_match, not regex_search: "1\.0" must not accept "1.0.7" (OTP matches whole strings).
-  return std::regex_match(version.begin(), version.end(), *regex_);
+  if (version.size() > kMaxVersionLength) return false;
+  // FullMatch, not PartialMatch: "1\.0" must not accept "1.0.7" (OTP matches whole strings).
+  return RE2::FullMatch(re2::StringPiece(version.data(), version.size()), *regex_);
 }
 
 std::string VersionPattern::describe() const { return regex_ ? "/" + text_ + "/" : text_; }

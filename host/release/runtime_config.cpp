@@ -37,10 +37,13 @@ struct Reference {
   std::string argument;  // the default or the message; literal text
 };
 
-Reference parse_reference(const std::string& body, const std::string& file, const std::string& key) {
+// The key a substitution error names, built only when there is an error (see ValuePath).
+using KeyText = std::function<std::string()>;
+
+Reference parse_reference(const std::string& body, const std::string& file, const KeyText& key) {
   const auto malformed = [&](const std::string& why) {
     return ConfigError(
-        file, key,
+        file, key(),
         "malformed reference '${" + body + "}': " + why + " (expected ${VAR}, ${VAR:-default} or ${VAR:?message})");
   };
   if (body.empty() || !is_variable_start(body[0])) throw malformed("a variable name is [A-Za-z_][A-Za-z0-9_]*");
@@ -60,38 +63,79 @@ Reference parse_reference(const std::string& body, const std::string& file, cons
   return reference;
 }
 
-std::string resolve(const Reference& reference, const EnvLookup& env, const std::string& file, const std::string& key) {
+std::string resolve(const Reference& reference, const EnvLookup& env, const std::string& file, const KeyText& key) {
   const std::optional<std::string> value = env(reference.variable);
   switch (reference.kind) {
     case Reference::Kind::Plain:
-      if (!value) throw ConfigError(file, key, "environment variable " + reference.variable + " is not set");
+      if (!value) throw ConfigError(file, key(), "environment variable " + reference.variable + " is not set");
       return *value;
     case Reference::Kind::Default:
       return value && !value->empty() ? *value : reference.argument;
     case Reference::Kind::Required:
       if (!value || value->empty()) {
         const std::string why = reference.argument.empty() ? "" : ": " + reference.argument;
-        throw ConfigError(file, key, "environment variable " + reference.variable + " is not set or empty" + why);
+        throw ConfigError(file, key(), "environment variable " + reference.variable + " is not set or empty" + why);
       }
       return *value;
   }
   return {};  // unreachable: every Kind returns above
 }
 
+std::string substitute_text(const std::string& text, const EnvLookup& env, const std::string& file,
+                            const KeyText& key) {
+  std::string result;
+  for (size_t i = 0; i < text.size();) {
+    const char next = i + 1 < text.size() ? text[i + 1] : '\0';
+    if (text[i] != '$' || (next != '{' && next != '$')) {  // a lone '$' is literal
+      result += text[i++];
+    } else if (next == '$') {
+      result += '$';
+      i += 2;
+    } else {
+      const size_t close = text.find('}', i + 2);
+      if (close == std::string::npos)
+        throw ConfigError(file, key(), "unterminated reference '" + text.substr(i) + "' (missing '}')");
+      result += resolve(parse_reference(text.substr(i + 2, close - i - 2), file, key), env, file, key);
+      i = close + 1;
+    }
+  }
+  return result;
+}
+
+// Where a value sits in the document, as a chain of the levels above it. The
+// text ("modules.chat.config.rooms[3]") is built only for an error message:
+// building it for every value costs the path's length per value, which a long
+// key over a long array makes quadratic in the file's size.
+struct ValuePath {
+  const ValuePath* parent = nullptr;
+  const std::string* key = nullptr;  // an object member; nullptr for an array element
+  size_t index = 0;
+
+  std::string text() const {
+    if (parent == nullptr) return "";
+    const std::string above = parent->text();
+    return key != nullptr ? key_path(above, *key) : index_path(above, index);
+  }
+};
+
 // Applies substitute_environment to every string value of `value` (not to keys),
-// so a module's free-form config can use variables too.
-json substitute_document(const json& value, const EnvLookup& env, const std::string& file, const std::string& path) {
-  if (value.is_string()) return substitute_environment(value.get<std::string>(), env, file, path);
+// so a module's free-form config can use variables too. The document was parsed
+// with a depth limit (read_json_file), so the recursion is bounded.
+json substitute_document(const json& value, const EnvLookup& env, const std::string& file, const ValuePath& path) {
+  if (value.is_string()) {
+    const std::string& text = value.get_ref<const std::string&>();
+    return substitute_text(text, env, file, [&path] { return path.text(); });
+  }
   if (value.is_array()) {
     json result = json::array();
     for (size_t i = 0; i < value.size(); ++i)
-      result.push_back(substitute_document(value[i], env, file, index_path(path, i)));
+      result.push_back(substitute_document(value[i], env, file, {&path, nullptr, i}));
     return result;
   }
   if (value.is_object()) {
     json result = json::object();
     for (auto it = value.begin(); it != value.end(); ++it)
-      result[it.key()] = substitute_document(it.value(), env, file, key_path(path, it.key()));
+      result[it.key()] = substitute_document(it.value(), env, file, {&path, &it.key(), 0});
     return result;
   }
   return value;
@@ -229,28 +273,12 @@ EnvLookup process_environment() {
 
 std::string substitute_environment(const std::string& text, const EnvLookup& env, const std::string& file,
                                    const std::string& key) {
-  std::string result;
-  for (size_t i = 0; i < text.size();) {
-    const char next = i + 1 < text.size() ? text[i + 1] : '\0';
-    if (text[i] != '$' || (next != '{' && next != '$')) {  // a lone '$' is literal
-      result += text[i++];
-    } else if (next == '$') {
-      result += '$';
-      i += 2;
-    } else {
-      const size_t close = text.find('}', i + 2);
-      if (close == std::string::npos)
-        throw ConfigError(file, key, "unterminated reference '" + text.substr(i) + "' (missing '}')");
-      result += resolve(parse_reference(text.substr(i + 2, close - i - 2), file, key), env, file, key);
-      i = close + 1;
-    }
-  }
-  return result;
+  return substitute_text(text, env, file, [&key] { return key; });
 }
 
 RuntimeConfig parse_runtime_config(const json& document, const std::string& file, const EnvLookup& env) {
   // Substitution comes first so that every later check sees the value in force.
-  const json substituted = substitute_document(document, env, file, "");
+  const json substituted = substitute_document(document, env, file, ValuePath{});
   try {
     return parse_substituted(JsonReader(file), substituted);
   } catch (const appup::InputError& e) {

@@ -225,3 +225,19 @@ TEST_CASE("Malformed appup instructions are rejected naming the file and field",
 TEST_CASE("parse_appup names the given source in its errors", "[appup]") {
   CHECK_THROWS_WITH(parse_appup(json{{"module", "counter"}}, "memory:counter"), "memory:counter: version: missing");
 }
+
+// std::regex overflowed the stack compiling these (the host died with SIGSEGV, issue 8):
+// they are refused when the appup is read, naming the field and without repeating the expression.
+TEST_CASE("Version patterns over the limits are refused when the appup is read", "[appup]") {
+  const auto with_regex = [](const std::string& expression) {
+    return with_up(R"([{"from": {"regex": ")" + expression + R"("}, "instructions": []}])");
+  };
+  check_rejected({with_regex(std::string(100'000, 'a')), "up[0].from.regex",
+                  "invalid regular expression: expression of 100000 characters is over the limit of 256"});
+  check_rejected({with_regex(std::string(20'000, '(') + "1" + std::string(20'000, ')')), "up[0].from.regex",
+                  "invalid regular expression: expression of 40001 characters is over the limit of 256"});
+  check_rejected({with_regex("\\\\pL{1000}"), "up[0].from.regex",
+                  "invalid regular expression '\\pL{1000}': expression compiles to more than 1024 KiB"});
+  check_rejected({with_up(R"([{"from": "1.0.0-)" + std::string(300, 'a') + R"(", "instructions": []}])"), "up[0].from",
+                  "version of 306 characters is over the limit of 256"});
+}

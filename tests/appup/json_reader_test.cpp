@@ -86,3 +86,36 @@ TEST_CASE("parse_json_text names the source of a syntax error without the librar
   CHECK_THAT(message, Catch::StartsWith("x.json: invalid JSON: "));
   CHECK_THAT(message, !Catch::Contains("[json.exception"));
 }
+
+TEST_CASE("parse_json_bounded refuses nesting deeper than the limit, at any size", "[json_reader]") {
+  using hotswap::appup::kMaxJsonDepth;
+  using hotswap::appup::parse_json_bounded;
+  const auto arrays = [](size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); };
+  CHECK(parse_json_bounded(arrays(kMaxJsonDepth), "f.json").is_array());
+  CHECK_THROWS_WITH(parse_json_bounded(arrays(kMaxJsonDepth + 1), "f.json"),
+                    "f.json: JSON nested deeper than 64 levels");
+  CHECK_THROWS_WITH(parse_json_bounded(arrays(100'000), "f.json"), "f.json: JSON nested deeper than 64 levels");
+  CHECK_THROWS_WITH(parse_json_bounded(R"({"a": {"b": [1]}})", "request", 2),
+                    "request: JSON nested deeper than 2 levels");
+  CHECK(parse_json_bounded(R"({"a": {"b": 1}})", "request", 2)["a"]["b"] == 1);
+  // Deep, but broken before the limit: the syntax error is what is reported.
+  CHECK_THROWS_WITH(parse_json_bounded("[[}", "f.json"), Catch::StartsWith("f.json: invalid JSON: "));
+}
+
+// The host died of a stack overflow when an appup's `extra` 100k deep was copied (issue 8).
+TEST_CASE("parse_json_text bounds the depth of appups", "[json_reader]") {
+  const std::string deep_extra = std::string(100'000, '[') + std::string(100'000, ']');
+  const std::string text = R"({"module": "counter", "version": "2.0.0", "up": [{"from": "1.0.0", "instructions": [)"
+                           R"({"op": "update", "extra": )" +
+                           deep_extra + "}]}]}";
+  CHECK_THROWS_WITH(hotswap::appup::parse_json_text(text, "counter.appup.json"),
+                    "counter.appup.json: JSON nested deeper than 64 levels");
+}
+
+// Found by tests/fuzz/fuzz_admin_request: nlohmann reports a number too large
+// for a double as out_of_range, not parse_error, and it escaped as such.
+TEST_CASE("parse_json_text reports a number overflow as invalid JSON naming the file", "[json_reader]") {
+  CHECK_THROWS_WITH(parse_json_text(R"({"port": 1e400})", "runtime.json"),
+                    "runtime.json: invalid JSON: number overflow parsing '1e400'");
+  CHECK_THROWS_AS(parse_json_text("[8880E00000000000006642254319167413362]", "f.json"), InputError);
+}

@@ -127,3 +127,31 @@ TEST_CASE("A malformed appup file surfaces as an InputError from make_plan", "[r
   CHECK_THROWS_WITH(make_plan(load_manifest(root.path() / "v1"), load_manifest(root.path() / "v2"), load_appup_of),
                     appup.string() + ": up[0].instructions: missing");
 }
+
+namespace {
+
+// `depth` arrays, one inside the other, around `inner`.
+std::string nested_arrays(size_t depth, const std::string& inner = "1") {
+  return std::string(depth, '[') + inner + std::string(depth, ']');
+}
+
+}  // namespace
+
+// The host died of a stack overflow copying such an `extra` (issue 8).
+TEST_CASE("an appup whose extra is nested 100k deep is refused naming the file and the depth", "[release_files]") {
+  const TempDir dir;
+  const fs::path file = dir.path() / "counter-2.0.0.appup.json";
+  write_file(file, R"({"module": "counter", "version": "2.0.0", "up": [{"from": "1.0.0", "instructions": [)"
+                   R"({"op": "update", "extra": )" +
+                       nested_arrays(100'000) + "}]}]}");
+  CHECK_THROWS_WITH(load_appup(file), file.string() + ": JSON nested deeper than 64 levels");
+}
+
+TEST_CASE("a manifest nested too deep is refused naming the file and the depth", "[release_files]") {
+  const TempDir dir;
+  write_file(dir.path() / "manifest.json",
+             R"({"release": "arena", "version": "1.0.0", "modules": )" + nested_arrays(65, "") + "}");
+  CHECK_THROWS_WITH(
+      load_release_manifest(dir.path()),
+      "invalid release manifest: " + (dir.path() / "manifest.json").string() + ": JSON nested deeper than 64 levels");
+}

@@ -316,3 +316,42 @@ TEST_CASE("RuntimeConfig equality compares every field", "[config]") {
     CHECK_FALSE(a == b);
   }
 }
+
+// A 40 KB runtime.json nested ~7k deep stalled the loop 6.4 s on reload (issue 8):
+// now its reading stops at level 65.
+TEST_CASE("a deeply nested runtime.json is refused naming the file and the depth", "[config]") {
+  hotswap::ops_test::TempDir dir;
+  const auto file = dir.path() / "runtime.json";
+  std::string opening, closing;
+  while (opening.size() + closing.size() < 40 * 1024) {
+    opening += R"({"a": )";
+    closing += "}";
+  }
+  hotswap::ops_test::write_file(file, R"({"modules": {"arena": {"config": )" + opening + "1" + closing + "}}}");
+  CHECK_THROWS_WITH(load_runtime_config(file, kEnv), file.string() + ": JSON nested deeper than 64 levels");
+  CHECK_THROWS_AS(load_runtime_config(file, kEnv), ConfigError);
+}
+
+TEST_CASE("a module section at the depth limit is read, substituted and compared", "[config]") {
+  hotswap::ops_test::TempDir dir;
+  const auto file = dir.path() / "runtime.json";
+  // The document, "modules" and the module are 3 levels: 60 objects and an array make 64.
+  std::string deep = R"(["${GREETING:-hello}", 2])";
+  for (int level = 0; level < 60; ++level) deep = R"({"a": )" + deep + "}";
+  hotswap::ops_test::write_file(file, R"({"modules": {"arena": {"config": )" + deep + "}}}");
+  const RuntimeConfig config = load_runtime_config(file, kEnv);
+  const json* inner = &config.modules.at("arena").config;
+  for (int level = 0; level < 60; ++level) inner = &inner->at("a");
+  CHECK(*inner == json::array({"hello", 2}));
+  CHECK(config == load_runtime_config(file, kEnv));
+  // One level more is refused.
+  hotswap::ops_test::write_file(file, R"({"modules": {"arena": {"config": {"a": )" + deep + "}}}}");
+  CHECK_THROWS_WITH(load_runtime_config(file, kEnv), file.string() + ": JSON nested deeper than 64 levels");
+}
+
+TEST_CASE("a substitution error deep in a module section names its whole key path", "[config][env]") {
+  const json document =
+      json::parse(R"({"modules": {"arena": {"config": {"rooms": ["lobby", {"name": "${UNSET_ROOM}"}]}}}})");
+  CHECK_THROWS_WITH(parse_runtime_config(document, "runtime.json", kEnv),
+                    "runtime.json: modules.arena.config.rooms[1].name: environment variable UNSET_ROOM is not set");
+}

@@ -28,7 +28,19 @@ std::string index_path(const std::string& path, std::size_t index);
 // A value as a message names it: "string 'game'", "number 3", "boolean", "array".
 std::string describe_json(const nlohmann::json& value);
 
-// Parses JSON text; a syntax error is an InputError(source, "", "invalid JSON: ...").
+// How deep arrays and objects may nest in a file a release carries or in an
+// admin request. Copying, dumping and comparing a JSON value recurse once per
+// level: an unbounded depth is a stack overflow (an appup `extra` 100k deep
+// killed the host). Real documents stay under 10 levels.
+constexpr std::size_t kMaxJsonDepth = 64;
+
+// Parses untrusted JSON text. A syntax error is InputError(what, "", "invalid JSON: ..."),
+// nesting deeper than max_depth levels ("[[1]]" has 2) is InputError(what, "",
+// "JSON nested deeper than <max_depth> levels"), refused while parsing, before
+// anything recursive sees the value. The parser itself never recurses.
+nlohmann::json parse_json_bounded(std::string_view text, const std::string& what,
+                                  std::size_t max_depth = kMaxJsonDepth);
+// parse_json_bounded with kMaxJsonDepth.
 nlohmann::json parse_json_text(std::string_view text, const std::string& source);
 
 // A value inside `object`, or nullptr when the key is absent.

@@ -1,6 +1,7 @@
 // Semantic versions (semver.org 2.0.0) and the names hotswap accepts for modules and releases.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -28,7 +29,12 @@ inline bool operator>(const Version& a, const Version& b) { return compare(a, b)
 // Module and release names: [a-z0-9][a-z0-9_-]{0,63}. No path separators, no "..".
 bool is_valid_name(std::string_view name);
 
-// A version string usable in paths: a valid semantic version (so no '/' and no "..").
+// Versions come from release files: a longer one is refused, so that no
+// version pattern is ever matched against megabytes of text.
+constexpr std::size_t kMaxVersionLength = 256;
+
+// A version string usable in paths: a valid semantic version (so no '/' and no
+// "..") of at most kMaxVersionLength characters.
 bool is_valid_version(std::string_view version);
 
 }  // namespace hotswap::appup
