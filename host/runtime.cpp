@@ -37,9 +37,9 @@ std::vector<const appup::ModuleEntry*> boot_order(const appup::ReleaseManifest& 
 
 }  // namespace
 
-Runtime::Runtime(const fs::path& root)
+Runtime::Runtime(const fs::path& root, os::OsSysCalls& os)
     : signals_(io_, SIGTERM, SIGINT, SIGHUP),
-      store_(root),
+      store_(root, os),
       loader_(store_.run_dir()),
       server_(io_, registry_),
       registry_(server_),
@@ -84,12 +84,19 @@ void Runtime::boot() {
 void Runtime::open_admin(AdminHandler handler) {
   admin_ = std::make_unique<AdminServer>(io_, store_.run_dir() / "admin.sock", config_.admin_max_request_bytes,
                                          std::move(handler));
+  admin_->set_max_output_bytes(config_.admin_max_output_bytes);
 }
 
 void Runtime::apply_config(const RuntimeConfig& next, bool at_boot) {
   set_log_level(next.log_level);
-  server_.set_limits({next.max_output_bytes});
-  if (admin_) admin_->set_max_request_bytes(next.admin_max_request_bytes);
+  ServerLimits limits = server_.limits();
+  limits.max_output_bytes = next.max_output_bytes;
+  limits.max_total_output_bytes = next.max_total_output_bytes;
+  server_.set_limits(limits);
+  if (admin_) {
+    admin_->set_max_request_bytes(next.admin_max_request_bytes);
+    admin_->set_max_output_bytes(next.admin_max_output_bytes);
+  }
   for (ModuleSlot* slot : registry_.slots()) {
     const std::string& name = slot->name();
     std::string section = next.module_section(name);
@@ -153,13 +160,19 @@ void Runtime::commit_release(const appup::ReleaseManifest& target, const Runtime
   apply_config(target_config, /*at_boot=*/false);
 }
 
+// A release whose record failed is still current in fact: make-permanent repairs the record first.
+bool Runtime::runs_unrecorded_or_current(const std::string& version) const {
+  const ReleaseBookkeeping& bookkeeping = coordinator_.bookkeeping();
+  return bookkeeping.current == version || bookkeeping.unrecorded == version;
+}
+
 void Runtime::schedule_auto_permanent() {
   auto_permanent_timer_.cancel();
-  if (config_.auto_permanent_after.count() <= 0 || coordinator_.bookkeeping().current != manifest_->version) return;
+  if (config_.auto_permanent_after.count() <= 0 || !runs_unrecorded_or_current(manifest_->version)) return;
   std::string version = manifest_->version;
   auto_permanent_timer_.expires_after(config_.auto_permanent_after);
   auto_permanent_timer_.async_wait([this, version](boost::system::error_code ec) {
-    if (ec || manifest_->version != version || coordinator_.bookkeeping().current != version) return;
+    if (ec || manifest_->version != version || !runs_unrecorded_or_current(version)) return;
     make_permanent(version, [this, version](const std::string& error) {
       if (error.empty())
         spdlog::info("release {} made permanent after {} s of healthy running", version,
@@ -307,6 +320,9 @@ nlohmann::json Runtime::status() const {
       {"release", manifest_->name},
       {"version", manifest_->version},
       {"permanent", permanent ? nlohmann::json(*permanent) : nlohmann::json(nullptr)},
+      // The running release when recording it in RELEASES.json failed (the next store change repairs it).
+      {"unrecorded_release", coordinator_.bookkeeping().unrecorded ? nlohmann::json(*coordinator_.bookkeeping().unrecorded)
+                                                                   : nlohmann::json(nullptr)},
       {"pid", ::getpid()},
       {"uptime_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count()},
       {"modules", modules},
@@ -318,7 +334,12 @@ nlohmann::json Runtime::status() const {
         {"frames_in", s.frames_in},
         {"frames_out", s.frames_out},
         {"protocol_errors", s.protocol_errors},
-        {"slow_readers", s.slow_readers}}},
+        {"slow_readers", s.slow_readers},
+        {"output_budget_closes", s.output_budget_closes},
+        {"idle_timeouts", s.idle_timeouts},
+        {"output_bytes", server_.output_bytes()},
+        {"peak_output_bytes", s.peak_output_bytes},
+        {"memory_trims", s.memory_trims}}},
       {"busy", busy()},
       {"leaked_libraries", loader_.leaked()},
       {"last_upgrade", last_upgrade ? last_upgrade->to_json() : nlohmann::json(nullptr)}};

@@ -19,6 +19,7 @@
 #include "core/library_loader.hpp"
 #include "core/module_registry.hpp"
 #include "net/network_server.hpp"
+#include "os/os_sys_calls.hpp"
 #include "release/release_store.hpp"
 #include "release/runtime_config.hpp"
 #include "upgrade/release_task.hpp"
@@ -31,7 +32,8 @@ class Runtime {
  public:
   // Registers SIGTERM, SIGINT (graceful stop) and SIGHUP (reload) at once, so
   // that a signal arriving during boot is handled as soon as the loop runs.
-  explicit Runtime(const boost::filesystem::path& root);
+  // The release store's file writes go through `os` (a test's fake), which must outlive the Runtime.
+  explicit Runtime(const boost::filesystem::path& root, os::OsSysCalls& os = os::real_os_sys_calls());
   ~Runtime();
 
   boost::asio::io_context& io() { return io_; }
@@ -110,6 +112,7 @@ class Runtime {
   void reload_config(const RuntimeConfig& next, const boost::filesystem::path& config_file,
                      const std::function<void(const ReloadResult&)>& done);
   void schedule_auto_permanent();
+  bool runs_unrecorded_or_current(const std::string& version) const;
   void wait_for_signals();
   void finish_stop();  // once the connections are closed and the worker is back
 

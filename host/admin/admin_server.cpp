@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/filesystem/operations.hpp>
 #include <deque>
 
@@ -33,9 +34,15 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
 
   void write_line(const nlohmann::json& message) {
     if (closed_) return;
-    outbox_.push_back(message.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+    std::string line = message.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    if (outbox_bytes_ + line.size() > server_.max_output_bytes_) return close_unread();
+    outbox_bytes_ += line.size();
+    server_.stats_.peak_session_output_bytes = std::max(server_.stats_.peak_session_output_bytes, outbox_bytes_);
+    outbox_.push_back(std::move(line));
     if (outbox_.size() == 1) write_next();
   }
+
+  size_t outbox_bytes() const { return outbox_bytes_; }
 
   // Called when a command's final reply is written: the next request may run.
   void reply_sent() {
@@ -96,6 +103,21 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
     }
   }
 
+  // The client sends requests but does not read the replies: drop what waits
+  // for it (all but the line being written, whose buffer the write still
+  // uses until its handler runs) and disconnect it.
+  void close_unread() {
+    ++server_.stats_.closed_over_output_limit;
+    spdlog::warn("admin socket: closing a client that does not read its replies ({} bytes unsent, limit {})",
+                 outbox_bytes_, server_.max_output_bytes_);
+    while (outbox_.size() > 1) {
+      outbox_bytes_ -= outbox_.back().size();
+      outbox_.pop_back();
+    }
+    buffer_.clear();
+    finish();  // callers hold a reference to this session (a handler's `self`, a responder's lock)
+  }
+
   void reject_oversized() {
     write_line({{"id", nullptr},
                 {"ok", false},
@@ -124,6 +146,7 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
         finish();
         return;
       }
+      outbox_bytes_ -= outbox_.front().size();
       outbox_.pop_front();
       if (!outbox_.empty()) return write_next();
       if (close_after_write_) finish();
@@ -140,6 +163,7 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
   std::array<char, 4096> chunk_{};
   std::string buffer_;
   std::deque<std::string> outbox_;
+  size_t outbox_bytes_ = 0;  // the sum of outbox_'s sizes: unsent reply bytes
   bool busy_ = false;
   bool processing_ = false;
   bool closed_ = false;
@@ -197,6 +221,12 @@ void AdminServer::close() {
   }
   auto sessions = std::move(sessions_);
   for (auto& s : sessions) s->close();
+}
+
+size_t AdminServer::queued_output_bytes() const {
+  size_t total = 0;
+  for (const auto& session : sessions_) total += session->outbox_bytes();
+  return total;
 }
 
 void AdminServer::accept_next() {

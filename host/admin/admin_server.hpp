@@ -8,11 +8,15 @@
 //   reply     {"id": <same>, "ok": true, "result": ...}
 //          or {"id": <same>, "ok": false, "error": "<message>", "code": "<busy|bad_request|failed|...>"}
 // Requests on one connection are answered in order, one at a time. A request
-// over the size limit gets an error reply and the connection is closed.
+// over the size limit gets an error reply and the connection is closed. The
+// replies and events waiting to be written to one client are bounded too
+// (max_output_bytes): a client that sends requests but does not read its
+// replies is disconnected, with a log line, once they pass the bound.
 #pragma once
 
 #include <boost/asio.hpp>
 #include <boost/filesystem/path.hpp>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -41,6 +45,10 @@ using AdminHandler = std::function<void(const nlohmann::json& request, const Adm
 
 class AdminServer {
  public:
+  // A status or an upgrade report is a few kilobytes; a client that lets
+  // megabytes of them pile up is not reading.
+  static constexpr size_t kDefaultMaxOutputBytes = 4 << 20;
+
   // Binds the socket (replacing a stale one). Throws std::runtime_error on failure.
   AdminServer(boost::asio::io_context& io, boost::filesystem::path socket_path, size_t max_request_bytes,
               AdminHandler handler);
@@ -48,7 +56,19 @@ class AdminServer {
 
   const boost::filesystem::path& path() const { return path_; }
   void set_max_request_bytes(size_t n) { max_request_bytes_ = n; }
+  // Unsent reply bytes allowed per client; applies to what is queued from now on.
+  void set_max_output_bytes(size_t n) { max_output_bytes_ = n; }
   void close();
+
+  // Accounting, for status and tests (loop thread).
+  struct Stats {
+    uint64_t closed_over_output_limit = 0;  // clients disconnected because they did not read
+    size_t peak_session_output_bytes = 0;   // the most unsent bytes one client ever had queued
+  };
+  const Stats& stats() const { return stats_; }
+  // Unsent reply bytes queued for every client now.
+  size_t queued_output_bytes() const;
+  size_t session_count() const { return sessions_.size(); }
 
  private:
   void accept_next();
@@ -56,6 +76,8 @@ class AdminServer {
   boost::asio::io_context& io_;
   boost::filesystem::path path_;
   size_t max_request_bytes_;
+  size_t max_output_bytes_ = kDefaultMaxOutputBytes;
+  Stats stats_;
   AdminHandler handler_;
   boost::asio::local::stream_protocol::acceptor acceptor_;
   std::set<std::shared_ptr<AdminSession>> sessions_;

@@ -46,7 +46,8 @@ const std::vector<std::string> kLogLevels = {"trace", "debug", "info", "warn", "
 constexpr const char* kFooter =
     "ROOT is --root DIR, else $HOTSWAP_ROOT, else the current folder.\n"
     "`hotswap COMMAND --help` shows a command's operands and options.\n"
-    "exit status: 0 ok, 1 failed, 64 usage, 69 no host running, 75 busy, 78 config error";
+    "exit status: 0 ok, 1 failed, 64 usage, 69 no host running, 74 committed but not recorded in RELEASES.json,\n"
+    "75 busy, 78 config error";
 
 // One CLI11 application binding every command's operands and options to one
 // Invocation. Built afresh for each parse: a parse leaves state in the App.

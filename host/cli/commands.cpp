@@ -24,11 +24,6 @@ using host::AdminClient;
 using host::NotRunning;
 using nlohmann::json;
 
-int exit_status_of(const json& reply) {
-  if (reply.value("ok", false)) return kOk;
-  return reply.value("code", "") == "busy" ? kBusy : kFailed;
-}
-
 // --pre-task MODULE:TASK[:JSON] as the request's {"module", "task", "args"}.
 json pre_task_request(const std::string& spec) {
   size_t a = spec.find(':');
@@ -139,7 +134,7 @@ int send_admin_request(AdminClient& client, const Invocation& invocation, const 
     if (streams_events && !invocation.json) print_event(event);
   });
   print_reply(command, reply, invocation.json);
-  return exit_status_of(reply);
+  return exit_status_of_reply(reply);
 }
 
 int run_command(const Invocation& invocation) {

@@ -15,6 +15,9 @@ void print_status(const json& s) {
   std::cout << "release " << s["release"].get<std::string>() << " " << s["version"].get<std::string>()
             << (s["permanent"] == s["version"] ? " (permanent)" : " (not permanent)") << ", pid " << s["pid"] << ", up "
             << static_cast<long>(s["uptime_s"].get<double>()) << " s\n";
+  if (s.contains("unrecorded_release") && s["unrecorded_release"].is_string())
+    std::cout << "release " << s["unrecorded_release"].get<std::string>()
+              << " runs but is not recorded in RELEASES.json (the next release change records it)\n";
   std::cout << "connections " << s["connections"] << "\n";
   for (const auto& l : s["listeners"])
     std::cout << "listener " << l["name"].get<std::string>() << " " << l["address"].get<std::string>() << ":"
@@ -41,6 +44,11 @@ void print_upgrade_report(const json& report) {
   std::cout << report["direction"].get<std::string>() << " " << report["from"].get<std::string>() << " -> "
             << report["to"].get<std::string>() << ": " << report["outcome"].get<std::string>() << ", pause "
             << as_double(report, "pause_us") << " us\n";
+  const std::string record_error = report.value("record_error", "");
+  if (!record_error.empty())
+    std::cerr << "hotswap: release " << report["to"].get<std::string>()
+              << " runs, but recording it as current in RELEASES.json failed: " << record_error
+              << "\nhotswap: the next release change (make-permanent, remove, another upgrade) records it again\n";
 }
 
 }  // namespace
@@ -67,6 +75,8 @@ void print_event(const json& e) {
     std::cout << "  rolled back (pause " << as_double(e, "pause_us") << " us): " << e.value("error", "") << "\n";
   else if (kind == "refused")
     std::cout << "  refused: " << e.value("error", "") << "\n";
+  else if (kind == "record_failed")
+    std::cout << "  recording the release in RELEASES.json FAILED: " << e.value("error", "") << "\n";
   else if (kind == "purged")
     std::cout << "  old code unloaded in " << as_double(e, "purge_ms") << " ms\n";
   else

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include "admin/admin_client.hpp"
@@ -99,6 +100,14 @@ int run_host_as_daemon(const fs::path& root, const std::string& log_level) {
   ignore_sigpipe();
   host::ReleaseStore store(root);
   const fs::path log_file = store.log_dir() / "hotswap.log";
+  const fs::path pid_path = store.run_dir() / "hotswap.pid";
+  // Refused before forking; the check below the fork also catches a host that
+  // started between this look and the child's own lock.
+  if (std::optional<pid_t> running = host::PidFile::running(pid_path)) {
+    std::cerr << "hotswap: not starting: another hotswap host (pid " << *running << ") is running on this root ("
+              << pid_path.string() << ")\n";
+    return kFailed;
+  }
   std::fflush(nullptr);
   pid_t child = ::fork();
   if (child < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
@@ -108,19 +117,31 @@ int run_host_as_daemon(const fs::path& root, const std::string& log_level) {
     setup_logging(log_level);
     ::_exit(serve(root, log_level));
   }
-  // Ready when the admin socket answers; failed when the child exits first.
+  // Ready when the admin socket answers with the child's pid; failed when the
+  // child exits first. Another host answering (one that won the pid lock) is
+  // not our child being ready: the child then exits, refused.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  std::optional<pid_t> other_host;
   while (std::chrono::steady_clock::now() < deadline) {
     int status = 0;
     if (::waitpid(child, &status, WNOHANG) == child) {
       int code = WIFEXITED(status) ? WEXITSTATUS(status) : kFailed;
-      std::cerr << "hotswap: the host exited during boot (status " << code << "); see " << log_file.string() << "\n";
+      if (!other_host) other_host = host::PidFile::running(pid_path);
+      if (other_host && *other_host != child)
+        std::cerr << "hotswap: not starting: another hotswap host (pid " << *other_host
+                  << ") is running on this root (" << pid_path.string() << ")\n";
+      else
+        std::cerr << "hotswap: the host exited during boot (status " << code << "); see " << log_file.string()
+                  << "\n";
       return code == kOk ? kFailed : code;
     }
     try {
       host::AdminClient client(admin_socket_path(root));
       json reply = client.request({{"cmd", "status"}});
-      if (reply.value("ok", false)) {
+      const json pid = reply.value("ok", false) ? reply["result"].value("pid", json()) : json();
+      if (pid.is_number_integer() && pid.get<pid_t>() != child) {
+        other_host = pid.get<pid_t>();
+      } else if (reply.value("ok", false)) {
         std::cout << "hotswap: host pid " << child << " running release "
                   << reply["result"]["version"].get<std::string>() << " (log: " << log_file.string() << ")\n";
         return kOk;

@@ -3,9 +3,11 @@
 #include <spdlog/spdlog.h>
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <deque>
@@ -17,6 +19,15 @@ namespace hotswap::host {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
+
+namespace {
+// A connection's buffers keep up to this much spare capacity between bursts;
+// past it, an emptied buffer is given back to the heap.
+constexpr size_t kRetainedBufferBytes = 64 * 1024;
+// An output queue that held more frames than this is replaced by a fresh one
+// once it drains (the deque's block map does not shrink on its own).
+constexpr size_t kRetainedQueueFrames = 256;
+}  // namespace
 
 struct NetworkServer::Listener {
   ListenerConfig config;
@@ -59,7 +70,18 @@ class NetworkServer::Connection : public std::enable_shared_from_this<Connection
     socket_.set_option(tcp::no_delay(true), ec);
     if (ModuleSlot* slot = server_.registry_.find(module()))
       server_.registry_.deliver_connect(*slot, id_, listener_->config.name, peer_text);
+    if (listener_->config.idle_timeout.count() > 0 && !closing_) {
+      last_message_ = server_.timer_source_->now();
+      arm_idle_alarm(last_message_ + listener_->config.idle_timeout);
+    }
     read_more();
+  }
+
+  size_t output_bytes() const { return output_bytes_; }
+  size_t buffer_capacity() const {
+    size_t total = input_.capacity();
+    for (const std::string& frame : output_) total += frame.capacity();
+    return total;
   }
 
   hotswap_status send(std::string_view message) {
@@ -73,8 +95,11 @@ class NetworkServer::Connection : public std::enable_shared_from_this<Connection
       abort(HOTSWAP_DISCONNECT_SLOW_READER);
       return HOTSWAP_LIMIT;
     }
+    if (!server_.make_room_for_output(frame.size(), *this)) return HOTSWAP_LIMIT;
     output_bytes_ += frame.size();
+    server_.output_queued(frame.size());
     output_.push_back(std::move(frame));
+    queue_peak_frames_ = std::max(queue_peak_frames_, output_.size());
     ++server_.stats_.frames_out;
     if (!writing_) write_more();
     return HOTSWAP_OK;
@@ -109,7 +134,11 @@ class NetworkServer::Connection : public std::enable_shared_from_this<Connection
         return;
       }
       input_.append(chunk_.data(), n);
+      // Only this connection's frames are counted while it delivers (one loop thread).
+      const uint64_t frames_before = server_.stats_.frames_in;
       if (!deliver_frames()) return;
+      if (server_.stats_.frames_in != frames_before) last_message_ = server_.timer_source_->now();
+      if (input_.capacity() > kRetainedBufferBytes && input_.size() < kRetainedBufferBytes / 2) input_.shrink_to_fit();
       read_more();
     });
   }
@@ -143,7 +172,27 @@ class NetworkServer::Connection : public std::enable_shared_from_this<Connection
     return false;
   }
 
+  // Slowloris defence: closes the connection when no message completed within
+  // the listener's idle timeout. One alarm per connection, re-armed lazily
+  // from the last message's time rather than on every message.
+  void arm_idle_alarm(TimerSource::Duration due) {
+    idle_alarm_ = server_.timer_source_->schedule(due, [this, weak = weak_from_this()] {
+      std::shared_ptr<Connection> self = weak.lock();
+      if (!self || closing_ || finished_) return;
+      const TimerSource::Duration deadline = last_message_ + listener_->config.idle_timeout;
+      if (server_.timer_source_->now() < deadline) return arm_idle_alarm(deadline);
+      ++server_.stats_.idle_timeouts;
+      spdlog::warn("connection {} on listener {}: closed, no complete message for {} s", id_, listener_->config.name,
+                   listener_->config.idle_timeout.count());
+      abort(HOTSWAP_DISCONNECT_IO_ERROR);
+    });
+  }
+
   void write_more() {
+    if (output_.empty() && queue_peak_frames_ > kRetainedQueueFrames) {
+      std::deque<std::string>().swap(output_);
+      queue_peak_frames_ = 0;
+    }
     if (output_.empty() || finished_) {
       writing_ = false;
       if (closing_ && !finished_) finish();
@@ -160,10 +209,13 @@ class NetworkServer::Connection : public std::enable_shared_from_this<Connection
         abort(HOTSWAP_DISCONNECT_IO_ERROR);
         return;
       }
+      size_t written = 0;
       for (size_t i = 0; i < in_flight_; ++i) {
-        output_bytes_ -= output_.front().size();
+        written += output_.front().size();
         output_.pop_front();
       }
+      output_bytes_ -= written;
+      server_.output_released(written);
       write_more();
     });
   }
@@ -174,8 +226,11 @@ class NetworkServer::Connection : public std::enable_shared_from_this<Connection
     boost::system::error_code ec;
     socket_.shutdown(tcp::socket::shutdown_both, ec);
     socket_.close(ec);
-    output_.clear();
+    idle_alarm_.reset();
+    std::deque<std::string>().swap(output_);
+    const size_t dropped = output_bytes_;
     output_bytes_ = 0;
+    server_.output_released(dropped);
     server_.connection_closed(id_, reason_, module());
   }
 
@@ -190,6 +245,9 @@ class NetworkServer::Connection : public std::enable_shared_from_this<Connection
   std::vector<asio::const_buffer> buffers_;
   size_t in_flight_ = 0;
   size_t output_bytes_ = 0;
+  size_t queue_peak_frames_ = 0;  // the most frames output_ held since it was last replaced
+  TimerSource::Duration last_message_{};
+  std::unique_ptr<TimerSource::Alarm> idle_alarm_;
   bool writing_ = false;
   bool closing_ = false;
   bool finished_ = false;
@@ -200,8 +258,8 @@ NetworkServer::NetworkServer(asio::io_context& io, ModuleRegistry& registry)
     : io_(io), registry_(registry), timer_source_(std::make_shared<AsioTimerSource>(io)) {}
 
 void NetworkServer::set_timer_source(std::shared_ptr<TimerSource> source) {
-  if (!timers_.empty() || !ticks_.empty())
-    throw std::logic_error("the timer source cannot change while timers or ticks are armed");
+  if (!timers_.empty() || !ticks_.empty() || !connections_.empty())
+    throw std::logic_error("the timer source cannot change while timers or ticks are armed or connections are open");
   timer_source_ = std::move(source);
 }
 
@@ -309,6 +367,59 @@ std::vector<ListenerStatus> NetworkServer::listeners() const {
   std::vector<ListenerStatus> out;
   for (const auto& l : listeners_) out.push_back({l->config.name, l->config.module, l->config.address, l->config.port});
   return out;
+}
+
+size_t NetworkServer::buffer_capacity() const {
+  size_t total = 0;
+  for (const auto& [id, c] : connections_) total += c->buffer_capacity();
+  return total;
+}
+
+void NetworkServer::output_queued(size_t bytes) {
+  total_output_bytes_ += bytes;
+  output_peak_since_trim_ = std::max(output_peak_since_trim_, total_output_bytes_);
+  stats_.peak_output_bytes = std::max(stats_.peak_output_bytes, total_output_bytes_);
+}
+
+void NetworkServer::output_released(size_t bytes) {
+  total_output_bytes_ -= bytes;
+  if (output_peak_since_trim_ < limits_.trim_after_peak_bytes || total_output_bytes_ > output_peak_since_trim_ / 8 ||
+      trim_posted_)
+    return;
+  // glibc keeps freed memory for reuse (the host raises its trim threshold for
+  // short pauses), so after a large peak the process would stay at its peak
+  // size. Posted: this may run inside a module's send, and trimming a large
+  // heap takes a moment.
+  trim_posted_ = true;
+  asio::post(io_, [this] {
+    trim_posted_ = false;
+    ::malloc_trim(0);
+    ++stats_.memory_trims;
+    output_peak_since_trim_ = total_output_bytes_;
+    spdlog::debug("unsent output drained after a peak; freed heap memory returned to the system");
+  });
+}
+
+bool NetworkServer::make_room_for_output(size_t bytes, const Connection& sender) {
+  while (total_output_bytes_ + bytes > limits_.max_total_output_bytes) {
+    std::shared_ptr<Connection> largest;
+    for (const auto& [id, c] : connections_)
+      if (!largest || c->output_bytes() > largest->output_bytes()) largest = c;
+    // Nothing else to close (the frame alone is over the budget): the sender goes.
+    if (!largest || largest->output_bytes() == 0) {
+      const auto it = connections_.find(sender.id());
+      if (it == connections_.end()) return false;
+      largest = it->second;
+    }
+    ++stats_.output_budget_closes;
+    spdlog::warn(
+        "connection {}: closed, holding {} unsent bytes when the host's unsent output reached its budget of {} bytes "
+        "(max_total_output_bytes)",
+        largest->id(), largest->output_bytes(), limits_.max_total_output_bytes);
+    largest->abort(HOTSWAP_DISCONNECT_SLOW_READER);
+    if (largest.get() == &sender) return false;
+  }
+  return true;
 }
 
 bool NetworkServer::module_owns_listener(const std::string& module) const {

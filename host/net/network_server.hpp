@@ -21,6 +21,14 @@ namespace hotswap::host {
 
 struct ServerLimits {
   size_t max_output_bytes = 1 << 20;  // per connection; over it the reader is closed
+  // Unsent output across every connection. A send that would pass it first
+  // closes the connections holding the most unsent bytes (the sender too, when
+  // it holds the most), until the frame fits.
+  size_t max_total_output_bytes = size_t(128) << 20;
+  // Once unsent output has peaked at this many bytes or more and then drained
+  // to an eighth of that peak, the heap's free memory is handed back to the
+  // kernel (malloc_trim), once per such peak: never on an ordinary write.
+  size_t trim_after_peak_bytes = 16 << 20;
 };
 
 struct ListenerStatus {
@@ -35,6 +43,10 @@ struct ServerStats {
   uint64_t frames_out = 0;
   uint64_t protocol_errors = 0;
   uint64_t slow_readers = 0;
+  uint64_t output_budget_closes = 0;  // closed to keep unsent output under max_total_output_bytes
+  uint64_t idle_timeouts = 0;         // closed after their listener's idle_timeout without a message
+  uint64_t memory_trims = 0;          // heap memory handed back after a peak of unsent output drained
+  size_t peak_output_bytes = 0;       // the most unsent output ever held at once, every connection together
 };
 
 class NetworkServer : public HostServices {
@@ -45,11 +57,13 @@ class NetworkServer : public HostServices {
   NetworkServer& operator=(const NetworkServer&) = delete;
 
   void set_limits(const ServerLimits& limits) { limits_ = limits; }
+  const ServerLimits& limits() const { return limits_; }
 
   // The clock that drives module timers, ticks and now_ms (the steady clock by
-  // default). Replace it only before any timer or tick is armed (throws
-  // std::logic_error otherwise). Host-side timeouts (graceful shutdown, accept
-  // retry) stay on the real clock: they bound waits, they are not module time.
+  // default), and the listeners' idle timeouts. Replace it only before any
+  // timer or tick is armed and while no connection is open (throws
+  // std::logic_error otherwise). Other host-side timeouts (graceful shutdown,
+  // accept retry) stay on the real clock: they bound waits.
   void set_timer_source(std::shared_ptr<TimerSource> source);
   TimerSource& timer_source() { return *timer_source_; }
 
@@ -71,6 +85,10 @@ class NetworkServer : public HostServices {
 
   size_t connection_count() const { return connections_.size(); }
   const ServerStats& stats() const { return stats_; }
+  // Unsent output queued on every connection now (counted against max_total_output_bytes).
+  size_t output_bytes() const { return total_output_bytes_; }
+  // Heap bytes the connections' input and output buffers hold now (capacity, not content).
+  size_t buffer_capacity() const;
 
   // HostServices
   hotswap_status send(std::string_view module, hotswap_conn_id conn, std::string_view message) override;
@@ -93,6 +111,12 @@ class NetworkServer : public HostServices {
   void connection_closed(hotswap_conn_id id, hotswap_disconnect_reason reason, const std::string& module);
   void arm_timer(const std::shared_ptr<Timer>& timer, uint64_t delay_ms);
   void arm_tick(const std::shared_ptr<Tick>& tick);
+  // Output accounting across connections; see ServerLimits.
+  void output_queued(size_t bytes);
+  void output_released(size_t bytes);
+  // Closes the connections holding the most unsent output until `bytes` more
+  // fit in the budget. False when `sender` itself had to be closed.
+  bool make_room_for_output(size_t bytes, const Connection& sender);
 
   boost::asio::io_context& io_;
   ModuleRegistry& registry_;
@@ -105,6 +129,9 @@ class NetworkServer : public HostServices {
   std::map<hotswap_conn_id, std::shared_ptr<Connection>> connections_;
   std::map<hotswap_timer_id, std::shared_ptr<Timer>> timers_;
   std::map<std::string, std::shared_ptr<Tick>> ticks_;
+  size_t total_output_bytes_ = 0;
+  size_t output_peak_since_trim_ = 0;
+  bool trim_posted_ = false;
   bool shutting_down_ = false;
   std::function<void()> on_all_closed_;
   std::unique_ptr<boost::asio::steady_timer> shutdown_timer_;

@@ -149,6 +149,8 @@ using appup::NumberText;
 constexpr int64_t kMaxInt = std::numeric_limits<int64_t>::max();
 constexpr int64_t kMaxFrameBytes = 64 << 20;
 constexpr double kMaxTickHz = 1000;
+// Seconds that never overflow when converted to nanoseconds.
+constexpr int64_t kMaxSeconds = kMaxInt / 1'000'000'000;
 
 Framing parse_framing(const JsonReader& reader, const json& value, const std::string& key) {
   return reader.expect_one_of(value, key, {"line", "length_prefixed"}) == "line" ? Framing::Line
@@ -156,7 +158,8 @@ Framing parse_framing(const JsonReader& reader, const json& value, const std::st
 }
 
 ListenerConfig parse_listener(const JsonReader& reader, const json& value, const std::string& path) {
-  reader.expect_object(value, path, {"name", "address", "port", "framing", "max_frame_bytes", "module"});
+  reader.expect_object(value, path,
+                       {"name", "address", "port", "framing", "max_frame_bytes", "module", "idle_timeout_s"});
   ListenerConfig listener;
   listener.name = reader.expect_name(reader.require(value, path, "name"), key_path(path, "name"));
   listener.port = uint16_t(reader.expect_integer(reader.require(value, path, "port"), key_path(path, "port"), 0, 65535,
@@ -171,6 +174,9 @@ ListenerConfig parse_listener(const JsonReader& reader, const json& value, const
   if (const auto it = value.find("max_frame_bytes"); it != value.end())
     listener.max_frame_bytes =
         size_t(reader.expect_integer(*it, key_path(path, "max_frame_bytes"), 1, kMaxFrameBytes, NumberText::Accepted));
+  if (const auto it = value.find("idle_timeout_s"); it != value.end())
+    listener.idle_timeout = std::chrono::seconds(
+        reader.expect_integer(*it, key_path(path, "idle_timeout_s"), 0, kMaxSeconds, NumberText::Accepted));
   return listener;
 }
 
@@ -218,8 +224,9 @@ void optional_field(const json& document, const char* key, Parse parse) {
 
 RuntimeConfig parse_substituted(const JsonReader& reader, const json& document) {
   reader.expect_object(document, "",
-                       {"log_level", "max_output_bytes", "admin_max_request_bytes", "shutdown_timeout_ms",
-                        "auto_permanent_after_s", "listeners", "modules"});
+                       {"log_level", "max_output_bytes", "max_total_output_bytes", "admin_max_request_bytes",
+                        "admin_max_output_bytes", "shutdown_timeout_ms", "auto_permanent_after_s", "listeners",
+                        "modules"});
   RuntimeConfig config;
   optional_field(document, "log_level", [&](const json& v, const std::string& key) {
     config.log_level = reader.expect_one_of(v, key, {"trace", "debug", "info", "warn", "error", "critical", "off"});
@@ -227,8 +234,14 @@ RuntimeConfig parse_substituted(const JsonReader& reader, const json& document) 
   optional_field(document, "max_output_bytes", [&](const json& v, const std::string& key) {
     config.max_output_bytes = size_t(reader.expect_integer(v, key, 1, kMaxInt, NumberText::Accepted));
   });
+  optional_field(document, "max_total_output_bytes", [&](const json& v, const std::string& key) {
+    config.max_total_output_bytes = size_t(reader.expect_integer(v, key, 1, kMaxInt, NumberText::Accepted));
+  });
   optional_field(document, "admin_max_request_bytes", [&](const json& v, const std::string& key) {
     config.admin_max_request_bytes = size_t(reader.expect_integer(v, key, 1, kMaxInt, NumberText::Accepted));
+  });
+  optional_field(document, "admin_max_output_bytes", [&](const json& v, const std::string& key) {
+    config.admin_max_output_bytes = size_t(reader.expect_integer(v, key, 1, kMaxInt, NumberText::Accepted));
   });
   optional_field(document, "shutdown_timeout_ms", [&](const json& v, const std::string& key) {
     config.shutdown_timeout =
@@ -254,7 +267,9 @@ bool same_module(const ModuleRuntimeConfig& a, const ModuleRuntimeConfig& b) {
 
 bool RuntimeConfig::operator==(const RuntimeConfig& other) const {
   return log_level == other.log_level && same_listeners(other) && max_output_bytes == other.max_output_bytes &&
-         admin_max_request_bytes == other.admin_max_request_bytes && shutdown_timeout == other.shutdown_timeout &&
+         max_total_output_bytes == other.max_total_output_bytes &&
+         admin_max_request_bytes == other.admin_max_request_bytes &&
+         admin_max_output_bytes == other.admin_max_output_bytes && shutdown_timeout == other.shutdown_timeout &&
          auto_permanent_after == other.auto_permanent_after &&
          std::equal(modules.begin(), modules.end(), other.modules.begin(), other.modules.end(),
                     [](const auto& a, const auto& b) { return a.first == b.first && same_module(a.second, b.second); });
@@ -310,7 +325,8 @@ bool RuntimeConfig::same_listeners(const RuntimeConfig& other) const {
   return std::equal(listeners.begin(), listeners.end(), other.listeners.begin(), other.listeners.end(),
                     [](const ListenerConfig& a, const ListenerConfig& b) {
                       return a.name == b.name && a.address == b.address && a.port == b.port && a.framing == b.framing &&
-                             a.max_frame_bytes == b.max_frame_bytes && a.module == b.module;
+                             a.max_frame_bytes == b.max_frame_bytes && a.module == b.module &&
+                             a.idle_timeout == b.idle_timeout;
                     });
 }
 

@@ -30,6 +30,9 @@ struct ListenerConfig {
   Framing framing = Framing::Line;
   size_t max_frame_bytes = 64 * 1024;
   std::string module;  // the module that owns its connections
+  // A connection that completes no message for this long is closed (slowloris
+  // defence); 0: never.
+  std::chrono::seconds idle_timeout{0};
 };
 
 struct ModuleRuntimeConfig {
@@ -41,7 +44,11 @@ struct RuntimeConfig {
   std::string log_level = "info";  // trace|debug|info|warn|error|critical|off
   std::vector<ListenerConfig> listeners;
   size_t max_output_bytes = 1 << 20;  // per connection; a reader over it is closed
+  // Unsent output across every connection; over it, the connections holding
+  // the most unsent bytes are closed.
+  size_t max_total_output_bytes = size_t(128) << 20;
   size_t admin_max_request_bytes = 64 * 1024;
+  size_t admin_max_output_bytes = 4 << 20;  // unsent admin replies per client; a client over it is closed
   std::chrono::milliseconds shutdown_timeout{5000};  // SIGTERM: how long pending output may take
   std::chrono::seconds auto_permanent_after{0};      // 0: only an explicit make-permanent
   std::map<std::string, ModuleRuntimeConfig> modules;

@@ -129,7 +129,22 @@ UpgradeCoordinator::UpgradeCoordinator(asio::io_context& loop, ReleaseStore& sto
 
 UpgradeCoordinator::~UpgradeCoordinator() { worker_.join(); }
 
-ReleaseBookkeeping UpgradeCoordinator::read_bookkeeping() const { return {store_.permanent(), store_.current()}; }
+ReleaseBookkeeping UpgradeCoordinator::read_bookkeeping() const {
+  return {store_.permanent(), store_.current(), unrecorded_release_};
+}
+
+std::string UpgradeCoordinator::repair_record() {
+  if (!unrecorded_release_) return {};
+  try {
+    store_.mark_current(*unrecorded_release_);
+  } catch (const std::exception& e) {
+    return "release " + *unrecorded_release_ + " runs, but recording it as current still fails: " + e.what();
+  }
+  spdlog::info("release {} is now recorded as current (its record had failed after the upgrade)",
+               *unrecorded_release_);
+  unrecorded_release_.reset();
+  return {};
+}
 
 void UpgradeCoordinator::refresh_bookkeeping() { bookkeeping_ = read_bookkeeping(); }
 
@@ -163,10 +178,13 @@ void UpgradeCoordinator::write_store(std::function<void(ReleaseStore&)> write,
   auto outcome = std::make_shared<Outcome>();
   bool posted = run_on_worker(
       [this, write = std::move(write), outcome] {
-        try {
-          write(store_);
-        } catch (const std::exception& e) {
-          outcome->error = e.what();
+        outcome->error = repair_record();
+        if (outcome->error.empty()) {
+          try {
+            write(store_);
+          } catch (const std::exception& e) {
+            outcome->error = e.what();
+          }
         }
         outcome->bookkeeping = read_bookkeeping();
       },
@@ -314,11 +332,17 @@ void UpgradeCoordinator::finish(Job& job) {
   job.prepared.reset();  // what a refused check loaded
   job.leaked = job.retired.close_all();
   job.purge_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-  if (!job.report.committed()) return;
+  if (!job.report.committed()) {
+    // Nothing changed what runs; a record that failed before may be repaired now.
+    if (unrecorded_release_ && repair_record().empty()) job.bookkeeping = read_bookkeeping();
+    return;
+  }
   try {
     store_.mark_current(job.target.version);
+    unrecorded_release_.reset();
   } catch (const std::exception& e) {
     job.record_error = e.what();
+    unrecorded_release_ = job.target.version;
   }
   job.bookkeeping = read_bookkeeping();
 }
@@ -329,8 +353,13 @@ void UpgradeCoordinator::complete(const std::shared_ptr<Job>& job) {
   if (job->bookkeeping) bookkeeping_ = *job->bookkeeping;
   if (report.outcome != UpgradeReport::Outcome::Refused)
     emit_progress(job->progress, {{"event", "purged"}, {"purge_ms", job->purge_ms}, {"leaked", report.leaked}});
-  if (!job->record_error.empty())
-    spdlog::error("release {} runs, but recording it as current failed: {}", job->target.version, job->record_error);
+  if (!job->record_error.empty()) {
+    report.record_error = job->record_error;
+    spdlog::error("release {} runs, but recording it as current failed: {} (the next release-store change, "
+                  "such as make-permanent, records it)",
+                  job->target.version, job->record_error);
+    emit_progress(job->progress, {{"event", "record_failed"}, {"error", job->record_error}});
+  }
   state_ = State::Idle;
   target_version_.clear();
   current_job_.reset();

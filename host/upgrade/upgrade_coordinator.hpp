@@ -62,6 +62,9 @@ struct RunningRelease {
 struct ReleaseBookkeeping {
   std::optional<std::string> permanent;
   std::optional<std::string> current;
+  // The release that runs although RELEASES.json does not say so: an upgrade
+  // committed but its record failed. Repaired by the next store write.
+  std::optional<std::string> unrecorded;
 };
 
 // Every module the config talks about must be in the release; ConfigError otherwise.
@@ -118,6 +121,9 @@ class UpgradeCoordinator {
   // Runs `write` on the worker (where the store may fsync), refreshes the
   // cached bookkeeping, then calls `done` on the loop with the error message
   // (empty on success). Once stop has begun, `done(kHostStopping)` is called at once.
+  // When an upgrade committed but its record failed, the record is repaired
+  // first (the running release recorded as current); if that fails again,
+  // `write` is not run and the error says why.
   void write_store(std::function<void(ReleaseStore&)> write, std::function<void(const std::string& error)> done);
   // The store's bookkeeping as of the last write made through write_store or an
   // upgrade (or refresh_bookkeeping). Never blocks.
@@ -150,6 +156,8 @@ class UpgradeCoordinator {
   void complete(const std::shared_ptr<Job>& job);  // loop
   void check_upgradable(const Job& job, const appup::Plan& plan) const;
   ReleaseBookkeeping read_bookkeeping() const;  // worker (or before the loop runs)
+  // Worker: records unrecorded_release_ as current; the error, empty on success.
+  std::string repair_record();
   void notify_if_idle();
 
   boost::asio::io_context& loop_;
@@ -163,6 +171,11 @@ class UpgradeCoordinator {
   std::string target_version_;
   std::shared_ptr<Job> current_job_;  // while not Idle
   std::optional<UpgradeReport> last_report_;
+  // Worker thread only (and the constructor): the release that runs but that
+  // RELEASES.json does not record (its upgrade's record failed). The worker's
+  // order of work keeps it right: a later upgrade's finish replaces it.
+  // Declared before bookkeeping_, whose initialiser reads it.
+  std::optional<std::string> unrecorded_release_;
   ReleaseBookkeeping bookkeeping_;
   size_t hops_in_flight_ = 0;  // posted to the worker, not yet back on the loop
   bool stopping_ = false;

@@ -46,7 +46,8 @@ nlohmann::json UpgradeReport::to_json() const {
           {"check_ms", to_ms(check_time)},
           {"pause_us", std::chrono::duration<double, std::micro>(pause).count()},
           {"purge_ms", to_ms(purge_time)},
-          {"leaked", leaked}};
+          {"leaked", leaked},
+          {"record_error", record_error}};
 }
 
 std::string UpgradeReport::summary() const {
@@ -57,6 +58,7 @@ std::string UpgradeReport::summary() const {
     out << ", pause " << std::chrono::duration<double, std::micro>(pause).count() << " us";
   if (!error.empty()) out << ": " << error;
   if (!leaked.empty()) out << " (" << leaked.size() << " library(ies) stayed mapped)";
+  if (!record_error.empty()) out << "; but recording it as current failed: " << record_error;
   return out.str();
 }
 

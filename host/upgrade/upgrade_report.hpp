@@ -36,6 +36,9 @@ struct UpgradeReport {
   std::chrono::nanoseconds pause{0};  // suspend -> resume of the affected modules
   std::chrono::nanoseconds purge_time{0};
   std::vector<std::string> leaked;  // libraries that stayed mapped after purge
+  // Committed, but recording the release as current in RELEASES.json failed
+  // (the reason); empty when recorded. The next release-store change repairs it.
+  std::string record_error;
 
   bool committed() const { return outcome == Outcome::Committed; }
   nlohmann::json to_json() const;

@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "cli/exit_status.hpp"
 #include "os/pid_file.hpp"
 
 namespace fs = boost::filesystem;
@@ -618,6 +619,64 @@ TEST_CASE("a second host on the same root is refused and names the running one")
   CHECK_THAT(second.out, Catch::Contains("another hotswap host (pid " + std::to_string(pid) + ") is running"));
   CHECK(root.version() == "1.0.0");
   root.must("stop");
+}
+
+TEST_CASE("a second daemon on the same root is refused, names the running host and exits non-zero") {
+  Root root;
+  root.boot_first_release();
+  pid_t pid = root.status()["pid"];
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    Result second = root.run("daemon");
+    INFO(second.out);
+    CHECK(second.code == 1);
+    CHECK_THAT(second.out, Catch::Contains("another hotswap host (pid " + std::to_string(pid) + ") is running"));
+    CHECK_THAT(second.out, !Catch::Contains("running release"));
+  }
+  CHECK(root.status()["pid"] == pid);
+  root.must("stop");
+}
+
+TEST_CASE("an upgrade that commits but cannot record itself exits 74; make-permanent works once the disk does") {
+  Root root;
+  root.boot_first_release();
+  root.must("unpack " + tarball("1.1.0").string());
+  // A folder where RELEASES.json should be: neither readable nor replaceable,
+  // even for root (for whom a read-only mode would not stop the write).
+  const fs::path record = root.dir / "releases" / "RELEASES.json";
+  const fs::path saved = root.dir / "RELEASES.json.saved";
+  fs::rename(record, saved);
+  fs::create_directories(record / "in-the-way");
+
+  Result up = root.run("upgrade 1.1.0");
+  INFO(up.out);
+  CHECK(up.code == 74);
+  CHECK_THAT(up.out, Catch::Contains("committed") &&
+                         Catch::Contains("release 1.1.0 runs, but recording it as current in RELEASES.json failed"));
+  CHECK(root.version() == "1.1.0");
+  CHECK(root.status()["unrecorded_release"] == "1.1.0");
+  Result still_broken = root.run("make-permanent 1.1.0");
+  INFO(still_broken.out);
+  CHECK(still_broken.code == 1);
+  CHECK_THAT(still_broken.out, Catch::Contains("recording it as current still fails"));
+
+  fs::remove_all(record);  // the disk is fixed
+  fs::rename(saved, record);
+  root.must("make-permanent 1.1.0");
+  CHECK(root.states() == std::map<std::string, std::string>{{"1.0.0", "old"}, {"1.1.0", "permanent"}});
+  CHECK(root.status()["unrecorded_release"].is_null());
+  root.must("stop");
+}
+
+TEST_CASE("the exit status of an admin reply: a committed upgrade whose record failed is 74") {
+  using hotswap::cli::exit_status_of_reply;
+  CHECK(exit_status_of_reply({{"ok", true}, {"result", {{"outcome", "committed"}, {"record_error", ""}}}}) == 0);
+  CHECK(exit_status_of_reply({{"ok", true}, {"result", {{"outcome", "committed"}, {"record_error", "EIO"}}}}) == 74);
+  CHECK(exit_status_of_reply({{"ok", true}, {"result", {{"action", "upgrade"}, {"report", {{"record_error", "x"}}}}}}) ==
+        74);
+  CHECK(exit_status_of_reply({{"ok", true}, {"result", {{"action", "config"}}}}) == 0);
+  CHECK(exit_status_of_reply({{"ok", true}, {"result", nullptr}}) == 0);
+  CHECK(exit_status_of_reply({{"ok", false}, {"code", "busy"}}) == 75);
+  CHECK(exit_status_of_reply({{"ok", false}, {"code", "failed"}}) == 1);
 }
 
 TEST_CASE("a daemon started with fds 0-2 closed logs through fds 1 and 2, and no socket lands there") {
