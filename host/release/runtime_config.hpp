@@ -37,6 +37,15 @@ struct ModuleRuntimeConfig {
   nlohmann::json config = nullptr;  // handed to the module (create, on_config_change)
 };
 
+// How long the event loop may stay inside one module callback (core/watchdog.hpp).
+struct WatchdogConfig {
+  std::chrono::milliseconds warn_after{10'000};  // logs the module and callback; 0: never
+  std::chrono::milliseconds abort_after{0};      // aborts the process; 0: never
+  bool operator==(const WatchdogConfig& other) const {
+    return warn_after == other.warn_after && abort_after == other.abort_after;
+  }
+};
+
 struct RuntimeConfig {
   std::string log_level = "info";  // trace|debug|info|warn|error|critical|off
   std::vector<ListenerConfig> listeners;
@@ -44,6 +53,7 @@ struct RuntimeConfig {
   size_t admin_max_request_bytes = 64 * 1024;
   std::chrono::milliseconds shutdown_timeout{5000};  // SIGTERM: how long pending output may take
   std::chrono::seconds auto_permanent_after{0};      // 0: only an explicit make-permanent
+  WatchdogConfig watchdog;
   std::map<std::string, ModuleRuntimeConfig> modules;
 
   bool operator==(const RuntimeConfig& other) const;
