@@ -1,13 +1,17 @@
 #include "runtime.hpp"
 
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <boost/filesystem/operations.hpp>
+#include <csignal>
+#include <cstdlib>
 #include <hotswap/appup/error.hpp>
 #include <hotswap/appup/planner.hpp>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "release/release_files.hpp"
 
@@ -35,10 +39,28 @@ std::vector<const appup::ModuleEntry*> boot_order(const appup::ReleaseManifest& 
   return order;
 }
 
+// How often the watchdog looks at the loop: a hang is noticed at most this late.
+constexpr std::chrono::milliseconds kWatchdogPeriod{250};
+
+Watchdog::Limits watchdog_limits(const WatchdogConfig& config) { return {config.warn_after, config.abort_after}; }
+
+// The watchdog's abort: SIGABRT goes to the loop thread itself, so the crash
+// line (core/crash_trace.hpp) names the callback it is stuck in and the core
+// dump shows its stack. Should that thread have SIGABRT blocked, the process
+// is aborted from here a little later.
+[[noreturn]] void abort_loop_thread(pthread_t loop_thread) {
+  ::pthread_kill(loop_thread, SIGABRT);
+  std::this_thread::sleep_for(std::chrono::seconds(5));
+  std::abort();
+}
+
 }  // namespace
 
 Runtime::Runtime(const fs::path& root, os::OsSysCalls& os)
-    : signals_(io_, SIGTERM, SIGINT, SIGHUP),
+    : watchdog_(
+          this_thread_call_record(), [] { return std::chrono::steady_clock::now(); },
+          [loop_thread = ::pthread_self()](const CallSite&) { abort_loop_thread(loop_thread); }),
+      signals_(io_, SIGTERM, SIGINT, SIGHUP),
       store_(root, os),
       loader_(store_.run_dir()),
       server_(io_, registry_),
@@ -52,6 +74,8 @@ Runtime::Runtime(const fs::path& root, os::OsSysCalls& os)
                       if (report.committed() && !stopping_) schedule_auto_permanent();
                     }}),
       auto_permanent_timer_(io_) {
+  watchdog_.set_limits(watchdog_limits(config_.watchdog));
+  watchdog_.start_thread(kWatchdogPeriod);
   wait_for_signals();
 }
 
@@ -93,6 +117,7 @@ void Runtime::apply_config(const RuntimeConfig& next, bool at_boot) {
   limits.max_output_bytes = next.max_output_bytes;
   limits.max_total_output_bytes = next.max_total_output_bytes;
   server_.set_limits(limits);
+  watchdog_.set_limits(watchdog_limits(next.watchdog));
   if (admin_) {
     admin_->set_max_request_bytes(next.admin_max_request_bytes);
     admin_->set_max_output_bytes(next.admin_max_output_bytes);
@@ -372,6 +397,8 @@ void Runtime::run() { io_.run(); }
 void Runtime::stop() {
   if (stopping_) return;
   stopping_ = true;
+  // From here every module callback (on_stop first) is bounded by the stop timeout.
+  watchdog_.stopping(config_.shutdown_timeout);
   auto_permanent_timer_.cancel();
   server_.stop_accepting();
   if (admin_) admin_->close();

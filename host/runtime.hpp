@@ -17,6 +17,7 @@
 
 #include "admin/admin_server.hpp"
 #include "core/library_loader.hpp"
+#include "core/watchdog.hpp"
 #include "core/module_registry.hpp"
 #include "net/network_server.hpp"
 #include "os/os_sys_calls.hpp"
@@ -33,6 +34,8 @@ class Runtime {
   // Registers SIGTERM, SIGINT (graceful stop) and SIGHUP (reload) at once, so
   // that a signal arriving during boot is handled as soon as the loop runs.
   // The release store's file writes go through `os` (a test's fake), which must outlive the Runtime.
+  // The thread that constructs the Runtime is the one that boots and runs its
+  // loop: the watchdog (started here) watches that thread's module calls.
   explicit Runtime(const boost::filesystem::path& root, os::OsSysCalls& os = os::real_os_sys_calls());
   ~Runtime();
 
@@ -117,6 +120,9 @@ class Runtime {
   void finish_stop();  // once the connections are closed and the worker is back
 
   boost::asio::io_context io_;
+  // Watches the loop thread's module callbacks (runtime.json `watchdog`, and
+  // the stop timeout once stopping). Its thread reads only the call record.
+  Watchdog watchdog_;
   // Registered before anything else exists (module copies, the admin socket).
   boost::asio::signal_set signals_;
   ReleaseStore store_;

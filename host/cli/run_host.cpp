@@ -21,6 +21,7 @@
 #include "cli/commands.hpp"
 #include "cli/exit_status.hpp"
 #include "core/allocator_tuning.hpp"
+#include "core/crash_trace.hpp"
 #include "os/pid_file.hpp"
 #include "release/release_store.hpp"
 #include "release/runtime_config.hpp"
@@ -54,12 +55,20 @@ void raise_descriptor_limit() {
     spdlog::warn("cannot raise the descriptor limit: {}", std::strerror(errno));
 }
 
+// In ROOT/run/: the line a fatal signal wrote, reported and removed by the next start.
+constexpr const char kCrashFileName[] = "crashed";
+
 int serve(const fs::path& root, const std::string& log_level) {
   host::tune_allocator_for_short_pauses();
   raise_descriptor_limit();
   try {
     host::ReleaseStore probe(root);
     host::PidFile pid_file(probe.run_dir() / "hotswap.pid");
+    // Taken once the pid file is ours, so a host still running on this root keeps its own report.
+    const fs::path crash_file = probe.run_dir() / kCrashFileName;
+    if (std::optional<std::string> previous = host::take_previous_crash(crash_file))
+      spdlog::warn("the previous run crashed: {}", *previous);
+    host::install_crash_handler(crash_file);
     host::Runtime runtime(root);
     runtime.boot();
     if (!log_level.empty()) runtime.set_log_level(log_level);  // the flag wins over runtime.json

@@ -5,11 +5,19 @@
 // object may run the module's code when destroyed, and that code goes away at
 // dlclose. So every call is made inside call_module, which ends any exception
 // right there and turns it into an ordinary failed callback.
+//
+// A call made with a CallSite is also recorded in the calling thread's
+// CallRecord (core/crash_trace.hpp) for its duration: a fatal signal or the
+// watchdog can then say which module, version, callback and connection the
+// thread was in.
 #pragma once
 
 #include <hotswap/module.h>
 
 #include <cstdio>
+#include <utility>
+
+#include "core/crash_trace.hpp"
 
 namespace hotswap::host {
 
@@ -28,6 +36,14 @@ hotswap_status call_module(hotswap_error* err, Call&& call) noexcept {
       std::snprintf(err->message, err->capacity, "%s", kThrewAcrossAbi);
     return HOTSWAP_ERROR;
   }
+}
+
+// The same, recorded as `site` while it runs. Every call into a module whose
+// name and version are known goes through this one.
+template <class Call>
+hotswap_status call_module(const CallSite& site, hotswap_error* err, Call&& call) noexcept {
+  ModuleCallScope scope(site);
+  return call_module(err, std::forward<Call>(call));
 }
 
 }  // namespace hotswap::host

@@ -22,7 +22,7 @@ hotswap_bytes as_bytes(std::string_view s) { return {reinterpret_cast<const uint
 
 ModuleInstance::ModuleInstance(std::shared_ptr<LoadedLibrary> library, ModuleRegistry& registry,
                                std::string_view config_json, bool staged)
-    : library_(std::move(library)) {
+    : library_(std::move(library)), label_(intern_module_label(library_->name(), library_->version())) {
   ctx_.registry = &registry;
   ctx_.module_name = library_->name();
   ctx_.staged = staged;
@@ -30,7 +30,7 @@ ModuleInstance::ModuleInstance(std::shared_ptr<LoadedLibrary> library, ModuleReg
   hotswap_create_args args{sizeof(hotswap_create_args), &host_api_table(), &ctx_, config.c_str()};
   ErrorBuffer e;
   const auto create = descriptor().create;
-  hotswap_status st = call_module(&e.err, [&] {
+  hotswap_status st = call_module(call_site("create"), &e.err, [&] {
     handle_ = create(&args, &e.err);
     return handle_ != nullptr ? HOTSWAP_OK : HOTSWAP_ERROR;
   });
@@ -43,7 +43,7 @@ ModuleInstance::~ModuleInstance() {
   const auto destroy = descriptor().destroy;
   hotswap_instance* handle = handle_;
   ErrorBuffer e;
-  if (call_module(&e.err, [&] {
+  if (call_module(call_site("destroy"), &e.err, [&] {
         destroy(handle);
         return HOTSWAP_OK;
       }) != HOTSWAP_OK)
@@ -70,7 +70,8 @@ std::string ModuleInstance::export_state() const {
   out.limit = kMaxStateBytes;
   if (descriptor().export_state == nullptr) return {};
   ErrorBuffer e;
-  hotswap_status st = call_module(&e.err, [&] { return descriptor().export_state(handle_, &out, &e.err); });
+  hotswap_status st =
+      call_module(call_site("export_state"), &e.err, [&] { return descriptor().export_state(handle_, &out, &e.err); });
   if (st != HOTSWAP_OK) fail("export_state", st, e.text);
   return std::move(out.bytes);
 }
@@ -81,8 +82,8 @@ void ModuleInstance::import_state(uint32_t schema, std::string_view state) {
     fail("import_state", HOTSWAP_UNSUPPORTED, nullptr);
   }
   ErrorBuffer e;
-  hotswap_status st =
-      call_module(&e.err, [&] { return descriptor().import_state(handle_, schema, as_bytes(state), &e.err); });
+  hotswap_status st = call_module(call_site("import_state"), &e.err,
+                                  [&] { return descriptor().import_state(handle_, schema, as_bytes(state), &e.err); });
   if (st != HOTSWAP_OK) fail("import_state", st, e.text);
 }
 
@@ -92,7 +93,8 @@ void ModuleInstance::migrate_up(const std::string& from_version, uint32_t from_s
   hotswap_migrate_up_args args{sizeof(hotswap_migrate_up_args), from_version.c_str(), from_schema, as_bytes(state),
                                extra_json.c_str()};
   ErrorBuffer e;
-  hotswap_status st = call_module(&e.err, [&] { return descriptor().migrate_up(handle_, &args, &e.err); });
+  hotswap_status st =
+      call_module(call_site("migrate_up"), &e.err, [&] { return descriptor().migrate_up(handle_, &args, &e.err); });
   if (st != HOTSWAP_OK) fail("migrate_up", st, e.text);
 }
 
@@ -104,7 +106,8 @@ std::string ModuleInstance::migrate_down(const std::string& to_version, uint32_t
   hotswap_migrate_down_args args{sizeof(hotswap_migrate_down_args), to_version.c_str(), to_schema, extra_json.c_str(),
                                  &out};
   ErrorBuffer e;
-  hotswap_status st = call_module(&e.err, [&] { return descriptor().migrate_down(handle_, &args, &e.err); });
+  hotswap_status st =
+      call_module(call_site("migrate_down"), &e.err, [&] { return descriptor().migrate_down(handle_, &args, &e.err); });
   if (st != HOTSWAP_OK) fail("migrate_down", st, e.text);
   return std::move(out.bytes);
 }
@@ -114,8 +117,9 @@ std::string ModuleInstance::run_task(const std::string& name, const std::string&
   hotswap_buffer out;
   out.limit = kMaxTaskResultBytes;
   ErrorBuffer e;
-  hotswap_status st = call_module(
-      &e.err, [&] { return descriptor().run_task(handle_, name.c_str(), args_json.c_str(), &out, &e.err); });
+  hotswap_status st = call_module(call_site("run_task"), &e.err, [&] {
+    return descriptor().run_task(handle_, name.c_str(), args_json.c_str(), &out, &e.err);
+  });
   if (st != HOTSWAP_OK) fail(("run_task '" + name + "'").c_str(), st, e.text);
   return std::move(out.bytes);
 }
@@ -123,15 +127,15 @@ std::string ModuleInstance::run_task(const std::string& name, const std::string&
 void ModuleInstance::config_changed(const std::string& config_json) {
   if (descriptor().on_config_change == nullptr) return;
   ErrorBuffer e;
-  hotswap_status st =
-      call_module(&e.err, [&] { return descriptor().on_config_change(handle_, config_json.c_str(), &e.err); });
+  hotswap_status st = call_module(call_site("on_config_change"), &e.err,
+                                  [&] { return descriptor().on_config_change(handle_, config_json.c_str(), &e.err); });
   if (st != HOTSWAP_OK) fail("on_config_change", st, e.text);
 }
 
 void ModuleInstance::stop() {
   if (descriptor().on_stop == nullptr) return;
   ErrorBuffer e;
-  hotswap_status st = call_module(&e.err, [&] { return descriptor().on_stop(handle_, &e.err); });
+  hotswap_status st = call_module(call_site("on_stop"), &e.err, [&] { return descriptor().on_stop(handle_, &e.err); });
   if (st != HOTSWAP_OK) fail("on_stop", st, e.text);
 }
 

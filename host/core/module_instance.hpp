@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/crash_trace.hpp"
 #include "core/library_loader.hpp"
 
 namespace hotswap::host {
@@ -80,6 +81,11 @@ class ModuleInstance {
   hotswap_host_ctx& context() { return ctx_; }
   bool staged() const { return ctx_.staged; }
 
+  // Where a call into this instance's code is made (call_module records it for
+  // the crash trace and the watchdog). `callback` is a string literal.
+  CallSite call_site(const char* callback) const { return {label_, callback, false, 0}; }
+  CallSite call_site(const char* callback, hotswap_conn_id conn) const { return {label_, callback, true, conn}; }
+
   // Control plane (throw ModuleCallError naming the module, version and callback).
   std::string export_state() const;
   void import_state(uint32_t schema, std::string_view state);
@@ -106,6 +112,7 @@ class ModuleInstance {
   [[noreturn]] void fail(const char* callback, hotswap_status status, const char* message) const;
 
   std::shared_ptr<LoadedLibrary> library_;
+  const ModuleLabel* label_;  // the library's name and version, interned
   hotswap_host_ctx ctx_;
   hotswap_instance* handle_ = nullptr;
 };

@@ -130,21 +130,28 @@ void ModuleRegistry::dispatch(ModuleSlot& slot, ModuleEvent& event) {
     case ModuleEvent::Kind::Connect: {
       callback = "on_connect";
       hotswap_conn_info info{sizeof(hotswap_conn_info), event.payload.c_str(), event.peer.c_str()};
-      if (d.on_connect) status = call_module(&err, [&] { return d.on_connect(handle, event.conn, &info, &err); });
+      if (d.on_connect)
+        status = call_module(instance.call_site("on_connect", event.conn), &err,
+                             [&] { return d.on_connect(handle, event.conn, &info, &err); });
       break;
     }
     case ModuleEvent::Kind::Disconnect:
       callback = "on_disconnect";
       if (d.on_disconnect)
-        status = call_module(&err, [&] { return d.on_disconnect(handle, event.conn, event.reason, &err); });
+        status = call_module(instance.call_site("on_disconnect", event.conn), &err,
+                             [&] { return d.on_disconnect(handle, event.conn, event.reason, &err); });
       break;
     case ModuleEvent::Kind::Tick:
       callback = "on_tick";
-      if (d.on_tick) status = call_module(&err, [&] { return d.on_tick(handle, event.number, &err); });
+      if (d.on_tick)
+        status =
+            call_module(instance.call_site("on_tick"), &err, [&] { return d.on_tick(handle, event.number, &err); });
       break;
     case ModuleEvent::Kind::Timer:
       callback = "on_timer";
-      if (d.on_timer) status = call_module(&err, [&] { return d.on_timer(handle, event.timer, event.number, &err); });
+      if (d.on_timer)
+        status = call_module(instance.call_site("on_timer"), &err,
+                             [&] { return d.on_timer(handle, event.timer, event.number, &err); });
       break;
     case ModuleEvent::Kind::Message:
       break;

@@ -130,7 +130,7 @@ class ModuleRegistry {
     message_buffer[0] = '\0';
     hotswap_error err{message_buffer, sizeof message_buffer};
     hotswap_instance* handle = instance.handle();
-    hotswap_status status = call_module(&err, [&] {
+    hotswap_status status = call_module(instance.call_site("on_message", conn), &err, [&] {
       return on_message(handle, conn, {reinterpret_cast<const uint8_t*>(message.data()), message.size()}, &err);
     });
     if (__builtin_expect(status != HOTSWAP_OK, 0)) report_failure(slot, "on_message", status, message_buffer);

@@ -1,6 +1,7 @@
 #include "release/runtime_config.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <hotswap/appup/error.hpp>
 #include <hotswap/appup/json_reader.hpp>
@@ -216,6 +217,23 @@ std::map<std::string, ModuleRuntimeConfig> parse_modules(const JsonReader& reade
   return modules;
 }
 
+// Seconds, fractions allowed, bounded to a day: a longer limit is no limit.
+constexpr double kMaxWatchdogSeconds = 86400;
+
+WatchdogConfig parse_watchdog(const JsonReader& reader, const json& value, const std::string& path) {
+  reader.expect_object(value, path, {"warn_after_s", "abort_after_s"});
+  WatchdogConfig watchdog;
+  const auto milliseconds = [&](const char* key) {
+    const double s =
+        reader.expect_number(value.at(key), key_path(path, key), 0, kMaxWatchdogSeconds, NumberText::Accepted);
+    // Rounded up: a positive limit never becomes 0, which means "never".
+    return std::chrono::milliseconds(static_cast<int64_t>(std::ceil(s * 1000)));
+  };
+  if (value.contains("warn_after_s")) watchdog.warn_after = milliseconds("warn_after_s");
+  if (value.contains("abort_after_s")) watchdog.abort_after = milliseconds("abort_after_s");
+  return watchdog;
+}
+
 // Calls parse(document[key], key) when the key is present; absent keys keep their defaults.
 template <typename Parse>
 void optional_field(const json& document, const char* key, Parse parse) {
@@ -225,8 +243,8 @@ void optional_field(const json& document, const char* key, Parse parse) {
 RuntimeConfig parse_substituted(const JsonReader& reader, const json& document) {
   reader.expect_object(document, "",
                        {"log_level", "max_output_bytes", "max_total_output_bytes", "admin_max_request_bytes",
-                        "admin_max_output_bytes", "shutdown_timeout_ms", "auto_permanent_after_s", "listeners",
-                        "modules"});
+                        "admin_max_output_bytes", "shutdown_timeout_ms", "auto_permanent_after_s", "watchdog",
+                        "listeners", "modules"});
   RuntimeConfig config;
   optional_field(document, "log_level", [&](const json& v, const std::string& key) {
     config.log_level = reader.expect_one_of(v, key, {"trace", "debug", "info", "warn", "error", "critical", "off"});
@@ -252,6 +270,8 @@ RuntimeConfig parse_substituted(const JsonReader& reader, const json& document) 
     config.auto_permanent_after =
         std::chrono::seconds(reader.expect_integer(v, key, 0, kMaxInt / 1'000'000'000, NumberText::Accepted));
   });
+  optional_field(document, "watchdog",
+                 [&](const json& v, const std::string& key) { config.watchdog = parse_watchdog(reader, v, key); });
   optional_field(document, "listeners",
                  [&](const json& v, const std::string&) { config.listeners = parse_listeners(reader, v); });
   optional_field(document, "modules",
@@ -270,7 +290,7 @@ bool RuntimeConfig::operator==(const RuntimeConfig& other) const {
          max_total_output_bytes == other.max_total_output_bytes &&
          admin_max_request_bytes == other.admin_max_request_bytes &&
          admin_max_output_bytes == other.admin_max_output_bytes && shutdown_timeout == other.shutdown_timeout &&
-         auto_permanent_after == other.auto_permanent_after &&
+         auto_permanent_after == other.auto_permanent_after && watchdog == other.watchdog &&
          std::equal(modules.begin(), modules.end(), other.modules.begin(), other.modules.end(),
                     [](const auto& a, const auto& b) { return a.first == b.first && same_module(a.second, b.second); });
 }

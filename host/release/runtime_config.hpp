@@ -40,6 +40,15 @@ struct ModuleRuntimeConfig {
   nlohmann::json config = nullptr;  // handed to the module (create, on_config_change)
 };
 
+// How long the event loop may stay inside one module callback (core/watchdog.hpp).
+struct WatchdogConfig {
+  std::chrono::milliseconds warn_after{10'000};  // logs the module and callback; 0: never
+  std::chrono::milliseconds abort_after{0};      // aborts the process; 0: never
+  bool operator==(const WatchdogConfig& other) const {
+    return warn_after == other.warn_after && abort_after == other.abort_after;
+  }
+};
+
 struct RuntimeConfig {
   std::string log_level = "info";  // trace|debug|info|warn|error|critical|off
   std::vector<ListenerConfig> listeners;
@@ -51,6 +60,7 @@ struct RuntimeConfig {
   size_t admin_max_output_bytes = 4 << 20;  // unsent admin replies per client; a client over it is closed
   std::chrono::milliseconds shutdown_timeout{5000};  // SIGTERM: how long pending output may take
   std::chrono::seconds auto_permanent_after{0};      // 0: only an explicit make-permanent
+  WatchdogConfig watchdog;
   std::map<std::string, ModuleRuntimeConfig> modules;
 
   bool operator==(const RuntimeConfig& other) const;

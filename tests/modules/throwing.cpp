@@ -1,7 +1,9 @@
 // counter 2.0.0 impostor written in C++ against the C ABI alone (no module.hpp,
 // so nothing catches at the edge), which lets exceptions escape its callbacks
 // as a careless module would: migrate_up, on_message, on_tick and run_task
-// all `throw 42`. The host must contain each one.
+// all `throw 42`. The host must contain each one. Built with THROW_EVERYWHERE
+// (variant "throws-all"), every other callback but create throws too,
+// destroy included.
 #include <hotswap/module.h>
 
 struct hotswap_instance {
@@ -12,7 +14,24 @@ namespace {
 
 hotswap_instance* create(const hotswap_create_args*, hotswap_error*) { return new hotswap_instance{0}; }
 
+#ifdef THROW_EVERYWHERE
+void destroy(hotswap_instance* instance) {
+  delete instance;
+  throw 42;
+}
+hotswap_status export_state(hotswap_instance*, hotswap_buffer*, hotswap_error*) { throw 42; }
+hotswap_status import_state(hotswap_instance*, uint32_t, hotswap_bytes, hotswap_error*) { throw 42; }
+hotswap_status migrate_down(hotswap_instance*, const hotswap_migrate_down_args*, hotswap_error*) { throw 42; }
+hotswap_status on_connect(hotswap_instance*, hotswap_conn_id, const hotswap_conn_info*, hotswap_error*) { throw 42; }
+hotswap_status on_disconnect(hotswap_instance*, hotswap_conn_id, hotswap_disconnect_reason, hotswap_error*) {
+  throw 42;
+}
+hotswap_status on_timer(hotswap_instance*, hotswap_timer_id, uint64_t, hotswap_error*) { throw 42; }
+hotswap_status on_config_change(hotswap_instance*, const char*, hotswap_error*) { throw 42; }
+hotswap_status on_stop(hotswap_instance*, hotswap_error*) { throw 42; }
+#else
 void destroy(hotswap_instance* instance) { delete instance; }
+#endif
 
 hotswap_status migrate_up(hotswap_instance*, const hotswap_migrate_up_args*, hotswap_error*) { throw 42; }
 
@@ -35,6 +54,16 @@ hotswap_module_descriptor make_descriptor() {
   d.on_message = on_message;
   d.on_tick = on_tick;
   d.run_task = run_task;
+#ifdef THROW_EVERYWHERE
+  d.export_state = export_state;
+  d.import_state = import_state;
+  d.migrate_down = migrate_down;
+  d.on_connect = on_connect;
+  d.on_disconnect = on_disconnect;
+  d.on_timer = on_timer;
+  d.on_config_change = on_config_change;
+  d.on_stop = on_stop;
+#endif
   return d;
 }
 

@@ -305,7 +305,7 @@ hotswap_status guarded(hotswap_error* err, Fn&& fn) noexcept {
     set_error(err, e.what());
     return HOTSWAP_ERROR;
   } catch (...) {
-    set_error(err, "unknown exception");
+    set_error(err, "threw an exception that is not a std::exception");
     return HOTSWAP_ERROR;
   }
 }
@@ -324,7 +324,22 @@ struct Trampolines {
     hotswap_status st = guarded(err, [&] { made = new T(Host(args->host, args->ctx), std::string_view(config)); });
     return st == HOTSWAP_OK ? reinterpret_cast<hotswap_instance*>(made) : nullptr;
   }
-  static void destroy(hotswap_instance* instance) noexcept { delete self<T>(instance); }
+  // destroy() has no way to report failure. A destructor declared
+  // noexcept(false) (the class's or a member's) that throws would otherwise hit
+  // this noexcept boundary and end the whole host in std::terminate; the
+  // exception ends here instead (the memory is freed all the same) and is logged.
+  static void destroy(hotswap_instance* instance) noexcept {
+    T* t = self<T>(instance);
+    const Host host = t->host();
+    try {
+      delete t;
+    } catch (...) {
+      try {
+        host.warn("destroy: the destructor threw an exception; it was ignored");
+      } catch (...) {
+      }
+    }
+  }
   static hotswap_status export_state(hotswap_instance* instance, hotswap_buffer* out, hotswap_error* err) noexcept {
     return guarded(err, [&] {
       T* t = self<T>(instance);
