@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <set>
@@ -60,8 +61,8 @@ constexpr size_t kHugePage = size_t(2) << 20;
 void UpgradeExecutor::prepare_export_buffer(size_t last_export_bytes) {
   std::string& bytes = export_buffer_.bytes;
   // Room for the last export plus an eighth, for a state that keeps growing.
-  const size_t wanted = last_export_bytes + last_export_bytes / 8;
-  if (last_export_bytes == 0 || wanted > kMaxStateBytes) return;
+  const size_t wanted = std::min(last_export_bytes + last_export_bytes / 8, kMaxStateBytes);
+  if (last_export_bytes == 0) return;
   if (bytes.capacity() >= wanted && bytes.capacity() / 4 <= wanted) return;  // fits, and not far too big
   std::string fresh;
   fresh.reserve(wanted);

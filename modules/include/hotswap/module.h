@@ -37,6 +37,11 @@
  *    functions (there is no hotswap_host_ctx outside an instance).
  *  - A module built against a newer header may run on an older host: check a
  *    host function with HOTSWAP_HOST_HAS before calling it (module.hpp does).
+ *    Likewise a host reads a descriptor field appended after ABI 1's first
+ *    layout (state adoption) only when HOTSWAP_DESCRIPTOR_HAS says the
+ *    module's struct_size covers it. A C module that fills its descriptor
+ *    positionally should zero the fields it does not use (or use designated
+ *    initializers): -Wmissing-field-initializers flags the new ones.
  */
 #ifndef HOTSWAP_MODULE_H
 #define HOTSWAP_MODULE_H
