@@ -1,12 +1,20 @@
 // hotswap_bench: prints one JSON object per line (see bench/README.md).
 //
-//   swap_pause_load_module  pause (suspend -> resume) of a code-only swap, bench_echo 1.0.0 <-> 1.0.1
+//   swap_pause_load_module  pause (suspend -> resume) of a code-only swap of bench_state 1.0.0 <-> 1.0.1,
+//                           per state size, by adoption and by export/import, against a memcpy of
+//                           the same size measured in the same run
+//   swap_pause_update       the same for an update: same-schema 1.0.0 <-> 1.0.1 by adoption, and a
+//                           schema change 1.0.0 <-> 2.0.0 (export, migrate) by export/import
+//   swap_pause_arena        the arena example's code-only swap 1.0.0 <-> 1.1.0 at 100 and 5,000
+//                           players, by adoption and by export/import
 //   swap_pause_update_1MiB  pause of a migrating swap of 1 MiB of state, bench_blob 1.0.0 <-> 2.0.0,
 //                           against a plain 1 MiB memcpy (cache-hot, and cold) measured in the same run
 //   dispatch_overhead       ModuleRegistry::deliver_message against a direct virtual call, and
 //                           against a raw call through the module's descriptor
 //
-// Options: --only NAME (run one benchmark), --quick (fewer runs, for a smoke run).
+// Options: --only NAME (run one benchmark), --quick (fewer runs, for a smoke run),
+// --sizes LIST (state sizes of the sized benchmarks, e.g. 1KiB,1MiB,128MiB,1GiB),
+// --paths LIST (adopt, export_import).
 #include "core/allocator_tuning.hpp"
 #include "direct_handler.hpp"
 
@@ -48,6 +56,8 @@ namespace {
 struct Options {
   std::string only;
   bool quick = false;
+  std::vector<std::string> sizes = {"1KiB", "1MiB", "128MiB", "1GiB"};
+  std::vector<std::string> paths = {"adopt", "export_import"};
 };
 
 // ---- plans ----
@@ -116,42 +126,161 @@ void check_no_leaks(const LibraryLoader& loader) {
   if (!loader.leaked().empty()) die("libraries stayed mapped: " + loader.leaked().front());
 }
 
-// ---- swap_pause_load_module ----
+// ---- swap_pause_load_module / swap_pause_update (sized) ----
 
-void bench_load_module(const Options& opt) {
-  const int warmup = opt.quick ? 10 : 50;
-  const int runs = opt.quick ? 100 : 2000;
-  auto v0 = module_entry("bench_echo", "1.0.0");
-  auto v1 = module_entry("bench_echo", "1.0.1");
-  auto up = swap_plan(StepKind::LoadModule, "bench_echo", v0, v1, Direction::Upgrade);
-  auto down = swap_plan(StepKind::LoadModule, "bench_echo", v1, v0, Direction::Downgrade);
+// "1KiB", "128MiB", "1GiB" or a number of bytes.
+size_t parse_size(const std::string& text) {
+  size_t pos = 0;
+  unsigned long long n = std::stoull(text, &pos);
+  std::string unit = text.substr(pos);
+  if (unit.empty() || unit == "B") return n;
+  if (unit == "KiB") return n << 10;
+  if (unit == "MiB") return n << 20;
+  if (unit == "GiB") return n << 30;
+  throw std::invalid_argument("bad size '" + text + "' (use e.g. 1KiB, 1MiB, 128MiB, 1GiB or bytes)");
+}
+
+// The median time of `count` memcpy's of `bytes` between two buffers whose
+// pages were written beforehand (hot: copied back to back; for sizes beyond
+// the caches, a copy from and to DRAM with no page faults).
+double memcpy_median_us(size_t bytes, int count) {
+  std::vector<char> src(bytes, 1), dst(bytes, 2);
+  std::vector<double> samples;
+  for (int i = -2; i < count; ++i) {
+    src[static_cast<size_t>(i + 2) % bytes] = static_cast<char>(i);
+    Clock::time_point t0 = Clock::now();
+    std::memcpy(dst.data(), src.data(), bytes);
+    asm volatile("" : : "r"(dst.data()), "r"(src.data()) : "memory");
+    if (i >= 0) samples.push_back(us(Clock::now() - t0));
+  }
+  return median(samples);
+}
+
+struct SizedCase {
+  const char* name;     // the JSON name
+  StepKind kind;        // LoadModule or Update
+  bool adopt;           // the executor adopts (the check must choose it too)
+  const char* other;    // the version swapped with 1.0.0
+};
+
+// The state of bench_state keeps its blob plus a few bytes of header.
+constexpr size_t kHeaderBytes = 64;
+
+void bench_sized(const Options& opt, const SizedCase& c, size_t requested_bytes) {
+  // An export must fit the host's limit on state size, header included.
+  const size_t bytes = std::min(requested_bytes, hotswap::host::kMaxStateBytes - kHeaderBytes);
+  const bool big = bytes >= (size_t(64) << 20), huge = bytes >= (size_t(512) << 20);
+  const int warmup = c.adopt ? 10 : big ? 2 : 10;
+  const int runs = c.adopt ? (opt.quick ? 50 : 400)
+                   : huge  ? (opt.quick ? 2 : 6)
+                   : big   ? (opt.quick ? 4 : 20)
+                           : (opt.quick ? 50 : 400);
+  const int memcpy_count = huge ? 3 : big ? 10 : bytes >= (size_t(1) << 20) ? 200 : 2000;
+  const std::string path = c.adopt ? "adopt" : "export_import";
+
+  auto v0 = module_entry("bench_state", "1.0.0");
+  auto v1 = module_entry("bench_state", c.other);
+  auto up = swap_plan(c.kind, "bench_state", v0, v1, Direction::Upgrade);
+  auto down = swap_plan(c.kind, "bench_state", v1, v0, Direction::Downgrade);
+
+  // The memcpy baseline, before and after the swaps (so that both share the run's conditions).
+  std::vector<double> memcpy_us{memcpy_median_us(bytes, memcpy_count)};
+
+  std::vector<double> pauses;
+  {
+    LibraryLoader loader;
+    hotswap::host::DetachedServices services;
+    ModuleRegistry registry(services);
+    UpgradeExecutor executor(registry, loader);
+    executor.set_state_adoption(c.adopt);
+    ModuleSlot& slot = registry.start(loader.load(v0.file, {v0.name, v0.version, v0.sha256}));
+    slot.active().run_task("fill", std::to_string(bytes));
+    const std::string checksum = slot.active().run_task("checksum", "null");
+    const std::string address = slot.active().run_task("address", "null");
+
+    pauses.reserve(static_cast<size_t>(runs));
+    int swaps = 0;
+    for (; swaps < warmup + runs; ++swaps) {
+      UpgradeReport r = run_swap(executor, swaps % 2 == 0 ? up : down);
+      if (r.steps.size() != 1 || r.steps[0].state_path != path)
+        die(std::string(c.name) + ": the swap took path '" + (r.steps.empty() ? "" : r.steps[0].state_path) +
+            "', not " + path + (r.steps.empty() ? "" : " (" + r.steps[0].fallback + ")"));
+      if (swaps >= warmup) pauses.push_back(us(r.pause));
+    }
+    if (swaps % 2 != 0) run_swap(executor, down);  // back on 1.0.0
+    if (slot.active().run_task("checksum", "null") != checksum) die(std::string(c.name) + ": state changed across swaps");
+    if (c.adopt && slot.active().run_task("address", "null") != address)
+      die(std::string(c.name) + ": adoption moved the state object");
+    check_no_leaks(loader);
+  }
+  memcpy_us.push_back(memcpy_median_us(bytes, memcpy_count));
+
+  std::sort(pauses.begin(), pauses.end());
+  const double p50 = percentile(pauses, 50), p99 = percentile(pauses, 99), mc = median(memcpy_us);
+  std::printf("{\"name\":\"%s\",\"state_bytes\":%zu,\"path\":\"%s\",\"p50_us\":%.2f,\"p99_us\":%.2f,\"max_us\":%.2f,"
+              "\"runs\":%d,\"memcpy_us\":%.2f,\"ratio_to_memcpy\":%.3f,\"p99_ratio_to_memcpy\":%.3f,"
+              "\"schema_change\":%s}\n",
+              c.name, bytes, path.c_str(), p50, p99, pauses.back(), runs, mc, p50 / mc, p99 / mc,
+              c.kind == StepKind::Update && !c.adopt ? "true" : "false");
+  std::fflush(stdout);
+}
+
+void bench_sized_kind(const Options& opt, bool update) {
+  for (const std::string& size : opt.sizes) {
+    const size_t bytes = parse_size(size);
+    for (const std::string& path : opt.paths) {
+      const bool adopt = path == "adopt";
+      SizedCase c = update ? SizedCase{"swap_pause_update", StepKind::Update, adopt, adopt ? "1.0.1" : "2.0.0"}
+                           : SizedCase{"swap_pause_load_module", StepKind::LoadModule, adopt, "1.0.1"};
+      bench_sized(opt, c, bytes);
+    }
+  }
+}
+
+// ---- swap_pause_arena ----
+
+// The arena example's code-only swap (1.0.0 <-> 1.1.0, load_module) with
+// `players` joined players, by adoption or by export/import.
+void bench_arena(const Options& opt, int players, bool adopt) {
+  const int warmup = 10, runs = opt.quick ? 40 : 400;
+  auto entry = [](const std::string& version) {
+    hotswap::appup::ModuleEntry e;
+    e.name = "arena";
+    e.version = version;
+    e.file = fs::path(HOTSWAP_ARENA_MODULES_DIR) / ("arena-" + version + ".so");
+    if (!fs::exists(e.file)) throw std::runtime_error("arena module " + e.file.string() + " is missing");
+    e.sha256 = hotswap::host::sha256_file(e.file);
+    return e;
+  };
+  auto v0 = entry("1.0.0"), v1 = entry("1.1.0");
+  auto up = swap_plan(StepKind::LoadModule, "arena", v0, v1, Direction::Upgrade);
+  auto down = swap_plan(StepKind::LoadModule, "arena", v1, v0, Direction::Downgrade);
+  const std::string path = adopt ? "adopt" : "export_import";
 
   LibraryLoader loader;
   hotswap::host::DetachedServices services;
   ModuleRegistry registry(services);
+  registry.set_module_config("arena", "{}");
   UpgradeExecutor executor(registry, loader);
+  executor.set_state_adoption(adopt);
   ModuleSlot& slot = registry.start(loader.load(v0.file, {v0.name, v0.version, v0.sha256}));
-  slot.active().run_task("fill", "null");
-  const std::string state_before = slot.active().export_state();
-
+  for (int p = 1; p <= players; ++p)
+    registry.deliver_message(slot, static_cast<hotswap_conn_id>(p), "1 join p" + std::to_string(p));
+  const std::string state = slot.active().export_state();
   std::vector<double> pauses;
-  pauses.reserve(runs);
-  uint64_t messages = 0;
-  for (int i = 0; i < warmup + runs; ++i) {
-    UpgradeReport r = run_swap(executor, i % 2 == 0 ? up : down);
-    if (i >= warmup) pauses.push_back(us(r.pause));
-    registry.deliver_message(slot, 1, "ping");  // the new code serves
-    ++messages;
+  int swaps = 0;
+  for (; swaps < warmup + runs; ++swaps) {
+    UpgradeReport r = run_swap(executor, swaps % 2 == 0 ? up : down);
+    if (r.steps.size() != 1 || r.steps[0].state_path != path) die("swap_pause_arena: the swap did not take " + path);
+    if (swaps >= warmup) pauses.push_back(us(r.pause));
   }
-  // The state went through every swap unchanged (apart from the messages counted).
-  if (slot.active().run_task("count", "null") != std::to_string(messages)) die("bench_echo lost messages");
-  if (slot.active().export_state().size() != state_before.size()) die("bench_echo state changed size");
+  if (slot.active().export_state() != state) die("swap_pause_arena: the players changed across swaps");
   check_no_leaks(loader);
-
   std::sort(pauses.begin(), pauses.end());
-  std::printf("{\"name\":\"swap_pause_load_module\",\"p50_us\":%.2f,\"p99_us\":%.2f,\"max_us\":%.2f,\"runs\":%d,"
-              "\"state_bytes\":%zu}\n",
-              percentile(pauses, 50), percentile(pauses, 99), pauses.back(), runs, state_before.size());
+  std::printf("{\"name\":\"swap_pause_arena\",\"players\":%d,\"path\":\"%s\",\"p50_us\":%.2f,\"p99_us\":%.2f,"
+              "\"max_us\":%.2f,\"runs\":%d,\"state_bytes\":%zu}\n",
+              players, path.c_str(), percentile(pauses, 50), percentile(pauses, 99), pauses.back(), runs,
+              state.size());
   std::fflush(stdout);
 }
 
@@ -311,8 +440,8 @@ void bench_dispatch(const Options& opt, int variant) {
   std::fflush(stdout);
 }
 
-const std::vector<std::string> kBenchmarks = {"swap_pause_load_module", "swap_pause_update_1MiB",
-                                              "dispatch_overhead"};
+const std::vector<std::string> kBenchmarks = {"swap_pause_load_module", "swap_pause_update", "swap_pause_arena",
+                                              "swap_pause_update_1MiB", "dispatch_overhead"};
 
 // Fills `opt` from the command line. Returns the status to exit with instead
 // of running: 0 after --help, 2 for a bad command line.
@@ -320,6 +449,23 @@ std::optional<int> parse_options(int argc, char** argv, Options& opt) {
   CLI::App app("hotswap_bench: prints one JSON object per benchmark (see bench/README.md)", "hotswap_bench");
   app.add_option("--only", opt.only, "run this benchmark only")->type_name("NAME")->check(CLI::IsMember(kBenchmarks));
   app.add_flag("--quick", opt.quick, "fewer runs (a smoke run; the figures are not meaningful)");
+  app.add_option("--sizes", opt.sizes, "state sizes of swap_pause_load_module and swap_pause_update")
+      ->type_name("LIST")
+      ->delimiter(',')
+      ->capture_default_str()
+      ->check([](const std::string& size) {
+        try {
+          parse_size(size);
+          return std::string();
+        } catch (const std::exception& e) {
+          return std::string(e.what());
+        }
+      });
+  app.add_option("--paths", opt.paths, "state paths of the sized and arena benchmarks")
+      ->type_name("LIST")
+      ->delimiter(',')
+      ->capture_default_str()
+      ->check(CLI::IsMember({"adopt", "export_import"}));
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -344,9 +490,14 @@ int main(int argc, char** argv) {
   // The direct baseline's implementation is picked at run time (argc is at least 1).
   volatile int variant = argc > 1000 ? 1 : 0;
   try {
-    if (opt.only.empty() || opt.only == kBenchmarks[0]) bench_load_module(opt);
-    if (opt.only.empty() || opt.only == kBenchmarks[1]) bench_update(opt);
-    if (opt.only.empty() || opt.only == kBenchmarks[2]) bench_dispatch(opt, variant);
+    auto selected = [&](const std::string& name) { return opt.only.empty() || opt.only == name; };
+    if (selected("swap_pause_load_module")) bench_sized_kind(opt, false);
+    if (selected("swap_pause_update")) bench_sized_kind(opt, true);
+    if (selected("swap_pause_arena"))
+      for (int players : {100, 5000})
+        for (const std::string& path : opt.paths) bench_arena(opt, players, path == "adopt");
+    if (selected("swap_pause_update_1MiB")) bench_update(opt);
+    if (selected("dispatch_overhead")) bench_dispatch(opt, variant);
   } catch (const std::exception& e) {
     die(e.what());
   }

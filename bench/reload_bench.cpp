@@ -9,7 +9,10 @@
 // fixed windows; requests sent in a window that overlaps a reload are compared
 // with requests sent in the other (baseline) windows. Prints one JSON line.
 //
-// Options: --quick (smoke run), --diagnose (extra lines: the loop-side phases of
+// With --code-only the reloads are the code-only swap 1.1.0 -> 1.0.0 -> 1.1.0
+// (load_module, the state handed over in place by adoption) instead.
+//
+// Options: --quick (smoke run), --code-only, --diagnose (extra lines: the loop-side phases of
 // each reload and an event-loop lag probe), and the knobs listed by --help.
 #include "core/allocator_tuning.hpp"
 #include "release/release_files.hpp"
@@ -56,6 +59,7 @@ namespace {
 
 struct Options {
   bool quick = false;
+  bool code_only = false;  // reload 1.1.0 <-> 1.0.0 (load_module, adoption) instead of 1.1.0 <-> 2.0.0 (update)
   bool diagnose = false;
   bool pin = false;           // host loop on CPU 0; client, main and the host's worker on CPU 1
   bool batch_worker = false;  // the host's worker thread runs SCHED_BATCH (no wake-up preemption)
@@ -557,12 +561,12 @@ Reload stall(Host& host, Clock::time_point origin, int us) {
 //                  temporary, fsync it, rename, fsync the folder)
 //   library_close  LoadedLibrary::close of an arena module: the purge's dlclose,
 //                  RTLD_NOLOAD check and deletion of the copy under ROOT/run
-std::string measure_isolated_costs(Host& host, const fs::path& root) {
+std::string measure_isolated_costs(Host& host, const fs::path& root, const std::string& other_version) {
   constexpr int kRuns = 20;
   hotswap::host::Runtime& rt = host.runtime();
   std::vector<double> plan, mark, close;
   const std::string running = host.on_loop([&] { return rt.manifest().version; });
-  const std::string other = running == "1.1.0" ? "2.0.0" : "1.1.0";
+  const std::string other = running == "1.1.0" ? other_version : "1.1.0";
   auto ms_of = [](Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); };
   for (int i = 0; i < kRuns; ++i) {
     host.on_loop([&] {
@@ -605,7 +609,8 @@ int run(const Options& opt) {
   if (opt.batch_worker) set_policy(SCHED_BATCH);
   Host host(root.dir(), origin, opt.diagnose, opt.pin, opt.batch_worker);
   if (opt.batch_worker) set_policy(SCHED_OTHER);
-  root.add_release("2.0.0");
+  const std::string other_version = opt.code_only ? "1.0.0" : "2.0.0";
+  root.add_release(other_version);
   const uint16_t port = host.on_loop([&] { return host.runtime().server().listeners().at(0).port; });
 
   LoadClient client(origin, port, opt);
@@ -621,7 +626,7 @@ int run(const Options& opt) {
   for (int i = 0; i < 2 * opt.cycles; ++i) {
     std::this_thread::sleep_until(next + std::chrono::milliseconds(jitter(rng)));
     next += std::chrono::milliseconds(opt.spacing_ms);
-    const std::string version = i % 2 == 0 ? "2.0.0" : "1.1.0";
+    const std::string version = i % 2 == 0 ? other_version : "1.1.0";
     Reload r = opt.stall_us > 0 ? stall(host, origin, opt.stall_us) : reload(host, origin, version, opt.diagnose);
     if (!r.report.committed()) die("reload " + std::to_string(i + 1) + " to " + version + " did not commit: " +
                                    r.report.summary());
@@ -634,7 +639,7 @@ int run(const Options& opt) {
   client.drain_and_close(std::chrono::milliseconds(opt.drain_ms));
   const std::string running = host.on_loop([&] { return host.runtime().manifest().version; });
   std::string isolated_costs;
-  if (opt.diagnose) isolated_costs = measure_isolated_costs(host, root.dir());
+  if (opt.diagnose) isolated_costs = measure_isolated_costs(host, root.dir(), other_version);
   host.stop();
   if (running != "1.1.0") die("after " + std::to_string(reloads.size()) + " reloads, " + running + " runs, not 1.1.0");
 
@@ -671,7 +676,7 @@ int run(const Options& opt) {
       "\"p50_ms_baseline\":%.3f,\"p50_ms_during_reload\":%.3f,\"pause_p50_us\":%.1f,\"pause_p99_us\":%.1f,"
       "\"errors\":%llu,\"skipped\":%llu,\"max_ms_baseline\":%.3f,\"max_ms_during_reload\":%.3f,"
       "\"windows_baseline\":%zu,\"windows_reload\":%zu,\"window_ms\":%d}\n",
-      opt.stall_us > 0 ? "loop_stall_calibration" : "reload_under_load", opt.connections, replies_measured / seconds, reloads.size(), static_cast<unsigned long long>(client.dropped()),
+      opt.stall_us > 0 ? "loop_stall_calibration" : opt.code_only ? "reload_under_load_code_only" : "reload_under_load", opt.connections, replies_measured / seconds, reloads.size(), static_cast<unsigned long long>(client.dropped()),
       static_cast<unsigned long long>(client.lost()), static_cast<unsigned long long>(client.out_of_order()), p99_base,
       p99_during, p99_base > 0 ? p99_during / p99_base : 0.0, percentile(baseline_ms, 50), percentile(during_ms, 50),
       percentile(pauses_us, 50), percentile(pauses_us, 99), static_cast<unsigned long long>(client.errors()),
@@ -742,6 +747,8 @@ std::optional<int> parse_options(int argc, char** argv, Options& opt) {
   CLI::App app("hotswap_reload_bench: reload_under_load, the arena example reloaded under load (bench/README.md)",
                "hotswap_reload_bench");
   app.add_flag("--quick", opt.quick, "100 connections, 5 cycles, short warm-up (a smoke run; figures not meaningful)");
+  app.add_flag("--code-only", opt.code_only,
+               "reload 1.1.0 <-> 1.0.0 (load_module: the state stays in place) instead of 1.1.0 <-> 2.0.0 (update)");
   app.add_flag("--diagnose", opt.diagnose, "also print the loop-side phases of the reloads and an event-loop lag probe");
   app.add_flag("--pin", opt.pin, "host loop on CPU 0; client, main thread and the host's worker thread on CPU 1");
   app.add_flag("--batch-worker", opt.batch_worker, "the host's worker thread (the check phase) runs SCHED_BATCH");

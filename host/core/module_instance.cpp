@@ -1,5 +1,7 @@
 #include "core/module_instance.hpp"
 
+#include <dlfcn.h>
+#include <link.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -67,13 +69,17 @@ void ModuleInstance::fail(const char* callback, hotswap_status status, const cha
 
 std::string ModuleInstance::export_state() const {
   hotswap_buffer out;
+  export_state_into(out);
+  return std::move(out.bytes);
+}
+
+void ModuleInstance::export_state_into(hotswap_buffer& out) const {
   out.limit = kMaxStateBytes;
-  if (descriptor().export_state == nullptr) return {};
+  if (descriptor().export_state == nullptr) return;
   ErrorBuffer e;
   hotswap_status st =
       call_module(call_site("export_state"), &e.err, [&] { return descriptor().export_state(handle_, &out, &e.err); });
   if (st != HOTSWAP_OK) fail("export_state", st, e.text);
-  return std::move(out.bytes);
 }
 
 void ModuleInstance::import_state(uint32_t schema, std::string_view state) {
@@ -100,8 +106,14 @@ void ModuleInstance::migrate_up(const std::string& from_version, uint32_t from_s
 
 std::string ModuleInstance::migrate_down(const std::string& to_version, uint32_t to_schema,
                                          const std::string& extra_json) const {
-  if (descriptor().migrate_down == nullptr) fail("migrate_down", HOTSWAP_UNSUPPORTED, nullptr);
   hotswap_buffer out;
+  migrate_down_into(out, to_version, to_schema, extra_json);
+  return std::move(out.bytes);
+}
+
+void ModuleInstance::migrate_down_into(hotswap_buffer& out, const std::string& to_version, uint32_t to_schema,
+                                       const std::string& extra_json) const {
+  if (descriptor().migrate_down == nullptr) fail("migrate_down", HOTSWAP_UNSUPPORTED, nullptr);
   out.limit = kMaxStateBytes;
   hotswap_migrate_down_args args{sizeof(hotswap_migrate_down_args), to_version.c_str(), to_schema, extra_json.c_str(),
                                  &out};
@@ -109,7 +121,6 @@ std::string ModuleInstance::migrate_down(const std::string& to_version, uint32_t
   hotswap_status st =
       call_module(call_site("migrate_down"), &e.err, [&] { return descriptor().migrate_down(handle_, &args, &e.err); });
   if (st != HOTSWAP_OK) fail("migrate_down", st, e.text);
-  return std::move(out.bytes);
 }
 
 std::string ModuleInstance::run_task(const std::string& name, const std::string& args_json) {
@@ -137,6 +148,81 @@ void ModuleInstance::stop() {
   ErrorBuffer e;
   hotswap_status st = call_module(call_site("on_stop"), &e.err, [&] { return descriptor().on_stop(handle_, &e.err); });
   if (st != HOTSWAP_OK) fail("on_stop", st, e.text);
+}
+
+uint64_t ModuleInstance::state_fingerprint() const {
+  const hotswap_module_descriptor& d = descriptor();
+  return HOTSWAP_DESCRIPTOR_HAS(&d, state_fingerprint) ? d.state_fingerprint : 0;
+}
+
+bool ModuleInstance::supports_adoption() const {
+  const hotswap_module_descriptor& d = descriptor();
+  return HOTSWAP_DESCRIPTOR_HAS(&d, adopt_state) && d.state_fingerprint != 0 && d.release_state != nullptr &&
+         d.adopt_state != nullptr;
+}
+
+void* ModuleInstance::release_state() {
+  if (!supports_adoption()) fail("release_state", HOTSWAP_UNSUPPORTED, nullptr);
+  const auto release = descriptor().release_state;
+  void* state = nullptr;
+  ErrorBuffer e;
+  hotswap_status st = call_module(&e.err, [&] {
+    state = release(handle_);
+    return HOTSWAP_OK;
+  });
+  if (st != HOTSWAP_OK) fail("release_state", st, e.text);
+  if (state == nullptr) fail("release_state", HOTSWAP_ERROR, "returned no state (the instance holds none)");
+  return state;
+}
+
+void ModuleInstance::adopt_state(void* state, const ModuleInstance& from,
+                                 const std::vector<hotswap_address_range>& old_code) {
+  if (!supports_adoption()) fail("adopt_state", HOTSWAP_UNSUPPORTED, nullptr);
+  hotswap_adopt_state_args args{sizeof(hotswap_adopt_state_args),
+                                from.version().c_str(),
+                                from.library().state_schema(),
+                                from.state_fingerprint(),
+                                state,
+                                old_code.empty() ? nullptr : old_code.data(),
+                                old_code.size()};
+  ErrorBuffer e;
+  hotswap_status st = call_module(&e.err, [&] { return descriptor().adopt_state(handle_, &args, &e.err); });
+  if (st != HOTSWAP_OK) fail("adopt_state", st, e.text);
+}
+
+namespace {
+
+struct RangeSearch {
+  uintptr_t load_base = 0;
+  std::vector<hotswap_address_range>* out = nullptr;
+};
+
+int collect_ranges(struct dl_phdr_info* info, size_t, void* data) {
+  auto* search = static_cast<RangeSearch*>(data);
+  if (info->dlpi_addr != search->load_base) return 0;
+  for (ElfW(Half) i = 0; i < info->dlpi_phnum; ++i) {
+    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+    if (ph.p_type != PT_LOAD) continue;
+    uintptr_t begin = search->load_base + ph.p_vaddr;
+    search->out->push_back({begin, begin + ph.p_memsz});
+  }
+  return 1;
+}
+
+}  // namespace
+
+std::vector<hotswap_address_range> library_mapped_ranges(const LoadedLibrary& library) {
+  std::vector<hotswap_address_range> ranges;
+  if (library.closed()) return ranges;
+  Dl_info info{};
+  struct link_map* map = nullptr;
+  void* inside = reinterpret_cast<void*>(library.descriptor().create);
+  if (inside == nullptr || ::dladdr1(inside, &info, reinterpret_cast<void**>(&map), RTLD_DL_LINKMAP) == 0 ||
+      map == nullptr)
+    return ranges;
+  RangeSearch search{static_cast<uintptr_t>(map->l_addr), &ranges};
+  ::dl_iterate_phdr(&collect_ranges, &search);
+  return ranges;
 }
 
 void ModuleInstance::inherit_held_effects(ModuleInstance& earlier) {

@@ -88,6 +88,11 @@ class ModuleInstance {
 
   // Control plane (throw ModuleCallError naming the module, version and callback).
   std::string export_state() const;
+  // The same into `out` (appended; its limit is set to kMaxStateBytes), so a
+  // caller can reuse one buffer's memory across swaps.
+  void export_state_into(hotswap_buffer& out) const;
+  void migrate_down_into(hotswap_buffer& out, const std::string& to_version, uint32_t to_schema,
+                         const std::string& extra_json) const;
   void import_state(uint32_t schema, std::string_view state);
   void migrate_up(const std::string& from_version, uint32_t from_schema, std::string_view state,
                   const std::string& extra_json);
@@ -95,6 +100,19 @@ class ModuleInstance {
   std::string run_task(const std::string& name, const std::string& args_json);
   void config_changed(const std::string& config_json);
   void stop();
+
+  // State adoption (module.h, "The adoption rule"): whether the module's
+  // descriptor has release_state/adopt_state and a non-zero state_fingerprint
+  // (an older descriptor ends before them: 0 / false).
+  uint64_t state_fingerprint() const;
+  bool supports_adoption() const;
+  // Hands the whole state out and leaves the instance empty. Throws
+  // ModuleCallError when the module does not opt in or returns no state.
+  void* release_state();
+  // Takes `state` (from release_state of `from`) in place of its own. Throws
+  // ModuleCallError (the instance then does not own `state`). `old_code`: the
+  // releasing library's mapped segments, for the SDK's debug check.
+  void adopt_state(void* state, const ModuleInstance& from, const std::vector<hotswap_address_range>& old_code);
 
   // Makes the instance serve `slot` and applies its held effects.
   void commit(ModuleSlot& slot);
@@ -116,6 +134,11 @@ class ModuleInstance {
   hotswap_host_ctx ctx_;
   hotswap_instance* handle_ = nullptr;
 };
+
+// The mapped segments (PT_LOAD) of a loaded module library, found from the
+// address of its descriptor's create() through dladdr1 and dl_iterate_phdr.
+// Empty when they cannot be found. Any thread; takes the dynamic loader's lock.
+std::vector<hotswap_address_range> library_mapped_ranges(const LoadedLibrary& library);
 
 // Largest state an export may produce, and largest task result.
 constexpr size_t kMaxStateBytes = size_t(1) << 30;

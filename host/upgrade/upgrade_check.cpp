@@ -1,5 +1,6 @@
 #include "upgrade/upgrade_check.hpp"
 
+#include <cstdio>
 #include <map>
 #include <set>
 
@@ -67,7 +68,82 @@ void check_plan(const appup::Plan& plan, const RunningCode& running, LibraryLoad
   affected.assign(touched.begin(), touched.end());
 }
 
+std::string hex(uint64_t v) {
+  char text[24];
+  std::snprintf(text, sizeof text, "0x%016llx", static_cast<unsigned long long>(v));
+  return text;
+}
+
 }  // namespace
+
+const char* to_string(StateHandover::Path path) {
+  switch (path) {
+    case StateHandover::Path::None:
+      return "none";
+    case StateHandover::Path::Adopt:
+      return "adopt";
+    case StateHandover::Path::ExportImport:
+      return "export_import";
+  }
+  return "?";
+}
+
+std::string adoption_refusal(const LoadedLibrary& from, const LoadedLibrary& to) {
+  auto lacks = [](const LoadedLibrary& lib) -> std::string {
+    const hotswap_module_descriptor& d = lib.descriptor();
+    std::string who = lib.name() + " " + lib.version();
+    if (!HOTSWAP_DESCRIPTOR_HAS(&d, adopt_state))
+      return who + " cannot hand its state over in place (its descriptor predates state adoption)";
+    if (d.state_fingerprint == 0 || d.release_state == nullptr || d.adopt_state == nullptr)
+      return who + " does not opt into state adoption (no state fingerprint, release_state or adopt_state)";
+    return {};
+  };
+  if (std::string why = lacks(from); !why.empty()) return why;
+  if (std::string why = lacks(to); !why.empty()) return why;
+  if (from.descriptor().state_fingerprint != to.descriptor().state_fingerprint)
+    return "state fingerprints differ (" + from.version() + ": " + hex(from.descriptor().state_fingerprint) + ", " +
+           to.version() + ": " + hex(to.descriptor().state_fingerprint) + "): the state layout changed";
+  return {};
+}
+
+// Decides each step's state path from the checked libraries (the live code of
+// each module, then what the plan loads), before the pause.
+void plan_handovers(PreparedUpgrade& prepared, const RunningCode& running) {
+  const appup::Plan& plan = prepared.plan_;
+  std::map<std::string, const LoadedLibrary*> code;
+  for (const auto& [name, library] : running) code[name] = library.get();
+  prepared.handovers_.assign(plan.steps.size(), {});
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    const PlanStep& step = plan.steps[i];
+    const LoadedLibrary* next = prepared.libraries_[i].get();
+    StateHandover& handover = prepared.handovers_[i];
+    if ((step.kind == StepKind::LoadModule || step.kind == StepKind::Update) && next != nullptr) {
+      const LoadedLibrary* from = code[step.module];
+      handover.path = StateHandover::Path::ExportImport;
+      if (from->state_schema() != next->state_schema()) {
+        handover.fallback_reason = "the state schema changes (" + std::to_string(from->state_schema()) + " -> " +
+                                   std::to_string(next->state_schema()) + "): the new code migrates it";
+      } else {
+        handover.fallback_reason = adoption_refusal(*from, *next);
+      }
+      for (size_t j = i + 1; j < plan.steps.size() && handover.fallback_reason.empty(); ++j)
+        if (plan.steps[j].kind == StepKind::Apply && plan.steps[j].module == step.module)
+          handover.fallback_reason =
+              "a later apply task runs on the new instance, and must not change the state the old one keeps until "
+              "commit";
+      if (handover.fallback_reason.empty()) {
+        handover.old_code = library_mapped_ranges(*from);
+        if (handover.old_code.empty())
+          handover.fallback_reason = "the old library's mapped segments were not found, so the state cannot be "
+                                     "checked for addresses inside it";
+        else
+          handover.path = StateHandover::Path::Adopt;
+      }
+    }
+    if (next != nullptr) code[step.module] = next;
+    if (step.kind == StepKind::DeleteModule) code.erase(step.module);
+  }
+}
 
 RunningCode running_code(const ModuleRegistry& registry) {
   RunningCode code;
@@ -97,6 +173,7 @@ PreparedUpgrade check_upgrade(const appup::Plan& plan, const RunningCode& runnin
     report.error = e.what();
     prepared.libraries_.clear();
   }
+  if (prepared.ok()) plan_handovers(prepared, running);
   report.check_time = Clock::now() - check_start;
   for (const PlanStep& step : plan.steps) {
     prepared.descriptions_.push_back(step.describe());

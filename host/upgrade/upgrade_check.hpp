@@ -23,6 +23,26 @@ using RunningCode = std::map<std::string, std::shared_ptr<LoadedLibrary>, std::l
 // The code every module of `registry` runs now. Event-loop thread only.
 RunningCode running_code(const ModuleRegistry& registry);
 
+// How one step hands the module's state to the new code, decided before the
+// pause (DESIGN.md "State in place").
+struct StateHandover {
+  enum class Path {
+    None,          // the step moves no state (add, restart, delete, apply)
+    Adopt,         // the state object moves as one pointer (release_state / adopt_state)
+    ExportImport,  // the state is copied out and in (export_state, import_state / migrate_*)
+  };
+  Path path = Path::None;
+  std::string fallback_reason;                // ExportImport only: why not Adopt
+  std::vector<hotswap_address_range> old_code;  // Adopt: the releasing library's segments
+};
+
+const char* to_string(StateHandover::Path path);
+
+// Why a state cannot move from `from`'s code to `to`'s by adoption, or empty
+// when it can: both descriptors carry release_state/adopt_state and the same
+// non-zero state_fingerprint. Reads only the descriptors.
+std::string adoption_refusal(const LoadedLibrary& from, const LoadedLibrary& to);
+
 // The outcome of the check phase: the plan with every library it needs loaded
 // and checked. Holds no instance; dropping it unloads the libraries.
 class PreparedUpgrade {
@@ -34,11 +54,13 @@ class PreparedUpgrade {
   friend class UpgradeExecutor;
   friend PreparedUpgrade check_upgrade(const appup::Plan&, const RunningCode&, LibraryLoader&,
                                        const ProgressListener&);
+  friend void plan_handovers(PreparedUpgrade&, const RunningCode&);
   appup::Plan plan_;
   std::vector<std::shared_ptr<LoadedLibrary>> libraries_;  // indexed like plan_.steps
   std::vector<std::string> affected_;                      // running modules the plan touches
   std::vector<std::string> descriptions_;                  // step.describe(), made before the pause
   std::vector<std::string> extras_;                        // step.extra as JSON text, made before the pause
+  std::vector<StateHandover> handovers_;                   // indexed like plan_.steps
   UpgradeReport report_;
 };
 

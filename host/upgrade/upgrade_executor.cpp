@@ -1,7 +1,10 @@
 #include "upgrade/upgrade_executor.hpp"
 
 #include <spdlog/spdlog.h>
+#include <sys/mman.h>
 
+#include <algorithm>
+#include <cstring>
 #include <map>
 #include <set>
 
@@ -25,7 +28,55 @@ void emit_paused_steps(const ProgressListener& progress, const std::vector<std::
                        {"error", steps[i].error}});
 }
 
+// The state of a live instance that moved to staged instances by adoption:
+// `holder` owns it now (the last staged instance that adopted it). On rollback
+// the holder hands it back to `live`.
+struct Donation {
+  ModuleInstance* live = nullptr;
+  ModuleInstance* holder = nullptr;
+};
+
+// Moves the state of `from` into `to`. When `to` refuses it, `from` takes it
+// back (the module's contract: adopt_state did not take ownership) and the
+// refusal is rethrown.
+void hand_over_state(ModuleInstance& from, ModuleInstance& to, const std::vector<hotswap_address_range>& old_code) {
+  void* state = from.release_state();
+  try {
+    to.adopt_state(state, from, old_code);
+  } catch (const std::exception& refused) {
+    try {
+      from.adopt_state(state, to, {});
+    } catch (const std::exception& e) {
+      spdlog::critical("module {} {}: could not take its own state back after {} {} refused it: {}; the state is lost",
+                       from.library().name(), from.version(), to.library().name(), to.version(), e.what());
+    }
+    throw;
+  }
+}
+
+constexpr size_t kHugePage = size_t(2) << 20;
+
 }  // namespace
+
+void UpgradeExecutor::prepare_export_buffer(size_t last_export_bytes) {
+  std::string& bytes = export_buffer_.bytes;
+  // Room for the last export plus an eighth, for a state that keeps growing.
+  const size_t wanted = std::min(last_export_bytes + last_export_bytes / 8, kMaxStateBytes);
+  if (last_export_bytes == 0) return;
+  if (bytes.capacity() >= wanted && bytes.capacity() / 4 <= wanted) return;  // fits, and not far too big
+  std::string fresh;
+  fresh.reserve(wanted);
+#ifdef MADV_HUGEPAGE
+  if (wanted >= 2 * kHugePage) {
+    auto begin = (reinterpret_cast<uintptr_t>(fresh.data()) + kHugePage - 1) & ~(kHugePage - 1);
+    auto end = (reinterpret_cast<uintptr_t>(fresh.data()) + fresh.capacity()) & ~(kHugePage - 1);
+    if (end > begin) (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);  // a hint
+  }
+#endif
+  fresh.resize(fresh.capacity());  // writes every page: faulted here, not in the next pause
+  fresh.clear();                   // keeps the capacity
+  bytes.swap(fresh);
+}
 
 UpgradeReport UpgradeExecutor::run(const appup::Plan& plan, const ProgressListener& progress) {
   return apply(prepare(plan, progress), progress);
@@ -52,8 +103,11 @@ UpgradeReport UpgradeExecutor::apply(PreparedUpgrade prepared, const ProgressLis
     suspended.push_back(slot);
   }
 
-  // 3. Migrate into staged instances; the live ones are only read.
+  // 3. Migrate into staged instances; the live ones are only read, or give
+  // their state object away by adoption (handed back on rollback).
   std::map<std::string, std::unique_ptr<ModuleInstance>> staged;
+  std::map<std::string, Donation> donations;
+  size_t largest_export = 0;
   std::vector<std::unique_ptr<ModuleInstance>> superseded;  // staged twice in one plan
   std::set<std::string> deleted;
   auto instance_of = [&](const std::string& module) -> ModuleInstance& {
@@ -87,7 +141,7 @@ UpgradeReport UpgradeExecutor::apply(PreparedUpgrade prepared, const ProgressLis
   bool failed = false;
   for (size_t i = 0; i < plan.steps.size() && !failed; ++i) {
     const PlanStep& step = plan.steps[i];
-    StepReport sr{prepared.descriptions_[i], step.module, {}, false, {}};
+    StepReport sr{prepared.descriptions_[i], step.module, {}, false, {}, {}, {}};
     Clock::time_point step_start = Clock::now();
     try {
       const std::shared_ptr<LoadedLibrary>& library = prepared.libraries_[i];
@@ -95,24 +149,41 @@ UpgradeReport UpgradeExecutor::apply(PreparedUpgrade prepared, const ProgressLis
         return std::make_unique<ModuleInstance>(library, registry_, registry_.module_config(step.module), true);
       };
       const std::string& extra = prepared.extras_[i];
+      const StateHandover& handover = prepared.handovers_[i];
+      bool adopt = handover.path == StateHandover::Path::Adopt && adoption_enabled_;
+      if (handover.path != StateHandover::Path::None) {
+        sr.state_path = adopt ? "adopt" : "export_import";
+        sr.fallback = adopt || !handover.fallback_reason.empty() ? handover.fallback_reason
+                                                                 : "state adoption is turned off in this host";
+      }
+      hotswap_buffer& buffer = export_buffer_;
+      buffer.bytes.clear();  // keeps its (pre-faulted) capacity
+      auto exported = [&] {
+        largest_export = std::max(largest_export, buffer.bytes.size());
+        return std::string_view(buffer.bytes);
+      };
       switch (step.kind) {
-        case StepKind::LoadModule: {
-          ModuleInstance& old = instance_of(step.module);
-          std::string state = old.export_state();
-          auto next = fresh();
-          next->import_state(old.library().state_schema(), state);
-          stage(step.module, std::move(next));
-          break;
-        }
+        case StepKind::LoadModule:
         case StepKind::Update: {
           ModuleInstance& old = instance_of(step.module);
           auto next = fresh();
-          if (step.direction == appup::Direction::Upgrade) {
-            std::string state = old.export_state();
-            next->migrate_up(old.version(), old.library().state_schema(), state, extra);
+          if (adopt) {
+            hand_over_state(old, *next, handover.old_code);
+            bool old_is_live = staged.count(step.module) == 0;
+            auto donation = donations.find(step.module);
+            if (old_is_live)
+              donations[step.module] = {&old, next.get()};
+            else if (donation != donations.end() && donation->second.holder == &old)
+              donation->second.holder = next.get();
+          } else if (step.kind == StepKind::LoadModule) {
+            old.export_state_into(buffer);
+            next->import_state(old.library().state_schema(), exported());
+          } else if (step.direction == appup::Direction::Upgrade) {
+            old.export_state_into(buffer);
+            next->migrate_up(old.version(), old.library().state_schema(), exported(), extra);
           } else {
-            std::string state = old.migrate_down(library->version(), library->state_schema(), extra);
-            next->import_state(library->state_schema(), state);
+            old.migrate_down_into(buffer, library->version(), library->state_schema(), extra);
+            next->import_state(library->state_schema(), exported());
           }
           stage(step.module, std::move(next));
           break;
@@ -147,6 +218,15 @@ UpgradeReport UpgradeExecutor::apply(PreparedUpgrade prepared, const ProgressLis
   // reported after resuming, so that reporting never lengthens the pause.
   std::vector<std::unique_ptr<ModuleInstance>> retired;
   if (failed) {
+    // The live instances that gave their state away take the same object back.
+    for (auto& [module, donation] : donations) {
+      try {
+        hand_over_state(*donation.holder, *donation.live, {});
+      } catch (const std::exception& e) {
+        spdlog::critical("module {}: rollback could not give the adopted state back: {}", module, e.what());
+        report.error += "; rollback could not give module " + module + " its state back: " + e.what();
+      }
+    }
     staged.clear();
     superseded.clear();
     for (ModuleSlot* slot : suspended) registry_.resume(*slot);
@@ -203,6 +283,8 @@ UpgradeReport UpgradeExecutor::apply(PreparedUpgrade prepared, const ProgressLis
   } else {
     report.purge_time = Clock::now() - purge_start;
   }
+  // Outside the pause: ready the buffer for the next swap of this size.
+  prepare_export_buffer(largest_export);
   spdlog::level::level_enum level = report.committed() ? spdlog::level::info : spdlog::level::warn;
   if (spdlog::should_log(level)) spdlog::log(level, "{}", report.summary());
   return report;

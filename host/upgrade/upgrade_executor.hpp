@@ -45,10 +45,27 @@ class UpgradeExecutor {
   // modules are suspended (e.g. to deliver events that must be queued).
   void set_step_hook(std::function<void(size_t step_index)> hook) { step_hook_ = std::move(hook); }
 
+  // On (the default): a step whose check chose adoption hands the state
+  // object over in place. Off: every step copies the state (export/import);
+  // the report names this as the fallback. For comparisons and benchmarks.
+  void set_state_adoption(bool enabled) { adoption_enabled_ = enabled; }
+
+  // Bytes the reused export buffer holds ready (pre-faulted) for the next swap.
+  size_t export_buffer_capacity() const { return export_buffer_.bytes.capacity(); }
+
  private:
+  // After a swap, outside the pause: makes the export buffer ready for an
+  // export the size of the last one, so the next pause copies into memory
+  // that is already mapped (huge pages where the kernel allows them).
+  void prepare_export_buffer(size_t last_export_bytes);
+
   ModuleRegistry& registry_;
   LibraryLoader& loader_;
   std::function<void(size_t)> step_hook_;
+  bool adoption_enabled_ = true;
+  // Reused across swaps: exported state goes here and the new code reads it
+  // from here, so a large migration does not fault fresh pages in the pause.
+  hotswap_buffer export_buffer_;
 };
 
 }  // namespace hotswap::host

@@ -33,9 +33,13 @@ const char* to_string(UpgradeReport::Outcome outcome) {
 
 nlohmann::json UpgradeReport::to_json() const {
   nlohmann::json steps_json = nlohmann::json::array();
-  for (const StepReport& s : steps)
-    steps_json.push_back(
-        {{"step", s.description}, {"module", s.module}, {"ms", to_ms(s.duration)}, {"ok", s.ok}, {"error", s.error}});
+  for (const StepReport& s : steps) {
+    nlohmann::json step{
+        {"step", s.description}, {"module", s.module}, {"ms", to_ms(s.duration)}, {"ok", s.ok}, {"error", s.error}};
+    if (!s.state_path.empty()) step["state_path"] = s.state_path;
+    if (!s.fallback.empty()) step["fallback"] = s.fallback;
+    steps_json.push_back(std::move(step));
+  }
   return {{"outcome", to_string(outcome)},
           {"direction", direction == appup::Direction::Upgrade ? "upgrade" : "downgrade"},
           {"release", release_name},

@@ -18,6 +18,12 @@ struct StepReport {
   std::chrono::nanoseconds duration{0};
   bool ok = false;
   std::string error;
+  // How the step handed the state to the new code: "adopt" (the state object
+  // moved as one pointer), "export_import" (copied out and in, or migrated),
+  // empty for a step that moves no state. `fallback`: why an export_import
+  // step did not adopt.
+  std::string state_path;
+  std::string fallback;
 };
 
 struct UpgradeReport {

@@ -447,3 +447,26 @@ TEST_CASE("the release's runtime.json configures the game listener and the tick"
     CHECK_THAT(s.ask(1, "1 join alice"), Catch::StartsWith("1 ok joined"));
   }
 }
+
+TEST_CASE("1.0.0 -> 1.1.0 hands the players over in place, whatever their number") {
+  Server s("1.0.0");
+  constexpr int kPlayers = 5000;
+  for (hotswap_conn_id conn = 1; conn <= kPlayers; ++conn) s.ask(conn, "1 join p" + std::to_string(conn));
+  auto [x, y] = position(s.ask(77, "2 move 1 1"));
+  std::string before = s.state();
+
+  UpgradeReport up = s.go_to("1.1.0");
+  REQUIRE(up.steps.size() == 1);
+  CHECK(up.steps[0].state_path == "adopt");
+  CHECK(up.steps[0].fallback.empty());
+  CHECK(s.executor.export_buffer_capacity() < before.size());  // nothing was copied out
+  CHECK(s.state() == before);
+  CHECK(s.task("players") == R"({"players": 5000})");
+  CHECK(s.ask(77, "3 whoami") == "3 ok p77 " + std::to_string(x) + " " + std::to_string(y));
+
+  // 2.0.0 changes the schema: that swap migrates through bytes, and says so.
+  UpgradeReport migrate = s.go_to("2.0.0");
+  CHECK(migrate.steps[0].state_path == "export_import");
+  CHECK_THAT(migrate.steps[0].fallback, Catch::Contains("schema changes"));
+  CHECK(s.task("players") == R"({"players": 5000, "total_moves": 0})");
+}

@@ -65,7 +65,8 @@ typedef struct newer_descriptor {
 #define V1_DESCRIPTOR                                                                              \
   {                                                                                                \
     DESCRIPTOR_ABI, DESCRIPTOR_SIZE, HOTSWAP_MODULE_NAME, HOTSWAP_MODULE_VERSION, 2 /* schema */,  \
-        create, destroy, NULL, NULL, migrate_up, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL \
+        create, destroy, NULL, NULL, migrate_up, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+        0 /* state_fingerprint: no adoption */, NULL, NULL                                           \
   }
 
 #ifdef DESCRIPTOR_NEWER

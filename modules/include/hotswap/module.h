@@ -37,6 +37,11 @@
  *    functions (there is no hotswap_host_ctx outside an instance).
  *  - A module built against a newer header may run on an older host: check a
  *    host function with HOTSWAP_HOST_HAS before calling it (module.hpp does).
+ *    Likewise a host reads a descriptor field appended after ABI 1's first
+ *    layout (state adoption) only when HOTSWAP_DESCRIPTOR_HAS says the
+ *    module's struct_size covers it. A C module that fills its descriptor
+ *    positionally should zero the fields it does not use (or use designated
+ *    initializers): -Wmissing-field-initializers flags the new ones.
  */
 #ifndef HOTSWAP_MODULE_H
 #define HOTSWAP_MODULE_H
@@ -206,6 +211,71 @@ typedef enum hotswap_disconnect_reason {
   HOTSWAP_DISCONNECT_SHUTDOWN = 5
 } hotswap_disconnect_reason;
 
+/* [begin, end): one mapped segment of a library. */
+typedef struct hotswap_address_range {
+  uintptr_t begin;
+  uintptr_t end;
+} hotswap_address_range;
+
+/* adopt_state(): the state object another instance of this module gave up
+ * with release_state.
+ *  - from_version / from_schema / from_fingerprint describe the instance that
+ *    released it (on a rollback: the newer instance handing it back).
+ *  - old_code lists the mapped segments of the releasing instance's library
+ *    (old_code_count entries; may be 0, e.g. on a rollback). A debug build of
+ *    the SDK refuses a state whose bytes hold an address inside them (see "The
+ *    adoption rule" below) and names the offending byte offset. */
+typedef struct hotswap_adopt_state_args {
+  uint32_t struct_size;
+  const char* from_version;
+  uint32_t from_schema;
+  uint64_t from_fingerprint;
+  void* state;
+  const hotswap_address_range* old_code;
+  size_t old_code_count;
+} hotswap_adopt_state_args;
+
+/* ---------------------------------------------------------------------------
+ * The adoption rule (state that stays in place across a code-only swap).
+ *
+ * A module that sets state_fingerprint, release_state and adopt_state lets the
+ * host hand its state object from the old instance to the new one as one
+ * opaque pointer, instead of copying it out with export_state and back in with
+ * import_state. The host does so for a `load_module`, and for an `update`
+ * whose state schema does not change, when both versions opt in and declare
+ * the same non-zero state_fingerprint (checked before anything pauses);
+ * otherwise it falls back to export/import and says why in the upgrade report.
+ * The swap then costs the same whatever the size of the state.
+ *
+ * After the swap the old library is unloaded, while the state lives on. So
+ * the adopted state must hold NO ADDRESS INSIDE THE OLD LIBRARY, anywhere in
+ * it (its own bytes and every heap block it reaches). What breaks:
+ *  - an object with virtual functions: its vtable pointer points into the old
+ *    library's .rodata (a polymorphic member, or a heap object the state owns
+ *    through a base pointer);
+ *  - a function pointer, a lambda in a std::function (its invoker and manager
+ *    are old code), a std::shared_ptr made with make_shared or with a custom
+ *    deleter (the control block has a vtable), any type-erased deleter;
+ *  - a string literal (`const char* motd = "welcome"`: the bytes are in the
+ *    old library's .rodata; std::string copies them to the heap and is fine),
+ *    a pointer to a static or global object of the old library, a
+ *    std::string_view of either;
+ *  - typeid / std::type_info pointers, std::any, std::error_category
+ *    references of the old library's categories;
+ *  - memory from a private allocator the old library owns (a static pool, an
+ *    arena in .bss).
+ * What is fine: plain data, std::string, std::vector, std::map,
+ * std::unordered_map, std::unique_ptr with the default deleter to a
+ * non-polymorphic type, all allocated from the process heap (operator new or
+ * malloc), and pointers inside the state itself.
+ *
+ * The fingerprint is the author's promise that both versions agree on the
+ * state's layout; module.hpp computes it from kStateSchema, sizeof and
+ * alignof of the state type, an author-bumped layout tag (kStateLayout) and
+ * the standard library's layout flags. Bump kStateLayout when a change keeps
+ * the size but moves or retypes fields.
+ * ------------------------------------------------------------------------- */
+
 /* ---------------------------------------------------------------------------
  * The descriptor. Optional callbacks may be NULL; the host then treats the
  * event as handled (or the capability as unsupported, for tasks and migrations).
@@ -274,7 +344,37 @@ typedef struct hotswap_module_descriptor {
 
   /* The host is stopping gracefully; sends made here are still delivered. */
   hotswap_status (*on_stop)(hotswap_instance* instance, hotswap_error* err);
+
+  /* --- Appended after ABI 1's first layout: state adoption (see "The adoption
+   * rule" above). A host reads these only when struct_size covers them; a
+   * module built before they existed is swapped by export/import. --- */
+
+  /* Identifies the layout of the state object release_state hands out; 0: the
+   * module does not opt in. Adoption needs both versions' fingerprints equal. */
+  uint64_t state_fingerprint;
+
+  /* Hands the instance's whole state object out as an opaque pointer and
+   * leaves the instance empty: afterwards it receives no event and is either
+   * destroyed (it must then free nothing of that state) or given the same
+   * pointer back through adopt_state (a rollback). Never fails; NULL only when
+   * the instance holds no state (it already gave it away). */
+  void* (*release_state)(hotswap_instance* instance);
+
+  /* Takes ownership of args->state, which release_state of another instance
+   * of this module (same state_fingerprint) returned, in place of the
+   * instance's own (fresh) state. Must not change the state's content: if the
+   * upgrade rolls back, the instance that released it takes it back and must
+   * find it as it left it. On failure the instance does not take ownership
+   * (the host gives the pointer back to the instance that released it). */
+  hotswap_status (*adopt_state)(hotswap_instance* instance, const hotswap_adopt_state_args* args,
+                                hotswap_error* err);
 } hotswap_module_descriptor;
+
+/* Nonzero when the descriptor `d` (a const hotswap_module_descriptor*) has
+ * field `field`: the module's struct_size covers it. A host reads an appended
+ * field only after checking it (an older module's descriptor ends earlier). */
+#define HOTSWAP_DESCRIPTOR_HAS(d, field) \
+  ((d) != NULL && (size_t)(d)->struct_size >= offsetof(hotswap_module_descriptor, field) + sizeof((d)->field))
 
 /* The entry point every module exports. */
 typedef const hotswap_module_descriptor* (*hotswap_entry_fn)(void);
@@ -353,6 +453,19 @@ HOTSWAP_OFFSET_CHECK_(hotswap_module_descriptor, on_timer, 112);
 HOTSWAP_OFFSET_CHECK_(hotswap_module_descriptor, run_task, 120);
 HOTSWAP_OFFSET_CHECK_(hotswap_module_descriptor, on_config_change, 128);
 HOTSWAP_OFFSET_CHECK_(hotswap_module_descriptor, on_stop, 136);
+/* Appended fields (state adoption). */
+HOTSWAP_OFFSET_CHECK_(hotswap_module_descriptor, state_fingerprint, 144);
+HOTSWAP_OFFSET_CHECK_(hotswap_module_descriptor, release_state, 152);
+HOTSWAP_OFFSET_CHECK_(hotswap_module_descriptor, adopt_state, 160);
+HOTSWAP_OFFSET_CHECK_(hotswap_address_range, begin, 0);
+HOTSWAP_OFFSET_CHECK_(hotswap_address_range, end, 8);
+HOTSWAP_OFFSET_CHECK_(hotswap_adopt_state_args, struct_size, 0);
+HOTSWAP_OFFSET_CHECK_(hotswap_adopt_state_args, from_version, 8);
+HOTSWAP_OFFSET_CHECK_(hotswap_adopt_state_args, from_schema, 16);
+HOTSWAP_OFFSET_CHECK_(hotswap_adopt_state_args, from_fingerprint, 24);
+HOTSWAP_OFFSET_CHECK_(hotswap_adopt_state_args, state, 32);
+HOTSWAP_OFFSET_CHECK_(hotswap_adopt_state_args, old_code, 40);
+HOTSWAP_OFFSET_CHECK_(hotswap_adopt_state_args, old_code_count, 48);
 #undef HOTSWAP_OFFSET_CHECK_
 #undef HOTSWAP_LAYOUT_CHECK_
 #endif

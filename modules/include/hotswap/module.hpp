@@ -19,20 +19,62 @@
 // Handlers are found at compile time (CRTP), not through virtual calls: a
 // derived class defines the ones it needs and the base supplies defaults. Every
 // exception is caught at the ABI edge and becomes an error code plus message.
+//
+// State that stays in place (module.h, "The adoption rule"). A module that
+// keeps all its state in one type and names it as the second argument opts
+// into adoption: a code-only swap then hands the state object over as is,
+// whatever its size.
+//
+//   struct ArenaState { std::map<hotswap::ConnId, Player> players; };
+//   class Arena : public hotswap::Module<Arena, ArenaState> {
+//    public:
+//     static constexpr uint32_t kStateSchema = 1;
+//     static constexpr uint32_t kStateLayout = 1;  // optional (0); bump when fields move but the size stays
+//     using Module::Module;
+//     void on_message(...) { state().players[conn] = ...; }
+//     void export_state(hotswap::StateWriter& out) const { ... state() ... }  // still needed:
+//     void import_state(hotswap::StateReader& in) { ... state() ... }         // schema changes, fallbacks
+//   };
+//
+// The module object owns the state through a pointer; adoption moves that
+// pointer, so the state keeps its address and nothing in it is copied.
+// Everything that is not state (config, host handle, caches rebuilt from
+// config) stays a member of the module class and is made fresh by each
+// version. The state type must follow the adoption rule: no vtables, function
+// pointers, string literals, std::function, type-erased deleters or typeid;
+// heap memory only. Debug builds check the state's own bytes (sizeof(State))
+// for addresses inside the old library when adopting and refuse the swap,
+// naming the byte offset (HOTSWAP_CHECK_ADOPTED_STATE: 1 on, 0 off; default on
+// unless NDEBUG). The check cannot see into heap blocks the state points to.
 #ifndef HOTSWAP_MODULE_HPP
 #define HOTSWAP_MODULE_HPP
 
 #include <hotswap/module.h>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <memory>
 #include <string_view>
 #include <type_traits>
 #include <vector>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
+#ifndef HOTSWAP_CHECK_ADOPTED_STATE
+#ifdef NDEBUG
+#define HOTSWAP_CHECK_ADOPTED_STATE 0
+#else
+#define HOTSWAP_CHECK_ADOPTED_STATE 1
+#endif
+#endif
 
 namespace hotswap {
 
@@ -107,6 +149,71 @@ class Host {
   hotswap_host_ctx* ctx_;
 };
 
+// A byte array for bulk state (megabytes and more) that is moved through
+// StateWriter/StateReader with one copy each way. Large arrays ask the kernel
+// for transparent huge pages (where it allows them), so filling a fresh array
+// inside a migration faults a few 2 MiB pages instead of thousands of 4 KiB
+// ones. Heap memory only (aligned_alloc): it may live in adopted state.
+class BulkBytes {
+ public:
+  BulkBytes() = default;
+  explicit BulkBytes(size_t size) { resize_uninitialized(size); }
+  BulkBytes(const BulkBytes& other) : BulkBytes() { assign(other.data(), other.size()); }
+  BulkBytes& operator=(const BulkBytes& other) {
+    if (this != &other) assign(other.data(), other.size());
+    return *this;
+  }
+  BulkBytes(BulkBytes&& other) noexcept : data_(other.data_), size_(other.size_) {
+    other.data_ = nullptr;
+    other.size_ = 0;
+  }
+  BulkBytes& operator=(BulkBytes&& other) noexcept {
+    if (this != &other) {
+      std::free(data_);
+      data_ = other.data_;
+      size_ = other.size_;
+      other.data_ = nullptr;
+      other.size_ = 0;
+    }
+    return *this;
+  }
+  ~BulkBytes() { std::free(data_); }
+
+  uint8_t* data() { return data_; }
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+  std::string_view view() const { return {reinterpret_cast<const char*>(data_), size_}; }
+
+  // New contents, copied once. Throws std::bad_alloc.
+  void assign(const void* bytes, size_t size) {
+    resize_uninitialized(size);
+    if (size != 0) std::memcpy(data_, bytes, size);
+  }
+  // Contents are unspecified afterwards (the caller fills them).
+  void resize_uninitialized(size_t size) {
+    if (size == size_) return;
+    std::free(data_);
+    data_ = nullptr;
+    size_ = 0;
+    if (size == 0) return;
+    const bool huge = size >= kHugeThreshold;
+    const size_t align = huge ? kHugePage : alignof(std::max_align_t);
+    const size_t rounded = (size + align - 1) / align * align;  // aligned_alloc needs a multiple
+    data_ = static_cast<uint8_t*>(std::aligned_alloc(align, rounded));
+    if (data_ == nullptr) throw std::bad_alloc();
+    size_ = size;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (huge) (void)::madvise(data_, rounded, MADV_HUGEPAGE);  // a hint: refused is fine
+#endif
+  }
+
+ private:
+  static constexpr size_t kHugePage = size_t(2) << 20;
+  static constexpr size_t kHugeThreshold = size_t(4) << 20;
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
 // Little-endian, length-prefixed encoding for exported state. Small writes are
 // collected in a local chunk; large byte runs go straight to the host buffer,
 // so a big blob is copied once. The SDK flushes after export_state/migrate_down.
@@ -145,6 +252,8 @@ class StateWriter {
     u64(size);
     raw(data, size);
   }
+  // Bulk bytes: the same encoding as bytes(); large runs go to the host buffer in one copy.
+  void bytes(const BulkBytes& bulk) { bytes(bulk.data(), bulk.size()); }
 
   void raw(const void* data, size_t size) {
     if (size >= kChunk) {
@@ -211,6 +320,11 @@ class StateReader {
                        std::to_string(remaining()) + " left");
     return std::string_view(reinterpret_cast<const char*>(take(n)), n);
   }
+  // Reads a bytes() field into `out` with one copy (no intermediate string).
+  void bytes_into(BulkBytes& out) {
+    std::string_view v = bytes();
+    out.assign(v.data(), v.size());
+  }
   size_t remaining() const { return size_ - pos_; }
   // Call after reading everything: trailing bytes mean the layout is not what the reader expected.
   void expect_end() const {
@@ -246,11 +360,15 @@ struct MigrationTo {
   std::string_view extra_json;
 };
 
-// Base of every module class. Derived must define `static constexpr uint32_t kStateSchema`.
+namespace detail {
+template <class T>
+struct Trampolines;
+
+// What every module class has, with or without an adoptable state type.
 template <class Derived>
-class Module {
+class ModuleCommon {
  public:
-  explicit Module(Host host, std::string_view config_json = "null") : host_(host) { (void)config_json; }
+  explicit ModuleCommon(Host host, std::string_view config_json = "null") : host_(host) { (void)config_json; }
 
   // Defaults: a module redefines what it needs (same name and signature).
   void export_state(StateWriter&) const {}
@@ -285,7 +403,126 @@ class Module {
   Host host_;
 };
 
+}  // namespace detail
+
+// Base of every module class. Derived must define `static constexpr uint32_t kStateSchema`.
+// State = void: the module keeps its state in its own members and is always
+// swapped by export/import. A state type: see "State that stays in place" above.
+template <class Derived, class State = void>
+class Module : public detail::ModuleCommon<Derived> {
+  static_assert(std::is_class<State>::value, "the state type of hotswap::Module must be a class");
+  static_assert(std::is_default_constructible<State>::value, "a fresh instance starts with a default State");
+
+ public:
+  using StateType = State;
+  explicit Module(Host host, std::string_view config_json = "null")
+      : detail::ModuleCommon<Derived>(host, config_json), state_(new State()) {}
+
+  // The instance's state. Throws std::logic_error once the instance gave it
+  // away (the host never calls such an instance; this catches a module bug).
+  State& state() {
+    if (state_ == nullptr) no_state();
+    return *state_;
+  }
+  const State& state() const {
+    if (state_ == nullptr) no_state();
+    return *state_;
+  }
+
+  // A module that opts into adoption must still say how to copy its state:
+  // the host falls back to export/import for a schema change, a fingerprint
+  // mismatch, or an older peer. The defaults refuse, so a swap that would
+  // otherwise silently drop the state rolls back instead.
+  void export_state(StateWriter&) const {
+    throw std::runtime_error("this module keeps its state in place and defines no export_state");
+  }
+  void import_state(StateReader&) {
+    throw std::runtime_error("this module keeps its state in place and defines no import_state");
+  }
+
+ private:
+  template <class T>
+  friend struct detail::Trampolines;
+  [[noreturn]] static void no_state() { throw std::logic_error("this instance has given its state away"); }
+  std::unique_ptr<State> state_;
+};
+
+template <class Derived>
+class Module<Derived, void> : public detail::ModuleCommon<Derived> {
+ public:
+  using StateType = void;
+  using detail::ModuleCommon<Derived>::ModuleCommon;
+};
+
 namespace detail {
+
+// The optional kStateLayout tag of a module class (0 when it has none).
+template <class T, class = void>
+struct StateLayoutTag : std::integral_constant<uint32_t, 0> {};
+template <class T>
+struct StateLayoutTag<T, std::void_t<decltype(T::kStateLayout)>>
+    : std::integral_constant<uint32_t, static_cast<uint32_t>(T::kStateLayout)> {};
+
+constexpr uint64_t fnv1a(uint64_t h, uint64_t value) {
+  for (int i = 0; i < 8; ++i) {
+    h ^= (value >> (8 * i)) & 0xffu;
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+// The standard library's own layout switches: a state built with another
+// std::string ABI or debug containers has another layout at the same size.
+#if defined(_GLIBCXX_USE_CXX11_ABI)
+constexpr uint64_t kLibraryLayout = 0x100u | static_cast<uint64_t>(_GLIBCXX_USE_CXX11_ABI);
+#else
+constexpr uint64_t kLibraryLayout = 0x200u;
+#endif
+#if defined(_GLIBCXX_DEBUG)
+constexpr uint64_t kDebugContainers = 1;
+#else
+constexpr uint64_t kDebugContainers = 0;
+#endif
+
+// module.h state_fingerprint: kStateSchema, sizeof/alignof State, kStateLayout
+// and the library's layout flags. Never 0 (0 means "does not opt in").
+template <class T>
+constexpr uint64_t state_fingerprint() {
+  using State = typename T::StateType;
+  uint64_t h = 0xcbf29ce484222325ull;
+  h = fnv1a(h, T::kStateSchema);
+  h = fnv1a(h, sizeof(State));
+  h = fnv1a(h, alignof(State));
+  h = fnv1a(h, StateLayoutTag<T>::value);
+  h = fnv1a(h, kLibraryLayout);
+  h = fnv1a(h, kDebugContainers);
+  return h == 0 ? 1 : h;
+}
+
+// The adoption check: the first 8-byte-aligned word of [state, state+size)
+// that holds an address inside one of the ranges, as a message; empty when
+// there is none.
+inline std::string find_foreign_address(const void* state, size_t size, const hotswap_address_range* ranges,
+                                        size_t count) {
+  if (ranges == nullptr || count == 0) return {};
+  const auto* bytes = static_cast<const unsigned char*>(state);
+  for (size_t offset = 0; offset + sizeof(uintptr_t) <= size; offset += sizeof(uintptr_t)) {
+    uintptr_t word;
+    std::memcpy(&word, bytes + offset, sizeof word);
+    for (size_t r = 0; r < count; ++r) {
+      if (word >= ranges[r].begin && word < ranges[r].end) {
+        char text[320];
+        std::snprintf(text, sizeof text,
+                      "adopted state holds an address inside the old library at byte offset %zu of %zu "
+                      "(0x%llx): a vtable, function pointer, string literal or static of the old code; "
+                      "state that is adopted must hold heap memory only (module.h, \"The adoption rule\")",
+                      offset, size, static_cast<unsigned long long>(word));
+        return text;
+      }
+    }
+  }
+  return {};
+}
 
 inline void set_error(hotswap_error* err, const char* message) {
   if (err == nullptr || err->message == nullptr || err->capacity == 0) return;
@@ -418,6 +655,25 @@ struct Trampolines {
   static hotswap_status on_stop(hotswap_instance* instance, hotswap_error* err) noexcept {
     return guarded(err, [&] { self<T>(instance)->on_stop(); });
   }
+  static void* release_state(hotswap_instance* instance) noexcept {
+    return self<T>(instance)->state_.release();
+  }
+  static hotswap_status adopt_state(hotswap_instance* instance, const hotswap_adopt_state_args* args,
+                                    hotswap_error* err) noexcept {
+    using State = typename T::StateType;
+    return guarded(err, [&] {
+      if (args == nullptr || args->state == nullptr) throw std::runtime_error("adopt_state got no state");
+      if (args->from_fingerprint != state_fingerprint<T>())
+        throw std::runtime_error("adopt_state: the state's fingerprint differs from this version's");
+      if (reinterpret_cast<uintptr_t>(args->state) % alignof(State) != 0)
+        throw std::runtime_error("adopt_state: the state pointer is misaligned for this state type");
+#if HOTSWAP_CHECK_ADOPTED_STATE
+      std::string foreign = find_foreign_address(args->state, sizeof(State), args->old_code, args->old_code_count);
+      if (!foreign.empty()) throw std::runtime_error(foreign);
+#endif
+      self<T>(instance)->state_.reset(static_cast<State*>(args->state));  // drops the fresh state
+    });
+  }
 
  private:
   static const hotswap_host_api* host_api(const T* t);
@@ -453,6 +709,11 @@ constexpr hotswap_module_descriptor make_descriptor(const char* name, const char
   d.run_task = &Tr::run_task;
   d.on_config_change = &Tr::on_config_change;
   d.on_stop = &Tr::on_stop;
+  if constexpr (!std::is_void<typename T::StateType>::value) {
+    d.state_fingerprint = state_fingerprint<T>();
+    d.release_state = &Tr::release_state;
+    d.adopt_state = &Tr::adopt_state;
+  }
   return d;
 }
 
