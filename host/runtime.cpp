@@ -46,11 +46,13 @@ Watchdog::Limits watchdog_limits(const WatchdogConfig& config) { return {config.
 
 // The watchdog's abort: SIGABRT goes to the loop thread itself, so the crash
 // line (core/crash_trace.hpp) names the callback it is stuck in and the core
-// dump shows its stack. Should that thread have SIGABRT blocked, the process
-// is aborted from here a little later.
-[[noreturn]] void abort_loop_thread(pthread_t loop_thread) {
+// dump shows its stack. Should the signal not end the process (the thread
+// blocks it; a sanitizer defers it), the process is aborted from here a little
+// later, with this thread recorded as in the stuck call so the line still names it.
+[[noreturn]] void abort_loop_thread(pthread_t loop_thread, const CallSite& stuck) {
   ::pthread_kill(loop_thread, SIGABRT);
   std::this_thread::sleep_for(std::chrono::seconds(5));
+  ModuleCallScope as_stuck(stuck);
   std::abort();
 }
 
@@ -59,7 +61,7 @@ Watchdog::Limits watchdog_limits(const WatchdogConfig& config) { return {config.
 Runtime::Runtime(const fs::path& root, os::OsSysCalls& os)
     : watchdog_(
           this_thread_call_record(), [] { return std::chrono::steady_clock::now(); },
-          [loop_thread = ::pthread_self()](const CallSite&) { abort_loop_thread(loop_thread); }),
+          [loop_thread = ::pthread_self()](const CallSite& stuck) { abort_loop_thread(loop_thread, stuck); }),
       signals_(io_, SIGTERM, SIGINT, SIGHUP),
       store_(root, os),
       loader_(store_.run_dir()),
