@@ -334,7 +334,12 @@ void UpgradeCoordinator::finish(Job& job) {
   job.purge_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
   if (!job.report.committed()) {
     // Nothing changed what runs; a record that failed before may be repaired now.
-    if (unrecorded_release_ && repair_record().empty()) job.bookkeeping = read_bookkeeping();
+    if (!unrecorded_release_) return;
+    if (const std::string error = repair_record(); !error.empty()) {
+      spdlog::warn("{}", error);
+      return;
+    }
+    job.bookkeeping = read_bookkeeping();
     return;
   }
   try {
