@@ -9,6 +9,7 @@
 // Options: --only NAME (run one benchmark), --quick (fewer runs, for a smoke run).
 #include "core/allocator_tuning.hpp"
 #include "direct_handler.hpp"
+#include "full_reload_bench.hpp"
 
 #include "core/host_services.hpp"
 #include "core/library_loader.hpp"
@@ -312,7 +313,7 @@ void bench_dispatch(const Options& opt, int variant) {
 }
 
 const std::vector<std::string> kBenchmarks = {"swap_pause_load_module", "swap_pause_update_1MiB",
-                                              "dispatch_overhead"};
+                                              "dispatch_overhead", "full_reload"};
 
 // Fills `opt` from the command line. Returns the status to exit with instead
 // of running: 0 after --help, 2 for a bad command line.
@@ -347,6 +348,7 @@ int main(int argc, char** argv) {
     if (opt.only.empty() || opt.only == kBenchmarks[0]) bench_load_module(opt);
     if (opt.only.empty() || opt.only == kBenchmarks[1]) bench_update(opt);
     if (opt.only.empty() || opt.only == kBenchmarks[2]) bench_dispatch(opt, variant);
+    if (opt.only.empty() || opt.only == kBenchmarks[3]) hotswap::bench::bench_full_reload(opt.quick);
   } catch (const std::exception& e) {
     die(e.what());
   }

@@ -37,10 +37,10 @@ std::vector<const appup::ModuleEntry*> boot_order(const appup::ReleaseManifest& 
 
 }  // namespace
 
-Runtime::Runtime(const fs::path& root)
+Runtime::Runtime(const fs::path& root, std::shared_ptr<ModuleProbe> probe)
     : signals_(io_, SIGTERM, SIGINT, SIGHUP),
       store_(root),
-      loader_(store_.run_dir()),
+      loader_(store_.run_dir(), os::real_os_sys_calls(), std::move(probe)),
       server_(io_, registry_),
       registry_(server_),
       executor_(registry_, loader_),

@@ -31,7 +31,8 @@ class Runtime {
  public:
   // Registers SIGTERM, SIGINT (graceful stop) and SIGHUP (reload) at once, so
   // that a signal arriving during boot is handled as soon as the loop runs.
-  explicit Runtime(const boost::filesystem::path& root);
+  // `probe` loads every module library in a child first (LibraryLoader); nullptr: none.
+  explicit Runtime(const boost::filesystem::path& root, std::shared_ptr<ModuleProbe> probe = nullptr);
   ~Runtime();
 
   boost::asio::io_context& io() { return io_; }

@@ -20,6 +20,7 @@
 #include "cli/commands.hpp"
 #include "cli/exit_status.hpp"
 #include "core/allocator_tuning.hpp"
+#include "core/module_probe.hpp"
 #include "os/pid_file.hpp"
 #include "release/release_store.hpp"
 #include "release/runtime_config.hpp"
@@ -59,7 +60,7 @@ int serve(const fs::path& root, const std::string& log_level) {
   try {
     host::ReleaseStore probe(root);
     host::PidFile pid_file(probe.run_dir() / "hotswap.pid");
-    host::Runtime runtime(root);
+    host::Runtime runtime(root, host::ChildProcessProbe::of_this_program());
     runtime.boot();
     if (!log_level.empty()) runtime.set_log_level(log_level);  // the flag wins over runtime.json
     runtime.open_admin(host::make_admin_handler(runtime));
