@@ -9,7 +9,9 @@
 // `full_reload_vs_floor` is the ratio of the two medians.
 //
 // Run on the build folder's file system and on /dev/shm (tmpfs), each with
-// the probe child off and on. One JSON line per combination.
+// the probe child off and on. One JSON line per combination. With
+// FULL_RELOAD_BREAKDOWN set, a line before each gives LibraryLoader::load and
+// LoadedLibrary::close alone.
 #include "full_reload_bench.hpp"
 
 #include <dlfcn.h>
@@ -21,6 +23,7 @@
 #include <boost/filesystem.hpp>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <hotswap/appup/planner.hpp>
 #include <hotswap/module.h>
@@ -87,9 +90,8 @@ appup::ModuleEntry entry_in(const fs::path& folder, const std::string& version) 
   e.name = "bench_echo";
   e.version = version;
   e.file = folder / ("bench_echo-" + version + ".so");
-  fs::copy_file(fs::path(HOTSWAP_BENCH_MODULES_DIR) / e.file.filename(), e.file,
-                fs::copy_option::overwrite_if_exists);
-  ::chmod(e.file.c_str(), 0755);
+  // Not fs::copy_file: Boost 1.74's fails across file systems ("Invalid cross-device link").
+  plain_copy(fs::path(HOTSWAP_BENCH_MODULES_DIR) / e.file.filename(), e.file);
   e.sha256 = host::sha256_file(e.file);
   return e;
 }
@@ -165,6 +167,19 @@ void run_one(const std::string& fs_name, const fs::path& parent, bool probe_on, 
     floors.insert(floors.end(), more.begin(), more.end());
   }
   registry.stop_all();
+  if (std::getenv("FULL_RELOAD_BREAKDOWN") != nullptr) {
+    std::vector<double> loads, closes;
+    for (int i = 0; i < runs; ++i) {
+      Clock::time_point start = Clock::now();
+      auto lib = loader.load(v1.file, {v1.name, v1.version, v1.sha256});
+      loads.push_back(us_since(start));
+      start = Clock::now();
+      lib->close();
+      closes.push_back(us_since(start));
+    }
+    std::printf("{\"breakdown\":1,\"load_p50_us\":%.1f,\"close_p50_us\":%.1f}\n", percentile(loads, 50),
+                percentile(closes, 50));
+  }
 
   const double p50 = percentile(reloads, 50), floor_p50 = percentile(floors, 50);
   std::printf(

@@ -36,8 +36,22 @@ constexpr unsigned int kMfdExec = 0x0010U;
 
 constexpr int kSeals = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
 
-// Copies are read and written in chunks of this size.
-constexpr size_t kCopyChunk = 256 * 1024;
+// Reads and writes until `size` bytes moved; EINTR retried. Returns the
+// failed call's result, or an ok one.
+template <typename Call>
+os::SysCallSizeResult move_all(size_t size, Call call) {
+  for (size_t done = 0; done < size;) {
+    const os::SysCallSizeResult moved = call(done);
+    if (!moved.ok() && moved.error == EINTR) continue;
+    if (!moved.ok()) return moved;
+    if (moved.value == 0) return {static_cast<ssize_t>(done), 0};
+    done += static_cast<size_t>(moved.value);
+  }
+  return {static_cast<ssize_t>(size), 0};
+}
+
+// The load buffer is kept between loads up to this size.
+constexpr size_t kKeptBufferBytes = size_t{64} << 20;
 
 constexpr mode_t kWritableByOthers = S_IWGRP | S_IWOTH;
 
@@ -47,23 +61,6 @@ std::string who_can_write(mode_t mode) {
 }
 
 std::string proc_fd_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
-
-// A read-only view of a whole file, unmapped on destruction.
-class Mapping {
- public:
-  Mapping(os::OsSysCalls& os, void* address, size_t size) : os_(os), address_(address), size_(size) {}
-  ~Mapping() {
-    if (size_ != 0) os_.munmap(address_, size_);
-  }
-  Mapping(const Mapping&) = delete;
-  Mapping& operator=(const Mapping&) = delete;
-  const unsigned char* data() const { return static_cast<const unsigned char*>(address_); }
-
- private:
-  os::OsSysCalls& os_;
-  void* address_;
-  size_t size_;
-};
 
 [[noreturn]] void refuse_elf(const fs::path& file, const ElfImageError& e) {
   using Kind = LoadError::Kind;
@@ -269,26 +266,19 @@ os::Fd LibraryLoader::copy_to_sealed_memory(const fs::path& file, const LoadExpe
                     "cannot load " + file.string() + ": memfd_create failed: " + created.error_text());
   os::Fd memory(created, os_);
 
-  std::vector<char> chunk(kCopyChunk);
-  uint64_t copied = 0;
-  for (;;) {
-    const os::SysCallSizeResult got = os_.read(source.get(), chunk.data(), chunk.size());
-    if (!got.ok() && got.error == EINTR) continue;
-    if (!got.ok()) throw LoadError(Kind::CopyFailed, "cannot read " + file.string() + ": " + got.error_text());
-    if (got.value == 0) break;
-    copied += static_cast<uint64_t>(got.value);
-    if (copied > kMaxLibraryBytes)  // it grew while being read
-      throw LoadError(Kind::TooLarge, "refusing " + file.string() + ": it grew past " +
-                                          std::to_string(kMaxLibraryBytes) + " bytes while being read");
-    for (ssize_t done = 0; done < got.value;) {
-      const os::SysCallSizeResult put = os_.write(memory.get(), chunk.data() + done, static_cast<size_t>(got.value - done));
-      if (!put.ok() && put.error == EINTR) continue;
-      if (!put.ok())
-        throw LoadError(Kind::CopyFailed,
-                        "cannot copy " + file.string() + " into memory: " + put.error_text());
-      done += put.value;
-    }
-  }
+  // The file is read whole into the loader's buffer (kept between loads: a
+  // fresh one would cost a page fault per page), written into the memory file.
+  const size_t size = static_cast<size_t>(st.st_size);
+  buffer_.resize(size + 1);  // one byte more: a file that grew since fstat is seen
+  const os::SysCallSizeResult got =
+      move_all(size + 1, [&](size_t done) { return os_.read(source.get(), buffer_.data() + done, size + 1 - done); });
+  if (!got.ok()) throw LoadError(Kind::CopyFailed, "cannot read " + file.string() + ": " + got.error_text());
+  if (static_cast<size_t>(got.value) != size)
+    throw LoadError(Kind::CopyFailed, "cannot read " + file.string() + ": it changed size while being read");
+  const os::SysCallSizeResult put =
+      move_all(size, [&](size_t done) { return os_.write(memory.get(), buffer_.data() + done, size - done); });
+  if (!put.ok())
+    throw LoadError(Kind::CopyFailed, "cannot copy " + file.string() + " into memory: " + put.error_text());
   // Sealed before it is hashed: no one (this process included) can change what was hashed.
   if (const os::SysCallIntResult sealed = os_.add_seals(memory.get(), kSeals); !sealed.ok())
     throw LoadError(Kind::CopyFailed,
@@ -301,17 +291,16 @@ void LibraryLoader::check_memory_copy(int memory_file, const fs::path& file, con
   struct stat st {};
   if (const os::SysCallIntResult got = os_.fstat(memory_file, st); !got.ok())
     throw LoadError(Kind::CopyFailed, "cannot stat the memory copy of " + file.string() + ": " + got.error_text());
+  // Read back from the sealed file: what is hashed and checked is what dlopen will map.
   const size_t size = static_cast<size_t>(st.st_size);
-  const unsigned char* bytes = nullptr;
-  std::optional<Mapping> mapping;
-  if (size > 0) {
-    const os::SysCallResult<void*> mapped = os_.mmap(size, PROT_READ, MAP_PRIVATE, memory_file, 0);
-    if (!mapped.ok())
-      throw LoadError(Kind::CopyFailed,
-                      "cannot map the memory copy of " + file.string() + ": " + mapped.error_text());
-    mapping.emplace(os_, mapped.value, size);
-    bytes = mapping->data();
-  }
+  buffer_.resize(size);
+  const os::SysCallSizeResult got = move_all(size, [&](size_t done) {
+    return os_.pread(memory_file, buffer_.data() + done, size - done, static_cast<off_t>(done));
+  });
+  if (!got.ok() || static_cast<size_t>(got.value) != size)
+    throw LoadError(Kind::CopyFailed, "cannot read back the memory copy of " + file.string() + ": " +
+                                          (got.ok() ? std::string("short read") : got.error_text()));
+  const unsigned char* bytes = buffer_.data();
   if (!expect.sha256.empty()) {
     const std::string actual = sha256_bytes(bytes, size);
     if (actual != expect.sha256)
@@ -334,6 +323,7 @@ std::shared_ptr<LoadedLibrary> LibraryLoader::load(const fs::path& file, const L
 
   os::Fd memory = copy_to_sealed_memory(file, expect);
   check_memory_copy(memory.get(), file, expect);
+  if (buffer_.capacity() > kKeptBufferBytes) std::vector<unsigned char>().swap(buffer_);  // do not hold a huge one
   if (probe_) probe_->probe(memory.get(), file, expect);
 
   // The memory file stays open while the library is loaded: its path cannot name another library meanwhile.

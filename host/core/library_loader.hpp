@@ -170,7 +170,7 @@ class LibraryLoader {
   LibraryLoader(const LibraryLoader&) = delete;
   LibraryLoader& operator=(const LibraryLoader&) = delete;
 
-  // Throws LoadError naming the file and what was wrong.
+  // Throws LoadError naming the file and what was wrong. One thread at a time.
   std::shared_ptr<LoadedLibrary> load(const boost::filesystem::path& file, const LoadExpectation& expect = {});
 
   // Libraries that stayed mapped after close ("name version (path)").
@@ -187,6 +187,7 @@ class LibraryLoader {
   os::OsSysCalls& os_;
   std::shared_ptr<ModuleProbe> probe_;
   std::vector<boost::filesystem::path> removed_stale_;
+  std::vector<unsigned char> buffer_;  // the library's bytes during a load (reused: one thread at a time)
   std::shared_ptr<LeakLog> leaks_ = std::make_shared<LeakLog>();
 };
 

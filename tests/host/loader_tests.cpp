@@ -390,7 +390,7 @@ TEST_CASE("a failing memfd_create, copy or seal names the library and the error,
   for (const Case& c : {Case{"memfd_create", EMFILE, "memfd_create failed"},
                         Case{"write", ENOSPC, "cannot copy"},
                         Case{"add_seals", EBUSY, "sealing its memory copy failed"},
-                        Case{"mmap", ENOMEM, "cannot map the memory copy"}}) {
+                        Case{"pread", EIO, "cannot read back the memory copy"}}) {
     INFO(c.call);
     hotswap::test::FaultyOsSysCalls os;
     LibraryLoader loader({}, os);

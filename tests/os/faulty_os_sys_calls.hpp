@@ -71,6 +71,10 @@ class FaultyOsSysCalls : public os::RealOsSysCalls {
     if (const auto error = enter("read", path_of(fd))) return {-1, *error};
     return RealOsSysCalls::read(fd, buffer, size);
   }
+  os::SysCallSizeResult pread(int fd, void* buffer, size_t size, off_t offset) override {
+    if (const auto error = enter("pread", path_of(fd))) return {-1, *error};
+    return RealOsSysCalls::pread(fd, buffer, size, offset);
+  }
   os::SysCallSizeResult write(int fd, const void* data, size_t size) override {
     if (const auto error = enter("write", path_of(fd))) return {-1, *error};
     return RealOsSysCalls::write(fd, data, size);
