@@ -7,7 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <boost/filesystem/operations.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -97,10 +97,10 @@ ChildProcessProbe::ChildProcessProbe(fs::path program, std::chrono::milliseconds
     : program_(std::move(program)), timeout_(timeout), os_(os) {}
 
 std::shared_ptr<ChildProcessProbe> ChildProcessProbe::of_this_program(std::chrono::milliseconds timeout) {
-  boost::system::error_code ec;
-  fs::path self = fs::read_symlink("/proc/self/exe", ec);
-  if (ec) self = "/proc/self/exe";
-  return std::make_shared<ChildProcessProbe>(self, timeout);
+  // Not the path it names: that file may have been replaced since the host
+  // started, and the probe must run the host's own code. The child (a clone
+  // of this process until it execs) resolves the link to this same binary.
+  return std::make_shared<ChildProcessProbe>("/proc/self/exe", timeout);
 }
 
 void ChildProcessProbe::probe(int library_fd, const fs::path& source, const LoadExpectation& expect) {

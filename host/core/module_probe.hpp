@@ -46,7 +46,7 @@ class ChildProcessProbe : public ModuleProbe {
   explicit ChildProcessProbe(boost::filesystem::path program, std::chrono::milliseconds timeout = kDefaultTimeout,
                              os::OsSysCalls& os = os::real_os_sys_calls());
 
-  // The running program (/proc/self/exe): for the hotswap binary itself.
+  // The running program (/proc/self/exe, even if its file was replaced since): for the hotswap binary itself.
   static std::shared_ptr<ChildProcessProbe> of_this_program(std::chrono::milliseconds timeout = kDefaultTimeout);
 
   void probe(int library_fd, const boost::filesystem::path& source, const LoadExpectation& expect) override;

@@ -61,8 +61,8 @@ TEST_CASE("a static constructor that throws is refused by the probe", "[probe]")
 }
 
 TEST_CASE("a static constructor that segfaults is refused by the probe", "[probe]") {
-#if defined(__SANITIZE_ADDRESS__)
-  // ASan reports the fault itself and exits with status 1 instead of dying by the signal.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  // The sanitizer reports the fault itself and exits with a status instead of dying by the signal.
   expect_probe_refusal("segfaults", "probe process");
 #else
   expect_probe_refusal("segfaults", "killed by SIGSEGV");
