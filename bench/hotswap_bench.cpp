@@ -17,6 +17,7 @@
 // --paths LIST (adopt, export_import).
 #include "core/allocator_tuning.hpp"
 #include "direct_handler.hpp"
+#include "full_reload_bench.hpp"
 
 #include "core/host_services.hpp"
 #include "core/library_loader.hpp"
@@ -441,7 +442,7 @@ void bench_dispatch(const Options& opt, int variant) {
 }
 
 const std::vector<std::string> kBenchmarks = {"swap_pause_load_module", "swap_pause_update", "swap_pause_arena",
-                                              "swap_pause_update_1MiB", "dispatch_overhead"};
+                                              "swap_pause_update_1MiB", "dispatch_overhead", "full_reload"};
 
 // Fills `opt` from the command line. Returns the status to exit with instead
 // of running: 0 after --help, 2 for a bad command line.
@@ -498,6 +499,7 @@ int main(int argc, char** argv) {
         for (const std::string& path : opt.paths) bench_arena(opt, players, path == "adopt");
     if (selected("swap_pause_update_1MiB")) bench_update(opt);
     if (selected("dispatch_overhead")) bench_dispatch(opt, variant);
+    if (selected("full_reload")) hotswap::bench::bench_full_reload(opt.quick);
   } catch (const std::exception& e) {
     die(e.what());
   }

@@ -58,13 +58,13 @@ Watchdog::Limits watchdog_limits(const WatchdogConfig& config) { return {config.
 
 }  // namespace
 
-Runtime::Runtime(const fs::path& root, os::OsSysCalls& os)
+Runtime::Runtime(const fs::path& root, std::shared_ptr<ModuleProbe> probe, os::OsSysCalls& os)
     : watchdog_(
           this_thread_call_record(), [] { return std::chrono::steady_clock::now(); },
           [loop_thread = ::pthread_self()](const CallSite& stuck) { abort_loop_thread(loop_thread, stuck); }),
       signals_(io_, SIGTERM, SIGINT, SIGHUP),
       store_(root, os),
-      loader_(store_.run_dir()),
+      loader_(store_.run_dir(), os::real_os_sys_calls(), std::move(probe)),
       server_(io_, registry_),
       registry_(server_),
       executor_(registry_, loader_),

@@ -33,10 +33,12 @@ class Runtime {
  public:
   // Registers SIGTERM, SIGINT (graceful stop) and SIGHUP (reload) at once, so
   // that a signal arriving during boot is handled as soon as the loop runs.
+  // `probe` loads every module library in a child first (LibraryLoader); nullptr: none.
   // The release store's file writes go through `os` (a test's fake), which must outlive the Runtime.
   // The thread that constructs the Runtime is the one that boots and runs its
   // loop: the watchdog (started here) watches that thread's module calls.
-  explicit Runtime(const boost::filesystem::path& root, os::OsSysCalls& os = os::real_os_sys_calls());
+  explicit Runtime(const boost::filesystem::path& root, std::shared_ptr<ModuleProbe> probe = nullptr,
+                   os::OsSysCalls& os = os::real_os_sys_calls());
   ~Runtime();
 
   boost::asio::io_context& io() { return io_; }

@@ -11,6 +11,7 @@
 #include "cli/reply_printer.hpp"
 #include "cli/run_host.hpp"
 #include "core/library_loader.hpp"
+#include "core/module_probe.hpp"
 #include "os/pid_file.hpp"
 #include "release/release_store.hpp"
 #include "release/runtime_config.hpp"
@@ -96,7 +97,7 @@ int run_task(const fs::path& root, const Invocation& invocation) {
     version = all.back().version;
   }
   host::RuntimeConfig config = host::load_runtime_config(store.runtime_config_path(version));
-  host::LibraryLoader loader(store.run_dir());
+  host::LibraryLoader loader({}, os::real_os_sys_calls(), host::ChildProcessProbe::of_this_program());
   std::string result = host::run_release_task(store.release_dir(version), config, task, loader);
   if (invocation.json)
     std::cout << json{{"release", version}, {"module", task.module}, {"task", task.name}, {"result", result}}.dump(2)

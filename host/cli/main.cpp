@@ -19,6 +19,7 @@
 #include "cli/command_line.hpp"
 #include "cli/commands.hpp"
 #include "cli/exit_status.hpp"
+#include "cli/probe_module_command.hpp"
 #include "release/runtime_config.hpp"
 
 namespace {
@@ -47,6 +48,7 @@ int main(int argc, char** argv) {
     std::cerr << overview_help();
     return kUsage;
   }
+  if (is_probe_module_command(words)) return run_probe_module_command(words);  // the loader's probe child
   const std::string prefix = words[0][0] == '-' ? "hotswap: " : "hotswap " + words[0] + ": ";
   try {
     std::optional<Invocation> invocation = parse_command_line(words, std::cout);

@@ -22,6 +22,7 @@
 #include "cli/exit_status.hpp"
 #include "core/allocator_tuning.hpp"
 #include "core/crash_trace.hpp"
+#include "core/module_probe.hpp"
 #include "os/pid_file.hpp"
 #include "release/release_store.hpp"
 #include "release/runtime_config.hpp"
@@ -69,7 +70,7 @@ int serve(const fs::path& root, const std::string& log_level) {
     if (std::optional<std::string> previous = host::take_previous_crash(crash_file))
       spdlog::warn("the previous run crashed: {}", *previous);
     host::install_crash_handler(crash_file);
-    host::Runtime runtime(root);
+    host::Runtime runtime(root, host::ChildProcessProbe::of_this_program());
     runtime.boot();
     if (!log_level.empty()) runtime.set_log_level(log_level);  // the flag wins over runtime.json
     runtime.open_admin(host::make_admin_handler(runtime));

@@ -3,16 +3,21 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <boost/filesystem/operations.hpp>
 #include <cerrno>
 #include <cstddef>
+#include <cstdio>
 #include <cstring>
+#include <optional>
 #include <utility>
 
+#include "core/elf_image.hpp"
 #include "core/module_call.hpp"
+#include "core/module_probe.hpp"
 #include "core/sha256.hpp"
 #include "os/fd.hpp"
 
@@ -24,32 +29,81 @@ namespace {
 // The descriptor size of ABI version 1: everything up to and including on_stop.
 constexpr size_t kDescriptorSizeV1 = offsetof(hotswap_module_descriptor, on_stop) + sizeof(void*);
 
-bool writable_by_others(const fs::path& p) {
-  struct stat st {};
-  if (::stat(p.c_str(), &st) != 0) return false;
-  return (st.st_mode & S_IWOTH) != 0;
+// MFD_EXEC (Linux 6.3): says the memory file will be mapped executable, so a
+// kernel set to make memory files non-executable by default still lets dlopen
+// map it. Older kernels refuse the unknown flag with EINVAL; then it is not needed.
+constexpr unsigned int kMfdExec = 0x0010U;
+
+constexpr int kSeals = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
+
+// Reads and writes until `size` bytes moved; EINTR retried. Returns the
+// failed call's result, or an ok one.
+template <typename Call>
+os::SysCallSizeResult move_all(size_t size, Call call) {
+  for (size_t done = 0; done < size;) {
+    const os::SysCallSizeResult moved = call(done);
+    if (!moved.ok() && moved.error == EINTR) continue;
+    if (!moved.ok()) return moved;
+    if (moved.value == 0) return {static_cast<ssize_t>(done), 0};
+    done += static_cast<size_t>(moved.value);
+  }
+  return {static_cast<ssize_t>(size), 0};
 }
 
-// Reads the ELF header: dlopen's own message for a text file ("invalid ELF header")
-// is less helpful than saying what the file is not.
-void check_elf_shared_object(os::OsSysCalls& os, const fs::path& file) {
-  const os::SysCallIntResult opened = os.open(file.string(), O_RDONLY | O_CLOEXEC);
-  if (!opened.ok())
-    throw LoadError(LoadError::Kind::MissingFile, "cannot open " + file.string() + ": " + opened.error_text());
-  os::Fd fd(opened, os);
-  unsigned char header[18] = {};
-  const os::SysCallSizeResult got = os.read(fd.get(), header, sizeof header);
-  bool elf = got.value == static_cast<ssize_t>(sizeof header) && header[0] == 0x7f && header[1] == 'E' &&
-             header[2] == 'L' && header[3] == 'F';
-  if (!elf) throw LoadError(LoadError::Kind::NotSharedObject, file.string() + " is not an ELF file");
-  unsigned e_type = header[16] | (header[17] << 8);  // little-endian hosts only (x86_64, aarch64)
-  if (e_type != 3 /* ET_DYN */)
-    throw LoadError(LoadError::Kind::NotSharedObject, file.string() + " is an ELF file but not a shared object");
+// The load buffer is kept between loads up to this size.
+constexpr size_t kKeptBufferBytes = size_t{64} << 20;
+
+constexpr mode_t kWritableByOthers = S_IWGRP | S_IWOTH;
+
+std::string who_can_write(mode_t mode) {
+  if ((mode & S_IWGRP) != 0 && (mode & S_IWOTH) != 0) return "its group and other users";
+  return (mode & S_IWGRP) != 0 ? "its group" : "other users";
+}
+
+std::string proc_fd_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+
+[[noreturn]] void refuse_elf(const fs::path& file, const ElfImageError& e) {
+  using Kind = LoadError::Kind;
+  switch (e.kind()) {
+    case ElfImageError::Kind::NotElf:
+    case ElfImageError::Kind::NotSharedObject:
+      throw LoadError(Kind::NotSharedObject, file.string() + " is " + e.what());
+    case ElfImageError::Kind::GnuUnique:
+      throw LoadError(Kind::GnuUnique, "refusing " + file.string() + ": " + e.what());
+    case ElfImageError::Kind::WrongTarget:
+    case ElfImageError::Kind::Corrupt:
+      break;
+  }
+  throw LoadError(Kind::CorruptElf, "refusing " + file.string() + ": corrupt or foreign ELF image: " + e.what());
+}
+
+// Removes the `hotswap-modules-*` folders under `run_dir` (each held disk
+// copies of libraries, before loading from memory). Best effort: a failure is logged.
+std::vector<fs::path> remove_stale_scratch_folders(const fs::path& run_dir) {
+  std::vector<fs::path> removed;
+  boost::system::error_code ec;
+  if (run_dir.empty() || !fs::is_directory(run_dir, ec)) return removed;
+  for (fs::directory_iterator it(run_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const fs::path path = it->path();
+    if (path.filename().string().rfind("hotswap-modules-", 0) != 0) continue;
+    if (!fs::is_directory(fs::symlink_status(path, ec))) continue;
+    boost::system::error_code removing;
+    const uintmax_t files = fs::remove_all(path, removing);
+    if (removing) {
+      spdlog::warn("cannot remove the stale module folder {}: {}", path.string(), removing.message());
+      continue;
+    }
+    spdlog::info("removed the stale module folder {} ({} entries) left by an earlier host", path.string(), files);
+    removed.push_back(path);
+  }
+  return removed;
 }
 
 }  // namespace
 
-void LeakLog::record(std::string what) {
+void LeakLog::record(std::string what, os::Fd memory_file) {
+  // Never closed: released, its number stays taken for the process's life.
+  memory_file.release();
   std::lock_guard<std::mutex> lock(mutex_);
   entries_.push_back(std::move(what));
 }
@@ -59,9 +113,31 @@ std::vector<std::string> LeakLog::entries() const {
   return entries_;
 }
 
+void LeakLog::opened() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ++open_;
+}
+
+void LeakLog::closed() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  --open_;
+}
+
+size_t LeakLog::open_count() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return open_;
+}
+
 LoadedLibrary::LoadedLibrary(std::shared_ptr<LeakLog> leaks, os::OsSysCalls& os, void* handle, fs::path source,
-                             fs::path copy)
-    : leaks_(std::move(leaks)), os_(os), handle_(handle), source_(std::move(source)), copy_(std::move(copy)) {}
+                             os::Fd memory_file, std::string loaded_path)
+    : leaks_(std::move(leaks)),
+      os_(os),
+      handle_(handle),
+      source_(std::move(source)),
+      memory_file_(std::move(memory_file)),
+      loaded_path_(std::move(loaded_path)) {
+  leaks_->opened();
+}
 
 LoadedLibrary::~LoadedLibrary() { close(); }
 
@@ -75,39 +151,167 @@ bool LoadedLibrary::close() {
   // Forgotten before dlclose: from here on nothing can reach the library's code.
   closed_ = true;
   descriptor_ = {};
+  leaks_->closed();
   const os::DlResult<int> closed = os_.dlclose(std::exchange(handle_, nullptr));
   std::string why;
   if (!closed.ok()) {
     why = "dlclose failed (" + closed.error + "); it may still be mapped";
-  } else if (const os::DlResult<void*> still = os_.dlopen(copy_.string(), RTLD_NOW | RTLD_NOLOAD); still.ok()) {
+  } else if (const os::DlResult<void*> still = os_.dlopen(loaded_path_, RTLD_NOW | RTLD_NOLOAD); still.ok()) {
     os_.dlclose(still.value);
     why =
         "stayed mapped after unload (thread_local destructors, STB_GNU_UNIQUE symbols or a dangling reference "
         "keep it)";
   }
-  if (!why.empty()) {
-    std::string what = name_ + " " + version_ + " (" + copy_.string() + ")";
-    spdlog::warn("module library {} {}; it will never be reused", what, why);
-    leaks_->record(std::move(what));
+  if (why.empty()) {
+    memory_file_.close();
+    return true;
   }
-  boost::system::error_code ec;
-  fs::remove(copy_, ec);
-  return why.empty();
+  std::string what = name_ + " " + version_ + " (" + source_.string() + " as " + loaded_path_ + ")";
+  spdlog::warn("module library {} {}; it will never be reused", what, why);
+  // Its memory file stays open: were its descriptor number reused, dlopen
+  // would take the new path for this library's, which it still knows by name.
+  leaks_->record(std::move(what), std::move(memory_file_));
+  return false;
 }
 
-LibraryLoader::LibraryLoader(const fs::path& scratch_parent, os::OsSysCalls& os) : os_(os) {
-  fs::path parent = scratch_parent.empty() ? fs::temp_directory_path() : scratch_parent;
-  fs::create_directories(parent);
-  std::string pattern = (parent / "hotswap-modules-XXXXXX").string();
-  if (::mkdtemp(pattern.data()) == nullptr)
-    throw std::runtime_error("cannot create a module scratch folder under " + parent.string() + ": " +
-                             std::strerror(errno));
-  scratch_dir_ = pattern;  // mkdtemp creates it with mode 0700
+LoadError dlopen_failure(const std::string& display, const std::string& dlerror_text) {
+  if (dlerror_text.find("undefined symbol") != std::string::npos)
+    return LoadError(LoadError::Kind::UnresolvedSymbol, "cannot load " + display + ": unresolved symbol: " + dlerror_text);
+  return LoadError(LoadError::Kind::DlopenFailed, "cannot load " + display + ": dlopen failed: " + dlerror_text);
 }
 
-LibraryLoader::~LibraryLoader() {
-  boost::system::error_code ec;
-  fs::remove_all(scratch_dir_, ec);
+hotswap_module_descriptor read_module_descriptor(os::OsSysCalls& os, void* handle, const std::string& display,
+                                                 const LoadExpectation& expect) {
+  using Kind = LoadError::Kind;
+  const os::DlResult<void*> symbol = os.dlsym(handle, HOTSWAP_ENTRY_SYMBOL);
+  if (!symbol.ok())
+    throw LoadError(Kind::MissingEntry, display + " has no entry symbol " HOTSWAP_ENTRY_SYMBOL
+                                                  ": it was not built as a hotswap module (HOTSWAP_MODULE macro)");
+  auto entry = reinterpret_cast<hotswap_entry_fn>(symbol.value);
+  const hotswap_module_descriptor* d = nullptr;
+  if (call_module(nullptr, [&] {
+        d = entry();
+        return HOTSWAP_OK;
+      }) != HOTSWAP_OK)
+    throw LoadError(Kind::BadDescriptor, display + ": the entry symbol " + kThrewAcrossAbi);
+  if (d == nullptr) throw LoadError(Kind::BadDescriptor, display + ": the entry symbol returned no descriptor");
+  std::string supported = std::to_string(HOTSWAP_ABI_VERSION_MIN) + ".." + std::to_string(HOTSWAP_ABI_VERSION);
+  if (d->abi_version > HOTSWAP_ABI_VERSION)
+    throw LoadError(Kind::AbiTooNew, display + " was built for module ABI " + std::to_string(d->abi_version) +
+                                         ", newer than this host supports (" + supported + ")");
+  if (d->abi_version < HOTSWAP_ABI_VERSION_MIN)
+    throw LoadError(Kind::AbiTooOld, display + " was built for module ABI " + std::to_string(d->abi_version) +
+                                         ", older than this host supports (" + supported + ")");
+  if (d->struct_size < kDescriptorSizeV1)
+    throw LoadError(Kind::BadDescriptor, display + ": descriptor is " + std::to_string(d->struct_size) +
+                                             " bytes, ABI 1 needs at least " + std::to_string(kDescriptorSizeV1));
+  // Read by size: fields the module does not know about stay zero.
+  hotswap_module_descriptor desc{};
+  std::memcpy(&desc, d, std::min<size_t>(d->struct_size, sizeof(hotswap_module_descriptor)));
+  if (desc.name == nullptr || desc.version == nullptr || desc.create == nullptr || desc.destroy == nullptr)
+    throw LoadError(Kind::BadDescriptor, display + ": descriptor lacks a name, version, create or destroy");
+  const std::string name = desc.name;
+  const std::string version = desc.version;
+  if (!expect.name.empty() && name != expect.name)
+    throw LoadError(Kind::NameMismatch, display + " is module '" + name + "', expected '" + expect.name + "'");
+  if (!expect.version.empty() && version != expect.version)
+    throw LoadError(Kind::VersionMismatch,
+                    display + " is " + name + " version " + version + ", expected " + expect.version);
+  return desc;
+}
+
+LibraryLoader::LibraryLoader(const fs::path& run_dir, os::OsSysCalls& os, std::shared_ptr<ModuleProbe> probe)
+    : os_(os), probe_(std::move(probe)), removed_stale_(remove_stale_scratch_folders(run_dir)) {}
+
+LibraryLoader::~LibraryLoader() = default;
+
+os::Fd LibraryLoader::copy_to_sealed_memory(const fs::path& file, const LoadExpectation& expect) {
+  using Kind = LoadError::Kind;
+  const os::SysCallIntResult opened = os_.open(file.string(), O_RDONLY | O_CLOEXEC);
+  if (!opened.ok())
+    throw LoadError(Kind::MissingFile, "cannot open " + file.string() + ": " + opened.error_text());
+  const os::Fd source(opened, os_);
+  // The mode of the file that is read, not of whatever the path names by now.
+  struct stat st {};
+  if (const os::SysCallIntResult got = os_.fstat(source.get(), st); !got.ok())
+    throw LoadError(Kind::MissingFile, "cannot stat " + file.string() + ": " + got.error_text());
+  if (!S_ISREG(st.st_mode))
+    throw LoadError(Kind::NotSharedObject, "module file " + file.string() + " is not a regular file");
+  if ((st.st_mode & kWritableByOthers) != 0)
+    throw LoadError(Kind::UnsafePermissions,
+                    "refusing " + file.string() + ": " + who_can_write(st.st_mode) + " can write it (mode " +
+                        [&] {
+                          char mode[8];
+                          std::snprintf(mode, sizeof mode, "%04o", st.st_mode & 07777);
+                          return std::string(mode);
+                        }() +
+                        "); make it writable by its owner only");
+  const fs::path folder = file.parent_path().empty() ? fs::path(".") : file.parent_path();
+  struct stat folder_st {};
+  if (os_.stat(folder.string(), folder_st).ok() && (folder_st.st_mode & kWritableByOthers) != 0)
+    throw LoadError(Kind::UnsafePermissions, "refusing " + file.string() + ": " + who_can_write(folder_st.st_mode) +
+                                                 " can write its folder " + folder.string());
+  if (static_cast<uint64_t>(st.st_size) > kMaxLibraryBytes)
+    throw LoadError(Kind::TooLarge, "refusing " + file.string() + ": " + std::to_string(st.st_size) +
+                                        " bytes, more than the " + std::to_string(kMaxLibraryBytes) +
+                                        " a module library may have");
+
+  const std::string base = expect.name.empty() ? file.stem().string() : expect.name + "-" + expect.version;
+  const std::string memory_name = "hotswap:" + base.substr(0, 200);
+  os::SysCallIntResult created = os_.memfd_create(memory_name, MFD_CLOEXEC | MFD_ALLOW_SEALING | kMfdExec);
+  if (!created.ok() && created.error == EINVAL)
+    created = os_.memfd_create(memory_name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (!created.ok())
+    throw LoadError(Kind::CopyFailed,
+                    "cannot load " + file.string() + ": memfd_create failed: " + created.error_text());
+  os::Fd memory(created, os_);
+
+  // The file is read whole into the loader's buffer (kept between loads: a
+  // fresh one would cost a page fault per page), written into the memory file.
+  const size_t size = static_cast<size_t>(st.st_size);
+  buffer_.resize(size + 1);  // one byte more: a file that grew since fstat is seen
+  const os::SysCallSizeResult got =
+      move_all(size + 1, [&](size_t done) { return os_.read(source.get(), buffer_.data() + done, size + 1 - done); });
+  if (!got.ok()) throw LoadError(Kind::CopyFailed, "cannot read " + file.string() + ": " + got.error_text());
+  if (static_cast<size_t>(got.value) != size)
+    throw LoadError(Kind::CopyFailed, "cannot read " + file.string() + ": it changed size while being read");
+  const os::SysCallSizeResult put =
+      move_all(size, [&](size_t done) { return os_.write(memory.get(), buffer_.data() + done, size - done); });
+  if (!put.ok())
+    throw LoadError(Kind::CopyFailed, "cannot copy " + file.string() + " into memory: " + put.error_text());
+  // Sealed before it is hashed: no one (this process included) can change what was hashed.
+  if (const os::SysCallIntResult sealed = os_.add_seals(memory.get(), kSeals); !sealed.ok())
+    throw LoadError(Kind::CopyFailed,
+                    "cannot load " + file.string() + ": sealing its memory copy failed: " + sealed.error_text());
+  return memory;
+}
+
+void LibraryLoader::check_memory_copy(int memory_file, const fs::path& file, const LoadExpectation& expect) {
+  using Kind = LoadError::Kind;
+  struct stat st {};
+  if (const os::SysCallIntResult got = os_.fstat(memory_file, st); !got.ok())
+    throw LoadError(Kind::CopyFailed, "cannot stat the memory copy of " + file.string() + ": " + got.error_text());
+  // Read back from the sealed file: what is hashed and checked is what dlopen will map.
+  const size_t size = static_cast<size_t>(st.st_size);
+  buffer_.resize(size);
+  const os::SysCallSizeResult got = move_all(size, [&](size_t done) {
+    return os_.pread(memory_file, buffer_.data() + done, size - done, static_cast<off_t>(done));
+  });
+  if (!got.ok() || static_cast<size_t>(got.value) != size)
+    throw LoadError(Kind::CopyFailed, "cannot read back the memory copy of " + file.string() + ": " +
+                                          (got.ok() ? std::string("short read") : got.error_text()));
+  const unsigned char* bytes = buffer_.data();
+  if (!expect.sha256.empty()) {
+    const std::string actual = sha256_bytes(bytes, size);
+    if (actual != expect.sha256)
+      throw LoadError(Kind::HashMismatch, "sha256 of " + file.string() + " is " + actual + ", the manifest says " +
+                                              expect.sha256 + ": the file was changed after the release was built");
+  }
+  try {
+    check_elf_image(bytes, size);
+  } catch (const ElfImageError& e) {
+    refuse_elf(file, e);
+  }
 }
 
 std::shared_ptr<LoadedLibrary> LibraryLoader::load(const fs::path& file, const LoadExpectation& expect) {
@@ -116,70 +320,21 @@ std::shared_ptr<LoadedLibrary> LibraryLoader::load(const fs::path& file, const L
   if (!fs::exists(file, ec)) throw LoadError(Kind::MissingFile, "module file " + file.string() + " does not exist");
   if (!fs::is_regular_file(file, ec))
     throw LoadError(Kind::NotSharedObject, "module file " + file.string() + " is not a regular file");
-  if (writable_by_others(file))
-    throw LoadError(Kind::UnsafePermissions, "refusing " + file.string() + ": other users can write it");
-  if (writable_by_others(file.parent_path()))
-    throw LoadError(Kind::UnsafePermissions,
-                    "refusing " + file.string() + ": other users can write its folder " + file.parent_path().string());
-  if (!expect.sha256.empty()) {
-    std::string actual = sha256_file(file);
-    if (actual != expect.sha256)
-      throw LoadError(Kind::HashMismatch, "sha256 of " + file.string() + " is " + actual + ", the manifest says " +
-                                              expect.sha256 + ": the file was changed after the release was built");
-  }
-  check_elf_shared_object(os_, file);
 
-  // A fresh path per load: dlopen would hand back an already-loaded library for a known path.
-  std::string base = expect.name.empty() ? file.stem().string() : expect.name + "-" + expect.version;
-  fs::path copy = scratch_dir_ / (base + "." + std::to_string(::getpid()) + "." + std::to_string(next_copy_++) + ".so");
-  fs::copy_file(file, copy, fs::copy_option::fail_if_exists);
-  fs::permissions(copy, fs::owner_read | fs::owner_exe);
+  os::Fd memory = copy_to_sealed_memory(file, expect);
+  check_memory_copy(memory.get(), file, expect);
+  if (buffer_.capacity() > kKeptBufferBytes) std::vector<unsigned char>().swap(buffer_);  // do not hold a huge one
+  if (probe_) probe_->probe(memory.get(), file, expect);
 
-  const os::DlResult<void*> opened = os_.dlopen(copy.string(), RTLD_NOW | RTLD_LOCAL);
-  if (!opened.ok()) {
-    fs::remove(copy, ec);
-    if (opened.error.find("undefined symbol") != std::string::npos)
-      throw LoadError(Kind::UnresolvedSymbol, "cannot load " + file.string() + ": unresolved symbol: " + opened.error);
-    throw LoadError(Kind::DlopenFailed, "cannot load " + file.string() + ": dlopen failed: " + opened.error);
-  }
-  std::shared_ptr<LoadedLibrary> lib(new LoadedLibrary(leaks_, os_, opened.value, file, copy));
-
-  const os::DlResult<void*> symbol = os_.dlsym(opened.value, HOTSWAP_ENTRY_SYMBOL);
-  if (!symbol.ok())
-    throw LoadError(Kind::MissingEntry, file.string() +
-                                            " has no entry symbol " HOTSWAP_ENTRY_SYMBOL
-                                            ": it was not built as a hotswap module (HOTSWAP_MODULE macro)");
-  auto entry = reinterpret_cast<hotswap_entry_fn>(symbol.value);
-  const hotswap_module_descriptor* d = nullptr;
-  if (call_module(nullptr, [&] {
-        d = entry();
-        return HOTSWAP_OK;
-      }) != HOTSWAP_OK)
-    throw LoadError(Kind::BadDescriptor, file.string() + ": the entry symbol " + kThrewAcrossAbi);
-  if (d == nullptr) throw LoadError(Kind::BadDescriptor, file.string() + ": the entry symbol returned no descriptor");
-  std::string supported = std::to_string(HOTSWAP_ABI_VERSION_MIN) + ".." + std::to_string(HOTSWAP_ABI_VERSION);
-  if (d->abi_version > HOTSWAP_ABI_VERSION)
-    throw LoadError(Kind::AbiTooNew, file.string() + " was built for module ABI " + std::to_string(d->abi_version) +
-                                         ", newer than this host supports (" + supported + ")");
-  if (d->abi_version < HOTSWAP_ABI_VERSION_MIN)
-    throw LoadError(Kind::AbiTooOld, file.string() + " was built for module ABI " + std::to_string(d->abi_version) +
-                                         ", older than this host supports (" + supported + ")");
-  if (d->struct_size < kDescriptorSizeV1)
-    throw LoadError(Kind::BadDescriptor, file.string() + ": descriptor is " + std::to_string(d->struct_size) +
-                                             " bytes, ABI 1 needs at least " + std::to_string(kDescriptorSizeV1));
-  // Read by size: fields the module does not know about stay zero.
-  std::memcpy(&lib->descriptor_, d, std::min<size_t>(d->struct_size, sizeof(hotswap_module_descriptor)));
-  const hotswap_module_descriptor& desc = lib->descriptor_;
-  if (desc.name == nullptr || desc.version == nullptr || desc.create == nullptr || desc.destroy == nullptr)
-    throw LoadError(Kind::BadDescriptor, file.string() + ": descriptor lacks a name, version, create or destroy");
-  lib->name_ = desc.name;
-  lib->version_ = desc.version;
-  if (!expect.name.empty() && lib->name_ != expect.name)
-    throw LoadError(Kind::NameMismatch,
-                    file.string() + " is module '" + lib->name_ + "', expected '" + expect.name + "'");
-  if (!expect.version.empty() && lib->version_ != expect.version)
-    throw LoadError(Kind::VersionMismatch,
-                    file.string() + " is " + lib->name_ + " version " + lib->version_ + ", expected " + expect.version);
+  // The memory file stays open while the library is loaded: its path cannot name another library meanwhile.
+  std::string path = proc_fd_path(memory.get());
+  const os::DlResult<void*> opened = os_.dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (!opened.ok()) throw dlopen_failure(file.string(), opened.error);
+  std::shared_ptr<LoadedLibrary> lib(
+      new LoadedLibrary(leaks_, os_, opened.value, file, std::move(memory), std::move(path)));
+  lib->descriptor_ = read_module_descriptor(os_, opened.value, file.string(), expect);
+  lib->name_ = lib->descriptor_.name;
+  lib->version_ = lib->descriptor_.version;
   return lib;
 }
 

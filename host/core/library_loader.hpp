@@ -1,15 +1,27 @@
 // Loads module shared objects safely (after cr.h, without its pitfalls):
-//  - each load copies the file to a fresh, never-reused path first, because
-//    dlopen returns the already-loaded library for a path it has seen;
+//  - each load copies the file into a fresh memory file (memfd_create), seals
+//    it against any change, and hashes and checks that very copy: what was
+//    hashed is what runs, nothing is written to disk, nothing is left to
+//    delete, and every load is a new inode at a new path (/proc/self/fd/N,
+//    the memfd staying open while the library is loaded), because dlopen
+//    returns the already-loaded library for a path it has seen;
+//  - before dlopen, the ELF image is checked (elf_image.hpp): a truncated
+//    file would kill the process with SIGBUS inside dlopen, and a library
+//    with STB_GNU_UNIQUE symbols could never be unloaded;
+//  - a ModuleProbe, when given, loads the library in a short-lived child
+//    first: a static constructor that throws, crashes, exits or hangs costs
+//    the child, not the host (a throw out of dlopen leaves glibc's loader
+//    lock held, and the host's next dlclose deadlocks);
 //  - RTLD_NOW | RTLD_LOCAL: unresolved symbols fail the load, not a later call,
 //    and modules cannot see each other's symbols;
 //  - after dlclose, dlopen(RTLD_NOLOAD) tells whether the library is really
 //    gone; one that stays mapped, or whose dlclose fails, is reported as
-//    leaked and never reused;
+//    leaked and never reused (its memfd stays open, so its path is never
+//    handed out again);
 //  - close() forgets the descriptor, so no caller can reach code that is
 //    about to be unmapped.
 // Every file and loader call goes through an OsSysCalls, so tests can make
-// dlopen or dlclose fail.
+// memfd_create, dlopen or dlclose fail.
 #pragma once
 
 #include <hotswap/module.h>
@@ -23,29 +35,45 @@
 #include <string>
 #include <vector>
 
+#include "os/fd.hpp"
 #include "os/os_sys_calls.hpp"
 
 namespace hotswap::host {
 
 // Libraries that stayed mapped after close; shared by a loader and its libraries
 // so that a library may outlive the loader.
+// It also counts the libraries that are loaded.
 class LeakLog {
  public:
-  void record(std::string what);
+  // Also keeps `memory_file` open until the process ends (past this log and
+  // its loader): ld.so knows the leaked library by its /proc/self/fd/N path,
+  // and would hand it out again for a later library given the same number.
+  void record(std::string what, os::Fd memory_file);
   std::vector<std::string> entries() const;
+  void opened();
+  void closed();
+  size_t open_count() const;
 
  private:
   mutable std::mutex mutex_;
   std::vector<std::string> entries_;
+  size_t open_ = 0;
 };
+
+class ModuleProbe;
 
 class LoadError : public std::runtime_error {
  public:
   enum class Kind {
     MissingFile,
-    UnsafePermissions,  // the file or its folder can be written by other users
+    UnsafePermissions,  // the file or its folder can be written by its group or other users
+    TooLarge,
+    CopyFailed,  // the memory file could not be made (memfd_create, write, seal, map)
     HashMismatch,
     NotSharedObject,
+    CorruptElf,  // a header or range that does not fit the file, or another machine's library
+    GnuUnique,   // STB_GNU_UNIQUE symbols: the library could never be unloaded
+    ProbeFailed,  // loading it in the probe child threw, crashed, exited or hung
     UnresolvedSymbol,
     DlopenFailed,
     MissingEntry,
@@ -88,8 +116,10 @@ class LoadedLibrary {
   const std::string& version() const { return version_; }
   uint32_t state_schema() const { return descriptor_.state_schema; }
   const boost::filesystem::path& source() const { return source_; }
+  // The path dlopen was given: /proc/self/fd/N of the sealed memory copy.
+  const std::string& loaded_path() const { return loaded_path_; }
 
-  // Clears the descriptor, then dlclose + RTLD_NOLOAD check + delete the copy.
+  // Clears the descriptor, then dlclose + RTLD_NOLOAD check + close the memory copy.
   // Returns true when the library is unmapped; false (and recorded as leaked)
   // when dlclose fails or the library stays mapped. Idempotent; the destructor
   // calls it.
@@ -98,7 +128,7 @@ class LoadedLibrary {
  private:
   friend class LibraryLoader;
   LoadedLibrary(std::shared_ptr<LeakLog> leaks, os::OsSysCalls& os, void* handle, boost::filesystem::path source,
-                boost::filesystem::path copy);
+                os::Fd memory_file, std::string loaded_path);
   [[noreturn]] void refuse_closed() const;
 
   std::shared_ptr<LeakLog> leaks_;
@@ -106,34 +136,58 @@ class LoadedLibrary {
   void* handle_;
   bool closed_ = false;
   boost::filesystem::path source_;
-  boost::filesystem::path copy_;
+  os::Fd memory_file_;
+  std::string loaded_path_;
   hotswap_module_descriptor descriptor_{};
   std::string name_;
   std::string version_;
 };
 
+// Calls the library's entry symbol and checks the descriptor it returns (ABI
+// range, size, required fields, the expected name and version). Returns a copy
+// in which fields past the module's struct_size are zero; its pointers point
+// into the library. Throws LoadError naming `display`. Shared with the probe child.
+hotswap_module_descriptor read_module_descriptor(os::OsSysCalls& os, void* handle, const std::string& display,
+                                                 const LoadExpectation& expect);
+
+// The LoadError for a failed dlopen of `display` (UnresolvedSymbol or DlopenFailed).
+LoadError dlopen_failure(const std::string& display, const std::string& dlerror_text);
+
 class LibraryLoader {
  public:
-  // Copies go to a private 0700 folder created under `scratch_parent`
-  // (the system temp folder when empty) and removed with the loader. `os` must
+  // Largest library accepted (the memory copy holds all of it).
+  static constexpr uint64_t kMaxLibraryBytes = uint64_t{512} << 20;
+
+  // `run_dir`, when given, is the host's run folder: loaders before the memory
+  // files copied libraries to `hotswap-modules-*` folders there, and a host
+  // that died left them behind; they are removed now (call it only under the
+  // root's pid lock). `probe`, when given, loads every library in a child
+  // first (nullptr: no probe, as in unit tests and benchmarks). `os` must
   // outlive the loader and every library it loads.
-  explicit LibraryLoader(const boost::filesystem::path& scratch_parent = {},
-                         os::OsSysCalls& os = os::real_os_sys_calls());
+  explicit LibraryLoader(const boost::filesystem::path& run_dir = {}, os::OsSysCalls& os = os::real_os_sys_calls(),
+                         std::shared_ptr<ModuleProbe> probe = nullptr);
   ~LibraryLoader();
   LibraryLoader(const LibraryLoader&) = delete;
   LibraryLoader& operator=(const LibraryLoader&) = delete;
 
-  // Throws LoadError naming the file and what was wrong.
+  // Throws LoadError naming the file and what was wrong. One thread at a time.
   std::shared_ptr<LoadedLibrary> load(const boost::filesystem::path& file, const LoadExpectation& expect = {});
 
-  // Libraries that stayed mapped after close ("name version (copy path)").
+  // Libraries that stayed mapped after close ("name version (path)").
   std::vector<std::string> leaked() const { return leaks_->entries(); }
-  const boost::filesystem::path& scratch_dir() const { return scratch_dir_; }
+  // Libraries loaded and not closed yet.
+  size_t open_count() const { return leaks_->open_count(); }
+  // The stale scratch folders removed at construction.
+  const std::vector<boost::filesystem::path>& removed_stale() const { return removed_stale_; }
 
  private:
+  os::Fd copy_to_sealed_memory(const boost::filesystem::path& file, const LoadExpectation& expect);
+  void check_memory_copy(int memory_file, const boost::filesystem::path& file, const LoadExpectation& expect);
+
   os::OsSysCalls& os_;
-  boost::filesystem::path scratch_dir_;
-  uint64_t next_copy_ = 0;
+  std::shared_ptr<ModuleProbe> probe_;
+  std::vector<boost::filesystem::path> removed_stale_;
+  std::vector<unsigned char> buffer_;  // the library's bytes during a load (reused: one thread at a time)
   std::shared_ptr<LeakLog> leaks_ = std::make_shared<LeakLog>();
 };
 

@@ -10,6 +10,27 @@
 #include "os/fd.hpp"
 
 namespace hotswap::host {
+namespace {
+
+std::string to_hex(const unsigned char* digest, unsigned int length) {
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < length; ++i) {
+    out.push_back(hex[digest[i] >> 4]);
+    out.push_back(hex[digest[i] & 15]);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string sha256_bytes(const void* data, size_t size) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  if (EVP_Digest(data, size, digest, &length, EVP_sha256(), nullptr) != 1)
+    throw std::runtime_error("sha256: cannot compute the digest");
+  return to_hex(digest, length);
+}
 
 std::string sha256_file(const boost::filesystem::path& file, os::OsSysCalls& os) {
   const os::SysCallIntResult opened = os.open(file.string(), O_RDONLY | O_CLOEXEC);
@@ -29,13 +50,7 @@ std::string sha256_file(const boost::filesystem::path& file, os::OsSysCalls& os)
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   EVP_DigestFinal_ex(ctx.get(), digest, &length);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < length; ++i) {
-    out.push_back(hex[digest[i] >> 4]);
-    out.push_back(hex[digest[i] & 15]);
-  }
-  return out;
+  return to_hex(digest, length);
 }
 
 }  // namespace hotswap::host

@@ -10,5 +10,7 @@ namespace hotswap::host {
 
 // Throws std::runtime_error naming the file and errno's text when it cannot be read.
 std::string sha256_file(const boost::filesystem::path& file, os::OsSysCalls& os = os::real_os_sys_calls());
+// SHA-256 of `size` bytes in memory, in the same form.
+std::string sha256_bytes(const void* data, size_t size);
 
 }  // namespace hotswap::host

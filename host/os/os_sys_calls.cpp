@@ -3,7 +3,10 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <spawn.h>
+#include <signal.h>
 #include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -79,6 +82,17 @@ SysCallIntResult RealOsSysCalls::mkdir(const std::string& path, mode_t mode) {
 }
 SysCallIntResult RealOsSysCalls::flock(int fd, int operation) { return int_result(::flock(fd, operation)); }
 
+SysCallIntResult RealOsSysCalls::memfd_create(const std::string& name, unsigned int flags) {
+  return int_result(::memfd_create(name.c_str(), flags));
+}
+SysCallIntResult RealOsSysCalls::add_seals(int fd, int seals) { return int_result(::fcntl(fd, F_ADD_SEALS, seals)); }
+SysCallIntResult RealOsSysCalls::get_seals(int fd) { return int_result(::fcntl(fd, F_GET_SEALS)); }
+SysCallResult<void*> RealOsSysCalls::mmap(size_t length, int protection, int flags, int fd, off_t offset) {
+  void* address = ::mmap(nullptr, length, protection, flags, fd, offset);
+  return result(address, address == MAP_FAILED);
+}
+SysCallIntResult RealOsSysCalls::munmap(void* address, size_t length) { return int_result(::munmap(address, length)); }
+
 DlResult<void*> RealOsSysCalls::dlopen(const std::string& path, int flags) {
   ::dlerror();  // a stale message must not be taken for this call's
   void* handle = ::dlopen(path.c_str(), flags);
@@ -148,6 +162,15 @@ SysCallResult<pid_t> RealOsSysCalls::spawn(const SpawnRequest& request) {
 SysCallResult<pid_t> RealOsSysCalls::waitpid(pid_t pid, int& status, int options) {
   const pid_t reaped = ::waitpid(pid, &status, options);
   return result(reaped, reaped < 0);
+}
+
+SysCallIntResult RealOsSysCalls::pidfd_open(pid_t pid) {
+  // glibc 2.36 has no wrapper in every build: the raw call.
+  return int_result(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+}
+SysCallIntResult RealOsSysCalls::kill(pid_t pid, int signal) { return int_result(::kill(pid, signal)); }
+SysCallIntResult RealOsSysCalls::poll(struct pollfd* fds, size_t count, int timeout_ms) {
+  return int_result(::poll(fds, count, timeout_ms));
 }
 
 OsSysCalls& real_os_sys_calls() {

@@ -12,6 +12,7 @@
 // message, no ownership. Fd (fd.hpp) owns a descriptor.
 #pragma once
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -79,6 +80,16 @@ class OsSysCalls {
   virtual SysCallIntResult mkdir(const std::string& path, mode_t mode) = 0;
   virtual SysCallIntResult flock(int fd, int operation) = 0;
 
+  // ---- anonymous memory files (the module loader) --------------------------
+  // memfd_create: value is the new descriptor. `name` shows in /proc/PID/maps.
+  virtual SysCallIntResult memfd_create(const std::string& name, unsigned int flags) = 0;
+  // fcntl(F_ADD_SEALS) and fcntl(F_GET_SEALS) (value: the seals).
+  virtual SysCallIntResult add_seals(int fd, int seals) = 0;
+  virtual SysCallIntResult get_seals(int fd) = 0;
+  // mmap of a whole file (address chosen by the kernel); munmap.
+  virtual SysCallResult<void*> mmap(size_t length, int protection, int flags, int fd, off_t offset) = 0;
+  virtual SysCallIntResult munmap(void* address, size_t length) = 0;
+
   // ---- the dynamic loader --------------------------------------------------
   virtual DlResult<void*> dlopen(const std::string& path, int flags) = 0;
   virtual DlResult<int> dlclose(void* handle) = 0;  // value: dlclose's return
@@ -97,6 +108,11 @@ class OsSysCalls {
   virtual SysCallResult<pid_t> spawn(const SpawnRequest& request) = 0;
   // waitpid: value is the pid reaped, `status` its wait status.
   virtual SysCallResult<pid_t> waitpid(pid_t pid, int& status, int options) = 0;
+  // pidfd_open (Linux 5.3): a descriptor that polls readable once `pid` exits.
+  virtual SysCallIntResult pidfd_open(pid_t pid) = 0;
+  virtual SysCallIntResult kill(pid_t pid, int signal) = 0;
+  // poll: value is the number of ready descriptors (0 on timeout).
+  virtual SysCallIntResult poll(struct pollfd* fds, size_t count, int timeout_ms) = 0;
 };
 
 // The real calls, nothing added. Its methods are virtual so that a test fake
@@ -121,6 +137,12 @@ class RealOsSysCalls : public OsSysCalls {
   SysCallIntResult mkdir(const std::string& path, mode_t mode) override;
   SysCallIntResult flock(int fd, int operation) override;
 
+  SysCallIntResult memfd_create(const std::string& name, unsigned int flags) override;
+  SysCallIntResult add_seals(int fd, int seals) override;
+  SysCallIntResult get_seals(int fd) override;
+  SysCallResult<void*> mmap(size_t length, int protection, int flags, int fd, off_t offset) override;
+  SysCallIntResult munmap(void* address, size_t length) override;
+
   DlResult<void*> dlopen(const std::string& path, int flags) override;
   DlResult<int> dlclose(void* handle) override;
   DlResult<void*> dlsym(void* handle, const std::string& symbol) override;
@@ -132,6 +154,9 @@ class RealOsSysCalls : public OsSysCalls {
   SysCallSizeResult recvmsg(int fd, msghdr& message, int flags) override;
   SysCallResult<pid_t> spawn(const SpawnRequest& request) override;
   SysCallResult<pid_t> waitpid(pid_t pid, int& status, int options) override;
+  SysCallIntResult pidfd_open(pid_t pid) override;
+  SysCallIntResult kill(pid_t pid, int signal) override;
+  SysCallIntResult poll(struct pollfd* fds, size_t count, int timeout_ms) override;
 };
 
 // The process's one real implementation (stateless; lives for the whole process,

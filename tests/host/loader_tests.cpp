@@ -1,10 +1,15 @@
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
 
 #include <catch2/catch.hpp>
 
 #include "../os/faulty_os_sys_calls.hpp"
 #include "core/library_loader.hpp"
+#include "loader_test_support.hpp"
 #include "test_support.hpp"
 
 namespace fs = boost::filesystem;
@@ -27,8 +32,8 @@ void expect_load_error(const std::string& variant, LoadError::Kind kind, const s
     CHECK_THAT(e.what(), Catch::Contains(text));
     CHECK_THAT(e.what(), Catch::Contains(file.string()));
   }
-  // A failed load leaves no copy behind.
-  CHECK(fs::is_empty(loader.scratch_dir()));
+  // A failed load leaves nothing loaded.
+  CHECK(loader.open_count() == 0);
 }
 
 }  // namespace
@@ -43,23 +48,41 @@ TEST_CASE("loader loads a module and reads its descriptor") {
   CHECK(lib->descriptor().on_message != nullptr);
 }
 
-TEST_CASE("loader copies every load to a fresh path so the same file loads twice independently") {
+TEST_CASE("loader copies every load to a fresh memory file so the same file loads twice independently") {
   LibraryLoader loader;
   fs::path file = module_file("good", "counter", "1.0.0");
   auto a = loader.load(file);
   auto b = loader.load(file);
   // Distinct copies are distinct libraries: their code lives at different addresses.
   CHECK(a->descriptor().create != b->descriptor().create);
-  size_t copies = 0;
-  for (auto it = fs::directory_iterator(loader.scratch_dir()); it != fs::directory_iterator(); ++it) ++copies;
-  CHECK(copies == 2);
+  CHECK(a->loaded_path() != b->loaded_path());
+  CHECK(loader.open_count() == 2);
 }
 
-TEST_CASE("loader verifies the library is unmapped after close and deletes the copy") {
+TEST_CASE("loader loads from a sealed memory file, never from a copy on disk") {
+  hotswap::test::ScratchDir run;
+  LibraryLoader loader(run.path());
+  auto lib = loader.load(module_file("good", "counter", "1.0.0"), {"counter", "1.0.0", ""});
+  REQUIRE_THAT(lib->loaded_path(), Catch::StartsWith("/proc/self/fd/"));
+  const int fd = std::stoi(lib->loaded_path().substr(std::strlen("/proc/self/fd/")));
+  CHECK(fs::read_symlink(lib->loaded_path()).string().rfind("/memfd:hotswap:counter-1.0.0", 0) == 0);
+  // What was hashed and checked cannot change any more: every seal is set.
+  const int seals = ::fcntl(fd, F_GET_SEALS);
+  CHECK((seals & (F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)) ==
+        (F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL));
+  CHECK(::write(fd, "x", 1) == -1);
+  // Nothing was written to the run folder.
+  CHECK(fs::is_empty(run.path()));
+}
+
+TEST_CASE("loader verifies the library is unmapped after close and closes its memory file") {
   LibraryLoader loader;
+  const size_t fds_before = hotswap::test::open_fd_count();
   auto lib = loader.load(module_file("good", "counter", "1.0.0"));
+  CHECK(loader.open_count() == 1);
   CHECK(lib->close());
-  CHECK(fs::is_empty(loader.scratch_dir()));
+  CHECK(loader.open_count() == 0);
+  CHECK(hotswap::test::open_fd_count() == fds_before);
   CHECK(loader.leaked().empty());
 }
 
@@ -74,6 +97,15 @@ TEST_CASE("loader reports a library that stays mapped (thread_local destructor) 
   CHECK_FALSE(lib->close());
   REQUIRE(loader.leaked().size() == 1);
   CHECK_THAT(loader.leaked()[0], Catch::Contains("pinned 1.0.0"));
+  // Its memory file stays open, so its /proc/self/fd path names no other library:
+  // the next load gets another path, and the library still answers RTLD_NOLOAD there.
+  CHECK(fs::exists(lib->loaded_path()));
+  void* still = ::dlopen(lib->loaded_path().c_str(), RTLD_NOW | RTLD_NOLOAD);
+  CHECK(still != nullptr);
+  if (still != nullptr) ::dlclose(still);
+  auto next = loader.load(module_file("good", "counter", "1.0.0"));
+  CHECK(next->loaded_path() != lib->loaded_path());
+  CHECK(next->close());
 }
 
 TEST_CASE("a closed library refuses to hand out its descriptor") {
@@ -92,7 +124,7 @@ TEST_CASE("a closed library refuses to hand out its descriptor") {
 TEST_CASE("a failing dlopen names the library and the loader's message") {
   hotswap::test::FaultyOsSysCalls os;
   LibraryLoader loader({}, os);
-  os.fail_dl("dlopen", "/counter-", "fake: cannot map segment from shared object");
+  os.fail_dl("dlopen", "/proc/self/fd/", "fake: cannot map segment from shared object");
   const fs::path file = module_file("good", "counter", "1.0.0");
   try {
     loader.load(file, {"counter", "1.0.0", ""});
@@ -102,7 +134,7 @@ TEST_CASE("a failing dlopen names the library and the loader's message") {
     CHECK_THAT(e.what(), Catch::Contains(file.string()) &&
                              Catch::Contains("fake: cannot map segment from shared object"));
   }
-  CHECK(fs::is_empty(loader.scratch_dir()));
+  CHECK(loader.open_count() == 0);
   CHECK(loader.load(file, {"counter", "1.0.0", ""})->name() == "counter");  // one failure only
 }
 
@@ -111,7 +143,7 @@ TEST_CASE("a failing dlclose is reported as a leak and the library is never reus
   LibraryLoader loader({}, os);
   const fs::path file = module_file("good", "counter", "1.0.0");
   auto lib = loader.load(file, {"counter", "1.0.0", ""});
-  os.fail_dl("dlclose", "/counter-", "fake: dlclose failed");
+  os.fail_dl("dlclose", "/proc/self/fd/", "fake: dlclose failed");
   CHECK_FALSE(lib->close());
   CHECK(lib->closed());
   REQUIRE(loader.leaked().size() == 1);
@@ -212,7 +244,7 @@ TEST_CASE("loader refuses a file or folder that other users can write") {
     FAIL("should have thrown");
   } catch (const LoadError& e) {
     CHECK(e.kind() == LoadError::Kind::UnsafePermissions);
-    CHECK_THAT(e.what(), Catch::Contains("other users can write it"));
+    CHECK_THAT(e.what(), Catch::Contains("its group and other users can write it"));
   }
   ::chmod(file.c_str(), 0644);
   ::chmod(dir.c_str(), 0777);
@@ -255,5 +287,124 @@ TEST_CASE("500 load/unload cycles leave mappings and descriptors where they star
 #endif
   CHECK(hotswap::test::open_fd_count() == fds_before);
   CHECK(loader.leaked().empty());
-  CHECK(fs::is_empty(loader.scratch_dir()));
+  CHECK(loader.open_count() == 0);
+}
+
+TEST_CASE("loader refuses a file or folder that its group can write") {
+  hotswap::test::ScratchDir dir;
+  const fs::path file = dir.path() / "counter-1.0.0.so";
+  hotswap::test::copy_prefix(module_file("good", "counter", "1.0.0"), file, SIZE_MAX, 0664);
+  LibraryLoader loader;
+  try {
+    loader.load(file);
+    FAIL("should have thrown");
+  } catch (const LoadError& e) {
+    CHECK(e.kind() == LoadError::Kind::UnsafePermissions);
+    CHECK_THAT(e.what(), Catch::Contains(file.string()) && Catch::Contains("its group can write it (mode 0664)"));
+  }
+  ::chmod(file.c_str(), 0644);
+  ::chmod(dir.path().c_str(), 0775);
+  try {
+    loader.load(file);
+    FAIL("should have thrown");
+  } catch (const LoadError& e) {
+    CHECK(e.kind() == LoadError::Kind::UnsafePermissions);
+    CHECK_THAT(e.what(), Catch::Contains("its group can write its folder " + dir.path().string()));
+  }
+  ::chmod(dir.path().c_str(), 0755);
+  CHECK(loader.load(file)->close());
+}
+
+TEST_CASE("a truncated library whose sha256 matches is refused before dlopen, not killed by SIGBUS") {
+  hotswap::test::ScratchDir dir;
+  const fs::path original = module_file("good", "counter", "2.0.0");
+  const size_t full = fs::file_size(original);
+  for (const size_t size : {size_t{1024}, std::min<size_t>(100 * 1024, full * 3 / 4), full - 1}) {
+    INFO("truncated to " << size << " of " << full << " bytes");
+    const fs::path file = dir.path() / ("counter-2.0.0-" + std::to_string(size) + ".so");
+    hotswap::test::copy_prefix(original, file, size);
+    // The manifest's hash was taken over the truncated file: only the ELF check can tell.
+    const std::string sha = hotswap::host::sha256_file(file);
+    LibraryLoader loader;
+    try {
+      loader.load(file, {"counter", "2.0.0", sha});
+      FAIL("should have thrown");
+    } catch (const LoadError& e) {
+      INFO(e.what());
+      CHECK(e.kind() == LoadError::Kind::CorruptElf);
+      CHECK_THAT(e.what(), Catch::Contains(file.string()) && Catch::Contains("truncated"));
+    }
+    CHECK(loader.open_count() == 0);
+  }
+}
+
+TEST_CASE("a library with STB_GNU_UNIQUE symbols is refused before dlopen, naming the flag that avoids them") {
+  const fs::path file = module_file("unique-gnu", "unique", "1.0.0");
+  // Not vacuous: the library really carries UNIQUE symbols.
+  REQUIRE_THAT(hotswap::test::command_output("readelf --dyn-syms -W " + file.string()), Catch::Contains("UNIQUE"));
+  hotswap::test::FaultyOsSysCalls os;
+  LibraryLoader loader({}, os);
+  try {
+    loader.load(file, {"unique", "1.0.0", ""});
+    FAIL("should have thrown");
+  } catch (const LoadError& e) {
+    CHECK(e.kind() == LoadError::Kind::GnuUnique);
+    CHECK_THAT(e.what(), Catch::Contains(file.string()) && Catch::Contains("STB_GNU_UNIQUE") &&
+                             Catch::Contains("-fno-gnu-unique"));
+  }
+  CHECK(os.calls_containing("dlopen").empty());  // refused before the loader ran any of its code
+}
+
+TEST_CASE("stale hotswap-modules folders of a host that died are removed at the next start") {
+  hotswap::test::ScratchDir run;
+  const fs::path stale = run.path() / "hotswap-modules-Ab12Cd";
+  fs::create_directories(stale);
+  hotswap::test::copy_prefix(module_file("good", "counter", "1.0.0"), stale / "counter-1.0.0.1234.0.so", SIZE_MAX);
+  fs::create_directories(run.path() / "hotswap-modules-Zz99Yy");
+  hotswap::test::copy_prefix(module_file("good", "counter", "1.0.0"), run.path() / "hotswap-modules-file", 64);
+  hotswap::test::copy_prefix(module_file("good", "counter", "1.0.0"), run.path() / "hotswap.pid", 8);
+  {
+    LibraryLoader loader(run.path());
+    CHECK(loader.removed_stale().size() == 2);
+    CHECK(loader.load(module_file("good", "counter", "1.0.0"))->close());
+  }
+  CHECK_FALSE(fs::exists(stale));
+  CHECK_FALSE(fs::exists(run.path() / "hotswap-modules-Zz99Yy"));
+  // Only those folders: a file of that name and the run folder's other files stay.
+  CHECK(fs::exists(run.path() / "hotswap-modules-file"));
+  CHECK(fs::exists(run.path() / "hotswap.pid"));
+  // A loader without a run folder touches nothing.
+  fs::create_directories(stale);
+  LibraryLoader plain;
+  CHECK(plain.removed_stale().empty());
+  CHECK(fs::exists(stale));
+}
+
+TEST_CASE("a failing memfd_create, copy or seal names the library and the error, and leaks no descriptor") {
+  const fs::path file = module_file("good", "counter", "1.0.0");
+  struct Case {
+    std::string call;
+    int error;
+    std::string text;
+  };
+  for (const Case& c : {Case{"memfd_create", EMFILE, "memfd_create failed"},
+                        Case{"write", ENOSPC, "cannot copy"},
+                        Case{"add_seals", EBUSY, "sealing its memory copy failed"},
+                        Case{"pread", EIO, "cannot read back the memory copy"}}) {
+    INFO(c.call);
+    hotswap::test::FaultyOsSysCalls os;
+    LibraryLoader loader({}, os);
+    os.fail(c.call, "memfd:hotswap:counter-1.0.0", c.error);
+    const size_t fds_before = hotswap::test::open_fd_count();
+    try {
+      loader.load(file, {"counter", "1.0.0", ""});
+      FAIL("should have thrown");
+    } catch (const LoadError& e) {
+      CHECK(e.kind() == LoadError::Kind::CopyFailed);
+      CHECK_THAT(e.what(), Catch::Contains(file.string()) && Catch::Contains(c.text) &&
+                               Catch::Contains(hotswap::os::errno_text(c.error)));
+    }
+    CHECK(hotswap::test::open_fd_count() == fds_before);
+    CHECK(loader.load(file, {"counter", "1.0.0", ""})->close());  // one failure only
+  }
 }

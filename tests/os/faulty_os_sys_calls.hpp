@@ -71,6 +71,10 @@ class FaultyOsSysCalls : public os::RealOsSysCalls {
     if (const auto error = enter("read", path_of(fd))) return {-1, *error};
     return RealOsSysCalls::read(fd, buffer, size);
   }
+  os::SysCallSizeResult pread(int fd, void* buffer, size_t size, off_t offset) override {
+    if (const auto error = enter("pread", path_of(fd))) return {-1, *error};
+    return RealOsSysCalls::pread(fd, buffer, size, offset);
+  }
   os::SysCallSizeResult write(int fd, const void* data, size_t size) override {
     if (const auto error = enter("write", path_of(fd))) return {-1, *error};
     return RealOsSysCalls::write(fd, data, size);
@@ -110,6 +114,29 @@ class FaultyOsSysCalls : public os::RealOsSysCalls {
   os::SysCallIntResult flock(int fd, int operation) override {
     if (const auto error = enter("flock", path_of(fd))) return {-1, *error};
     return RealOsSysCalls::flock(fd, operation);
+  }
+
+  // A memfd is logged and matched as "memfd:<name>", as /proc/PID/fd shows it.
+  os::SysCallIntResult memfd_create(const std::string& name, unsigned int flags) override {
+    if (const auto error = enter("memfd_create", "memfd:" + name)) return {-1, *error};
+    const os::SysCallIntResult created = RealOsSysCalls::memfd_create(name, flags);
+    if (created.ok()) remember(created.value, "memfd:" + name);
+    return created;
+  }
+  os::SysCallIntResult add_seals(int fd, int seals) override {
+    if (const auto error = enter("add_seals", path_of(fd))) return {-1, *error};
+    return RealOsSysCalls::add_seals(fd, seals);
+  }
+  os::SysCallResult<void*> mmap(size_t length, int protection, int flags, int fd, off_t offset) override {
+    if (const auto error = enter("mmap", path_of(fd))) return {reinterpret_cast<void*>(-1), *error};
+    return RealOsSysCalls::mmap(length, protection, flags, fd, offset);
+  }
+  // The path of a spawn is the program and its arguments, space-separated.
+  os::SysCallResult<pid_t> spawn(const os::SpawnRequest& request) override {
+    std::string line = request.path;
+    for (size_t i = 1; i < request.argv.size(); ++i) line += " " + request.argv[i];
+    if (const auto error = enter("spawn", line)) return {-1, *error};
+    return RealOsSysCalls::spawn(request);
   }
 
   os::DlResult<void*> dlopen(const std::string& path, int flags) override {

@@ -107,7 +107,7 @@ inline nlohmann::json counter_runtime(size_t max_output_bytes = 1 << 20, size_t 
 // (timers, ticks, monotonic_ms) stands still until advance_ms().
 class RunningHost {
  public:
-  explicit RunningHost(const fs::path& root, os::OsSysCalls& os = os::real_os_sys_calls()) : runtime_(root, os) {
+  explicit RunningHost(const fs::path& root, os::OsSysCalls& os = os::real_os_sys_calls()) : runtime_(root, nullptr, os) {
     runtime_.server().set_timer_source(clock_);
     runtime_.boot();
     thread_ = std::thread([this] { runtime_.io().run(); });
