@@ -16,6 +16,7 @@
 #include "runtime.hpp"
 
 #include <hotswap/appup/manifest.hpp>
+#include <hotswap/appup/planner.hpp>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio.hpp>
@@ -551,7 +552,8 @@ Reload stall(Host& host, Clock::time_point origin, int us) {
 
 // --diagnose, after the load stopped: parts of a reload's loop-side work timed
 // one by one on the idle loop, on the same root (same file system):
-//   plan_to        Runtime::plan_to, the first thing Runtime::upgrade does on the loop
+//   plan_to        the planning of `hotswap plan` and of an upgrade's check (make_plan
+//                  over the store's files); the host does it on the worker
 //   mark_current   ReleaseStore::mark_current of the running release: what
 //                  finish_upgrade does on the loop (read RELEASES.json, write a
 //                  temporary, fsync it, rename, fsync the folder)
@@ -567,7 +569,8 @@ std::string measure_isolated_costs(Host& host, const fs::path& root) {
   for (int i = 0; i < kRuns; ++i) {
     host.on_loop([&] {
       Clock::time_point t0 = Clock::now();
-      rt.plan_to(other);
+      appup::make_plan(rt.manifest(), hotswap::host::load_unpacked_release(rt.store(), other),
+                       hotswap::host::load_appup_of);
       plan.push_back(ms_of(t0));
       t0 = Clock::now();
       rt.store().mark_current(running);

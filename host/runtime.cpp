@@ -114,8 +114,22 @@ void Runtime::set_log_level(const std::string& level) {
   spdlog::set_level(parsed);
 }
 
-appup::Plan Runtime::plan_to(const std::string& version) {
-  return appup::make_plan(*manifest_, load_unpacked_release(store_, version), load_appup_of);
+void Runtime::plan(const std::string& version, PlanDone done) {
+  struct Planned {
+    std::optional<appup::Plan> plan;
+    std::string error;
+  };
+  auto planned = std::make_shared<Planned>();
+  bool posted = coordinator_.run_on_worker(
+      [this, planned, running = *manifest_, version] {
+        try {
+          planned->plan = appup::make_plan(running, load_unpacked_release(store_, version), load_appup_of);
+        } catch (const std::exception& e) {
+          planned->error = e.what();
+        }
+      },
+      [planned, done] { done(planned->plan, planned->error); });
+  if (!posted) done(std::nullopt, kHostStopping);
 }
 
 RunningRelease Runtime::running_release() const {

@@ -76,8 +76,12 @@ class Runtime {
   // tells modules whose section changed.
   void reload(const ProgressListener& progress, std::function<void(const ReloadResult&)> done);
 
-  // The plan to `version`, without doing it. Throws.
-  appup::Plan plan_to(const std::string& version);
+  // The plan to `version`, without doing it. The release and its appups are
+  // read and the plan made on the worker (an appup is untrusted input: it must
+  // never stall the loop); `done` runs on the loop with the plan, or without
+  // one and an error message. Once stopping, `done` gets "the host is stopping" at once.
+  using PlanDone = std::function<void(const std::optional<appup::Plan>& plan, const std::string& error)>;
+  void plan(const std::string& version, PlanDone done);
 
   // Unpacks a release tarball on the worker thread (it reads, hashes and writes
   // megabytes, which must not stall the event loop); `done` runs on the loop.

@@ -55,8 +55,11 @@ AdminHandler make_admin_handler(Runtime& runtime) {
           respond.error(error);
         });
       if (cmd == "plan") {
-        appup::Plan plan = runtime.plan_to(string_arg(request, "version"));
-        return respond.ok({{"plan", plan.to_json()}, {"text", plan.describe()}});
+        return runtime.plan(string_arg(request, "version"),
+                            [respond](const std::optional<appup::Plan>& plan, const std::string& error) {
+                              if (!plan) return respond.error(error);
+                              respond.ok({{"plan", plan->to_json()}, {"text", plan->describe()}});
+                            });
       }
       if (cmd == "upgrade") return start_upgrade(runtime, request, respond, appup::Direction::Upgrade);
       if (cmd == "downgrade") return start_upgrade(runtime, request, respond, appup::Direction::Downgrade);

@@ -314,3 +314,68 @@ TEST_CASE("the module copies are removed when boot fails") {
   }
   CHECK(run_entries(root.dir(), "hotswap-modules-").empty());
 }
+
+// `plan` read appups and matched their version patterns on the loop: a
+// backtracking pattern froze every connection for 12 s (issue 8).
+TEST_CASE("a plan is made on the worker: the loop serves meanwhile, and the plan comes once the worker is free") {
+  BootedRoot booted;
+  Runtime& runtime = *booted.runtime;
+  Gate worker_held, worker_may_go;
+  struct Planned {
+    bool plan_returned = false;
+    bool answered_inside_call = false;
+    std::optional<hotswap::appup::Plan> plan;
+    std::string error;
+    Gate answered;
+  } planned;
+  {
+    LoopThread loop(runtime);
+    asio::post(runtime.io(), [&] {
+      runtime.coordinator().run_on_worker(
+          [&] {
+            worker_held.open();
+            worker_may_go.wait();
+          },
+          [] {});
+      runtime.plan("2.0.0", [&planned](const std::optional<hotswap::appup::Plan>& plan, const std::string& error) {
+        planned.answered_inside_call = !planned.plan_returned;
+        planned.plan = plan;
+        planned.error = error;
+        planned.answered.open();
+      });
+      planned.plan_returned = true;
+    });
+    REQUIRE(worker_held.wait_for(kDeadline));
+    // The worker is held, so the plan cannot be made yet; the loop answers all the same.
+    const std::optional<bool> pending = loop.on_loop_within(
+        [&planned] { return planned.plan_returned && !planned.plan && planned.error.empty(); }, kDeadline);
+    worker_may_go.open();
+    REQUIRE(pending.has_value());
+    CHECK(*pending);
+    REQUIRE(planned.answered.wait_for(kDeadline));
+  }
+  CHECK_FALSE(planned.answered_inside_call);
+  CHECK(planned.error.empty());
+  REQUIRE(planned.plan.has_value());
+  CHECK_THAT(planned.plan->describe(), Catch::Contains("counter 1.0.0 -> 2.0.0"));
+}
+
+TEST_CASE("a plan to an unknown release answers with the error, from the worker") {
+  BootedRoot booted;
+  Runtime& runtime = *booted.runtime;
+  std::string error;
+  bool has_plan = true;
+  {
+    LoopThread loop(runtime);
+    asio::post(runtime.io(), [&] {
+      runtime.plan("9.9.9", [&](const std::optional<hotswap::appup::Plan>& plan, const std::string& message) {
+        has_plan = plan.has_value();
+        error = message;
+        runtime.stop();
+      });
+    });
+    loop.join();
+  }
+  CHECK_FALSE(has_plan);
+  CHECK_THAT(error, Catch::Contains("9.9.9"));
+}
