@@ -8,6 +8,8 @@
 #include <boost/filesystem/operations.hpp>
 #include <deque>
 
+#include "admin/admin_request.hpp"
+
 namespace hotswap::host {
 
 namespace asio = boost::asio;
@@ -104,15 +106,12 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
   }
 
   void handle(const std::string& line) {
-    nlohmann::json request = nlohmann::json::parse(line, nullptr, false);
-    nlohmann::json id = request.is_object() && request.contains("id") ? request["id"] : nlohmann::json(nullptr);
+    AdminRequest parsed = parse_admin_request(line);
     busy_ = true;
-    AdminResponder respond(weak_from_this(), id);
-    if (request.is_discarded()) return respond.error("malformed JSON request", "bad_request");
-    if (!request.is_object() || !request.contains("cmd") || !request["cmd"].is_string())
-      return respond.error("a request is a JSON object with a string \"cmd\"", "bad_request");
+    AdminResponder respond(weak_from_this(), parsed.id);
+    if (!parsed.error.empty()) return respond.error(parsed.error, "bad_request");
     try {
-      server_.handler_(request, respond);
+      server_.handler_(parsed.request, respond);
     } catch (const std::exception& e) {
       respond.error(e.what());
     }

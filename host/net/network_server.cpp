@@ -11,6 +11,8 @@
 #include <deque>
 #include <stdexcept>
 
+#include "net/framing.hpp"
+
 namespace hotswap::host {
 
 namespace asio = boost::asio;
@@ -63,18 +65,7 @@ class NetworkServer::Connection : public std::enable_shared_from_this<Connection
   hotswap_status send(std::string_view message) {
     if (closing_ || finished_) return HOTSWAP_NOT_FOUND;
     std::string frame;
-    if (listener_->config.framing == Framing::Line) {
-      if (message.find('\n') != std::string_view::npos) return HOTSWAP_BAD_ARGUMENT;
-      frame.reserve(message.size() + 1);
-      frame.append(message);
-      frame.push_back('\n');
-    } else {
-      uint32_t n = static_cast<uint32_t>(message.size());
-      char header[4] = {char(n >> 24), char(n >> 16), char(n >> 8), char(n)};
-      frame.reserve(message.size() + 4);
-      frame.append(header, 4);
-      frame.append(message);
-    }
+    if (!append_frame(listener_->config.framing, message, frame)) return HOTSWAP_BAD_ARGUMENT;
     if (output_bytes_ + frame.size() > server_.limits_.max_output_bytes) {
       ++server_.stats_.slow_readers;
       spdlog::warn("connection {}: closed, output queue over {} bytes (the client does not read)", id_,
@@ -128,41 +119,20 @@ class NetworkServer::Connection : public std::enable_shared_from_this<Connection
   bool deliver_frames() {
     ModuleSlot* slot = server_.registry_.find(module());
     const ListenerConfig& cfg = listener_->config;
+    FrameScanner scanner{cfg.framing, cfg.max_frame_bytes, scan_from_};
     size_t start = 0;
     while (!closing_) {
-      std::string_view frame;
-      size_t next = 0;
-      if (cfg.framing == Framing::Line) {
-        size_t nl = input_.find('\n', scan_from_);
-        if (nl == std::string::npos) {
-          scan_from_ = input_.size();
-          if (input_.size() - start > cfg.max_frame_bytes) return protocol_error("line longer than max_frame_bytes");
-          break;
-        }
-        size_t end = nl;
-        if (end > start && input_[end - 1] == '\r') --end;
-        if (end - start > cfg.max_frame_bytes) return protocol_error("line longer than max_frame_bytes");
-        frame = std::string_view(input_).substr(start, end - start);
-        if (frame.find('\0') != std::string_view::npos) return protocol_error("NUL byte in a text line");
-        next = nl + 1;
-        scan_from_ = next;
-      } else {
-        if (input_.size() - start < 4) break;
-        const auto* p = reinterpret_cast<const unsigned char*>(input_.data() + start);
-        size_t n = (size_t(p[0]) << 24) | (size_t(p[1]) << 16) | (size_t(p[2]) << 8) | size_t(p[3]);
-        if (n > cfg.max_frame_bytes)
-          return protocol_error("frame of " + std::to_string(n) + " bytes over max_frame_bytes");
-        if (input_.size() - start - 4 < n) break;
-        frame = std::string_view(input_).substr(start + 4, n);
-        next = start + 4 + n;
-      }
+      const FrameCut cut = scanner.next(input_, start);
+      if (cut.kind == FrameCut::Kind::Error) return protocol_error(cut.error);
+      if (cut.kind == FrameCut::Kind::Incomplete) break;
       ++server_.stats_.frames_in;
-      if (slot != nullptr) server_.registry_.deliver_message(*slot, id_, frame);
-      start = next;
+      if (slot != nullptr) server_.registry_.deliver_message(*slot, id_, cut.frame);
+      start = cut.next;
     }
     if (finished_) return false;
     input_.erase(0, start);
-    scan_from_ = scan_from_ >= start ? scan_from_ - start : 0;
+    scanner.consumed(start);
+    scan_from_ = scanner.scan_from;
     return !closing_;
   }
 
