@@ -5,16 +5,20 @@
 # And:
 #   make test-tsan     the tests that use threads and child processes, under ThreadSanitizer
 #   make test-stress   the whole release suite $(STRESS_RUNS) times in a row while CPU hogs keep every core busy
+#   make fuzz          every libFuzzer target (tests/fuzz/) for $(FUZZ_SECONDS) s each, built with clang-14
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 JOBS ?= 2
 STRESS_RUNS ?= 3
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= fuzz_appup fuzz_manifest fuzz_runtime_config fuzz_admin_request fuzz_framing
 # The test programs that run threads or child processes: the live server, the
 # CLI against a daemon, the arena and the host (loader, executor).
 TSAN_TESTS ?= ^(server_tests|cli_tests|arena_tests|host_tests):
 
-.PHONY: deps build build-asan build-tsan demo test test-release test-asan test-tsan test-stress bench clean
+.PHONY: deps build build-asan build-tsan build-fuzz demo test test-release test-asan test-tsan test-stress fuzz bench clean
 
 deps:
 	@./scripts/install-deps.sh
@@ -30,6 +34,11 @@ build-asan: deps
 build-tsan: deps
 	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHOTSWAP_TSAN=ON
 	cmake --build $(TSAN_BUILD) -j$(JOBS) --target hotswap_tests
+
+# Only the fuzz targets and what they need, with ASan+UBSan and libFuzzer (CMakeLists.txt, HOTSWAP_FUZZ).
+build-fuzz: deps
+	CC=clang-14 CXX=clang++-14 cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHOTSWAP_FUZZ=ON
+	cmake --build $(FUZZ_BUILD) -j$(JOBS)
 
 demo: build
 	./scripts/demo.sh $(BUILD)
@@ -65,8 +74,22 @@ test-stress: build
 	  echo "test-stress: run $$run of $(STRESS_RUNS) passed in $$(( $$(date +%s) - start )) s"; \
 	done
 
+# Each target starts from its seeds (tests/fuzz/corpus/<target>/, never written)
+# plus what earlier runs found ($(FUZZ_BUILD)/corpus/<target>/, where new inputs
+# go). A crash, leak or broken invariant stops the run: the input is saved as
+# $(FUZZ_BUILD)/crashes/<target>/crash-*; make it a Catch2 regression test.
+fuzz: build-fuzz
+	@for target in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$target $(FUZZ_BUILD)/crashes/$$target; \
+	  echo "fuzz: $$target for $(FUZZ_SECONDS) s"; \
+	  $(FUZZ_BUILD)/tests/fuzz/$$target -max_total_time=$(FUZZ_SECONDS) -max_len=16384 -timeout=10 \
+	    -artifact_prefix=$(FUZZ_BUILD)/crashes/$$target/ $(FUZZ_BUILD)/corpus/$$target tests/fuzz/corpus/$$target \
+	    2>$(FUZZ_BUILD)/$$target.log || { tail -n 60 $(FUZZ_BUILD)/$$target.log; echo "fuzz: $$target failed"; exit 1; }; \
+	  grep -E '^(#[0-9]+[[:space:]]+DONE|Done [0-9]+ runs)' $(FUZZ_BUILD)/$$target.log | tail -n 1; \
+	done
+
 bench: build
 	./$(BUILD)/bench/hotswap_bench
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)
