@@ -322,6 +322,23 @@ class Unpacker {
 
 std::string relative_name(const fs::path& file, const fs::path& top) { return file.lexically_relative(top).string(); }
 
+// Parses a module's appup as the planner will (bounded JSON, every version
+// pattern compiled), so that a malformed or hostile appup is refused at unpack
+// with the file and field, never met first by an upgrade.
+void check_appup(const appup::ModuleEntry& module, const fs::path& top, const fs::path& tarball) {
+  const std::string where = "tarball " + tarball.string() + ": " + relative_name(module.appup, top);
+  appup::Appup parsed;
+  try {
+    parsed = load_appup(module.appup);
+  } catch (const appup::InputError& e) {
+    const std::string field = e.field().empty() ? "" : e.field() + ": ";
+    throw ReleaseError(where + ": invalid appup: " + field + e.problem());
+  }
+  if (parsed.module != module.name || parsed.version != module.version)
+    throw ReleaseError(where + ": is the appup of " + parsed.module + " " + parsed.version +
+                       ", but manifest.json ships it with module " + module.name + " " + module.version);
+}
+
 // load_manifest checks the manifest's own fields; this checks that the files it
 // names came with the tarball, so a broken release is refused now rather than
 // at the upgrade that needs it.
@@ -337,7 +354,10 @@ void check_release_files(os::OsSysCalls& os, const appup::ReleaseManifest& manif
     if (sha256_file(module.file, os) != module.sha256)
       throw ReleaseError("tarball " + tarball.string() + ": " + relative_name(module.file, manifest.dir) +
                          " does not match the sha256 in manifest.json");
-    if (!module.appup.empty()) missing(module.appup, "the appup of module '" + module.name + "'");
+    if (!module.appup.empty()) {
+      missing(module.appup, "the appup of module '" + module.name + "'");
+      check_appup(module, manifest.dir, tarball);
+    }
   }
   if (!manifest.config.empty()) missing(manifest.config, "the runtime config");
 }

@@ -156,7 +156,8 @@ inline std::vector<Entry> release_entries(const std::string& version) {
       {Entry::Kind::File, "manifest.json", manifest.dump(2), 0644},
       {Entry::Kind::Folder, "modules", "", 0755},
       {Entry::Kind::File, "modules/arena-" + version + ".so", library, 0755},
-      {Entry::Kind::File, "appups/arena-" + version + ".appup.json", "{}", 0644},
+      {Entry::Kind::File, "appups/arena-" + version + ".appup.json",
+       R"({"module": "arena", "version": ")" + version + R"(", "up": [], "down": []})", 0644},
       {Entry::Kind::File, "runtime.json", R"({"log_level": "info"})", 0644},
       {Entry::Kind::File, "bin/hotswap", "#!/bin/sh\n", 04755},  // setuid must not survive unpacking
   };

@@ -326,6 +326,28 @@ TEST_CASE("unpack refuses a tarball without a valid manifest", "[releases][unpac
   f.refused(tampered, {"modules/arena-1.0.0.so", "sha256"});
 }
 
+TEST_CASE("unpack parses every appup and refuses a malformed or hostile one, naming the file and field",
+          "[releases][unpack]") {
+  Fixture f;
+  const auto with_appup = [](const std::string& text) {
+    std::vector<Entry> entries = release_entries("1.0.0");
+    entries[3].content = text;
+    return entries;
+  };
+  const std::string file = "appups/arena-1.0.0.appup.json";
+  f.refused(with_appup("{}"), {file, "invalid appup", "module"});
+  f.refused(with_appup(R"({"module": "arena", "version": "1.0.0", "up": [], "down": [],})"), {file, "invalid JSON"});
+  // std::regex recursed on this one until the stack overflowed.
+  const std::string nested(20000, '(');
+  f.refused(with_appup(R"({"module": "arena", "version": "1.0.0", "down": [], "up": [{"from": {"regex": ")" + nested +
+                       R"("}, "instructions": []}]})"),
+            {file, "invalid appup", "up[0].from.regex"});
+  f.refused(with_appup(std::string(100000, '[') + std::string(100000, ']')), {file, "nested deeper than"});
+  f.refused(with_appup(R"({"module": "arena", "version": "2.0.0", "up": [], "down": []})"),
+            {file, "appup of arena 2.0.0", "module arena 1.0.0"});
+  CHECK(names_in(f.root / "releases").empty());
+}
+
 TEST_CASE("unpack refuses a version that is already unpacked", "[releases][unpack]") {
   Fixture f;
   f.unpack({"1.1.0"});
