@@ -294,6 +294,38 @@ TEST_CASE("a tampered module file is refused and the old release keeps serving")
   root.must("stop");
 }
 
+TEST_CASE("a library whose static constructor segfaults costs only the probe child: the live host serves on") {
+  Root root;
+  root.boot_first_release();
+  const uint16_t port = port_of(root);
+  boost::asio::io_context io;
+  std::vector<boost::asio::ip::tcp::socket> clients;
+  std::vector<boost::asio::streambuf> inputs(20);
+  // Each client adds 1 and reads the reply: the total is the count of every add, in order.
+  int total = 0;
+  const auto add_one = [&](size_t i) {
+    boost::asio::write(clients[i], boost::asio::buffer(std::string("add 1\n")));
+    size_t n = boost::asio::read_until(clients[i], inputs[i], '\n');
+    std::string line(boost::asio::buffers_begin(inputs[i].data()), boost::asio::buffers_begin(inputs[i].data()) + n - 1);
+    inputs[i].consume(n);
+    return line;
+  };
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    clients.emplace_back(io);
+    clients.back().connect({boost::asio::ip::make_address("127.0.0.1"), port});
+    CHECK(add_one(i) == "v1 total=" + std::to_string(++total));
+  }
+
+  root.must("unpack " + (fs::path(HOTSWAP_TEST_BAD_RELEASES_DIR) / "counter-1.1.0.tar.gz").string());
+  Result r = root.run("upgrade 1.1.0");
+  CHECK(r.code == 1);
+  CHECK_THAT(r.out, Catch::Contains("counter-1.1.0.so") && Catch::Contains("SIGSEGV"));
+  CHECK(root.version() == "1.0.0");
+  // Every connection is still open, served by 1.0.0, and no add was lost.
+  for (size_t i = 0; i < clients.size(); ++i) CHECK(add_one(i) == "v1 total=" + std::to_string(++total));
+  root.must("stop");
+}
+
 TEST_CASE("a missing required environment variable stops the boot with exit status 78") {
   Root root;
   root.must("unpack " + tarball("1.0.0").string());
