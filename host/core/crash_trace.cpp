@@ -128,6 +128,7 @@ char g_crash_file[4096];
 // A second fatal signal while the line is being written (a fault in the
 // handler itself, or two threads crashing) must not write twice or loop.
 std::atomic<bool> g_handling{false};
+std::atomic<bool> g_line_written{false};
 
 void write_all(int fd, const char* data, size_t size) {
   while (size > 0) {
@@ -154,6 +155,15 @@ void on_fatal_signal(int signal, siginfo_t*, void*) {
         ::fsync(fd);
         ::close(fd);
       }
+    }
+    g_line_written.store(true);
+  } else {
+    // Another thread is writing the line (two threads faulting on one corrupted
+    // heap): ending the process now would cut it off. Wait for it, bounded, in
+    // case that thread is this one, faulting again inside the handler.
+    for (int waited_ms = 0; waited_ms < 2000 && !g_line_written.load(); waited_ms += 10) {
+      const timespec ten_ms{0, 10 * 1000 * 1000};
+      ::nanosleep(&ten_ms, nullptr);
     }
   }
   // The default action, for this signal and for the fault that re-executes on

@@ -183,7 +183,20 @@ void ChildProcessProbe::probe(int library_fd, const fs::path& source, const Load
   refuse("the child ended with wait status " + std::to_string(status));
 }
 
+void close_inherited_fds(int keep_a, int keep_b) noexcept {
+  const int low = std::min(keep_a, keep_b);
+  const int high = std::max(keep_a, keep_b);
+  const auto close_between = [](int first, int last) {
+    first = std::max(first, 3);
+    if (first <= last) ::close_range(static_cast<unsigned>(first), static_cast<unsigned>(last), 0);
+  };
+  close_between(3, low - 1);
+  close_between(low + 1, high - 1);
+  ::close_range(static_cast<unsigned>(std::max(high + 1, 3)), ~0U, 0);
+}
+
 int run_module_probe_child(int library_fd, int report_fd, const std::string& source, const LoadExpectation& expect) {
+  close_inherited_fds(library_fd, report_fd);
   os::OsSysCalls& os = os::real_os_sys_calls();
   std::string report;
   int status = 1;

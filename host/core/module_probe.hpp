@@ -65,7 +65,13 @@ class ChildProcessProbe : public ModuleProbe {
 // descriptor numbers.
 inline constexpr const char kProbeModuleCommand[] = "__probe-module";
 
-// The child's side: dlopens /proc/self/fd/`library_fd`, reads and checks the
+// Closes every descriptor from 3 up except `keep_a` and `keep_b`. The probe
+// child calls it first: a descriptor the host opened without close-on-exec
+// (Asio's admin sockets, anything a module opened) must not reach the library
+// under test, nor outlive the host in a process its constructor started.
+void close_inherited_fds(int keep_a, int keep_b) noexcept;
+
+// The child's side: closes inherited descriptors, dlopens /proc/self/fd/`library_fd`, reads and checks the
 // descriptor, writes "ok\n" or "error <LoadError kind number> <message>\n" to
 // `report_fd`. Returns the exit status to _exit with (0 only for "ok"). The
 // caller must _exit, never exit(): a library that failed half-way may hold the

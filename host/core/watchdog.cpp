@@ -1,5 +1,6 @@
 #include "core/watchdog.hpp"
 
+#include <algorithm>
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
@@ -32,7 +33,7 @@ void Watchdog::set_limits(Limits limits) {
 void Watchdog::stopping(std::chrono::milliseconds stop_timeout) {
   std::lock_guard<std::mutex> lock(mutex_);
   stopping_ = true;
-  stop_timeout_ = stop_timeout;
+  stop_timeout_ = std::max(stop_timeout, kMinStopBound);
 }
 
 Watchdog::Verdict Watchdog::check_now() {

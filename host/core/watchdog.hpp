@@ -57,7 +57,10 @@ class Watchdog {
   // Any thread.
   void set_limits(Limits limits);
   // The host is stopping: from now on a callback running longer than
-  // `stop_timeout` aborts, whatever abort_after says.
+  // `stop_timeout`, and at least kMinStopBound, aborts, whatever abort_after
+  // says. The floor keeps a stop timeout of 0 (drop unsent output at once)
+  // from aborting a clean stop whose on_stop or destroy merely runs.
+  static constexpr std::chrono::milliseconds kMinStopBound{1000};
   void stopping(std::chrono::milliseconds stop_timeout);
 
   // One check, now. Thread-safe (one check at a time).

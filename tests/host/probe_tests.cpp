@@ -3,6 +3,10 @@
 // what happened, and cost this process nothing: it then loads a good module
 // and unloads everything normally (before the probe, a throwing constructor
 // left glibc's loader lock held and the next dlclose deadlocked).
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <memory>
@@ -48,6 +52,28 @@ void expect_probe_refusal(const std::string& variant, const std::string& text,
 }
 
 }  // namespace
+
+TEST_CASE("the probe child closes every inherited descriptor but its library and its report socket", "[probe]") {
+  // Opened without close-on-exec, as Asio opens the admin sockets.
+  const int stray = ::open("/dev/null", O_RDONLY);
+  const int library = ::open("/dev/null", O_RDONLY);
+  const int report = ::open("/dev/null", O_RDONLY);
+  const int later_stray = ::open("/dev/null", O_RDONLY);
+  REQUIRE((stray >= 3 && library > stray && report > library && later_stray > report));
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    hotswap::host::close_inherited_fds(report, library);
+    const bool closed = ::fcntl(stray, F_GETFD) == -1 && ::fcntl(later_stray, F_GETFD) == -1;
+    const bool kept = ::fcntl(library, F_GETFD) != -1 && ::fcntl(report, F_GETFD) != -1 && ::fcntl(2, F_GETFD) != -1;
+    ::_exit(closed && kept ? 0 : 1);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  for (int fd : {stray, library, report, later_stray}) ::close(fd);
+}
 
 TEST_CASE("the probe passes a good module, which the host then loads", "[probe]") {
   LibraryLoader loader({}, hotswap::os::real_os_sys_calls(), probe());

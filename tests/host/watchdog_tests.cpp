@@ -108,6 +108,18 @@ TEST_CASE("while the host stops, a callback past the stop timeout aborts even wi
                     "(5000 ms)") == 1);
 }
 
+TEST_CASE("a stop timeout of 0 does not abort a clean stop: the stop bound is at least one second") {
+  Fixture f;
+  f.watchdog.set_limits({10s, 0ms});
+  f.watchdog.stopping(0ms);
+  ModuleCallScope inside(CallSite{f.site.module, "on_stop", false, 0});
+  CHECK(f.watchdog.check_now() == Verdict::Running);
+  CHECK(f.after(Watchdog::kMinStopBound - 1ms) == Verdict::Running);
+  CHECK(f.aborts == 0);
+  CHECK(f.after(1ms) == Verdict::Aborted);
+  CHECK(f.aborts == 1);
+}
+
 TEST_CASE("limits of 0 turn the warning and the abort off") {
   Fixture f;
   f.watchdog.set_limits({0ms, 0ms});
