@@ -18,6 +18,11 @@ FUZZ_TARGETS ?= fuzz_appup fuzz_manifest fuzz_runtime_config fuzz_admin_request 
 # CLI against a daemon, the arena and the host (loader, executor).
 TSAN_TESTS ?= ^(server_tests|cli_tests|arena_tests|host_tests):
 
+# Fatal signals stay with the program under the sanitizers: tests check the
+# host's own crash line and that a probe child dies of SIGSEGV, which the
+# sanitizers' handlers would otherwise turn into a report and exit(1).
+SANITIZER_SIGNALS = handle_segv=0:handle_sigbus=0:handle_sigfpe=0:handle_sigill=0
+
 .PHONY: deps build build-asan build-tsan build-fuzz demo test test-release test-asan test-tsan test-stress fuzz bench clean
 
 deps:
@@ -47,14 +52,14 @@ test-release: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 
 test-asan: build-asan
-	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:$(SANITIZER_SIGNALS) UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure -j$(JOBS)
 
 # Every process (test programs and the daemons they start) writes its reports
 # to tsan-reports/; the first report ends that process, and any report fails the run.
 test-tsan: build-tsan
 	@rm -rf $(TSAN_BUILD)/tsan-reports && mkdir -p $(TSAN_BUILD)/tsan-reports
-	cd $(TSAN_BUILD) && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 log_path=$(CURDIR)/$(TSAN_BUILD)/tsan-reports/report" \
+	cd $(TSAN_BUILD) && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 $(subst :, ,$(SANITIZER_SIGNALS)) log_path=$(CURDIR)/$(TSAN_BUILD)/tsan-reports/report" \
 	  ctest --output-on-failure -j$(JOBS) -R '$(TSAN_TESTS)'; status=$$?; \
 	  if [ -n "$$(ls tsan-reports)" ]; then cat tsan-reports/*; echo "TSan reported data races (above)"; exit 1; fi; \
 	  exit $$status
