@@ -80,7 +80,10 @@ int run_crashing_child(const fs::path& crash_file, const fs::path& stderr_file, 
 }
 
 volatile std::uintptr_t g_null = 0;
-void write_through_null() { *reinterpret_cast<volatile int*>(g_null) = 1; }
+// The never-mapped first page, but not null: UBSan's null check would end the
+// process before the fault happens.
+volatile std::uintptr_t g_unmapped = 16;
+void write_through_null() { *reinterpret_cast<volatile int*>(g_unmapped) = 1; }
 
 // Unbounded recursion: the stack overflows, and the handler must still run (on its own stack).
 int recurse(int depth) {

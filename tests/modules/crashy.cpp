@@ -24,8 +24,10 @@ struct hotswap_instance {
 
 namespace {
 
-// Read at run time, so the compiler cannot see that the address is null.
-volatile std::uintptr_t g_null_address = 0;
+// Read at run time, so the compiler cannot see the address.
+// In the never-mapped first page, but not null: UBSan's null check would end the
+// process before the fault happens.
+volatile std::uintptr_t g_null_address = 16;
 
 [[noreturn]] void hang_forever() {
   for (;;) ::pause();
