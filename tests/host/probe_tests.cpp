@@ -86,7 +86,13 @@ TEST_CASE("the probe passes a good module, which the host then loads", "[probe]"
 }
 
 TEST_CASE("a static constructor that throws is refused by the probe", "[probe]") {
+#if defined(__SANITIZE_THREAD__)
+  // TSan's dlopen interceptor has no unwind information: the exception cannot
+  // cross it, and the child (a TSan build of hotswap too) ends in terminate().
+  expect_probe_refusal("throws", "the child was killed by SIGABRT");
+#else
   expect_probe_refusal("throws", "a static constructor threw ctor 1.0.0: this static constructor throws on purpose");
+#endif
 }
 
 TEST_CASE("a static constructor that segfaults is refused by the probe", "[probe]") {
