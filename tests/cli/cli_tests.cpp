@@ -21,45 +21,20 @@
 
 #include "cli/exit_status.hpp"
 #include "os/pid_file.hpp"
+#include "process_support.hpp"
 
 namespace fs = boost::filesystem;
 using nlohmann::json;
 
+using hotswap::test::eventually;
+using hotswap::test::Result;
+using hotswap::test::run_shell;
+
 namespace {
-
-struct Result {
-  int code;  // the exit status; -1 when the command could not be run or did not exit
-  std::string out;
-};
-
-// Runs a shell command line; captures stdout+stderr. Asserts nothing, so that
-// a helper thread may call it; the test's main thread checks the Result.
-Result run_shell(const std::string& command_line) {
-  std::string cmd = command_line + " 2>&1";
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  if (pipe == nullptr) return {-1, "popen failed: " + std::string(std::strerror(errno))};
-  std::string out;
-  char buf[4096];
-  while (size_t n = std::fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
-  int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
 
 // Runs `hotswap ARGS --root ROOT` with optional environment assignments.
 Result run_hotswap(const fs::path& root, const std::string& args, const std::string& env = "") {
   return run_shell("env " + env + " " HOTSWAP_BINARY " " + args + " --root '" + root.string() + "'");
-}
-
-// Polls `condition`, the state of another process, until it holds or `limit`
-// has passed; returns whether it held. The limit is generous: reaching it
-// means the condition will not come, not that the machine was slow.
-bool eventually(const std::function<bool()>& condition, std::chrono::seconds limit = std::chrono::seconds(60)) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  for (;;) {
-    if (condition()) return true;
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
 }
 
 bool host_running(const fs::path& root) {

@@ -21,37 +21,16 @@
 #include <thread>
 
 #include "os/pid_file.hpp"
+#include "process_support.hpp"
 
 namespace fs = boost::filesystem;
 using nlohmann::json;
 
+using hotswap::test::eventually;
+using hotswap::test::Result;
+using hotswap::test::run_shell;
+
 namespace {
-
-struct Result {
-  int code;  // -1 when the command did not exit normally
-  std::string out;
-};
-
-Result run_shell(const std::string& command_line) {
-  FILE* pipe = ::popen((command_line + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return {-1, "popen failed"};
-  std::string out;
-  char buf[4096];
-  while (size_t n = std::fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
-  int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-// Polls the state of another process until `condition` holds or a generous
-// limit passes (reaching it means the condition will not come).
-bool eventually(const std::function<bool()>& condition, std::chrono::seconds limit = std::chrono::seconds(60)) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  for (;;) {
-    if (condition()) return true;
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-}
 
 std::string read_file(const fs::path& path) {
   std::ifstream in(path.string());
