@@ -9,17 +9,51 @@
 #   modules/<m>-<v>.so       the module libraries
 #   appups/<m>-<v>.appup.json
 #   runtime.json             the runtime config template
-#   bin/hotswap              the host binary
+#   bin/hotswap              the host binary (hotswap::hotswap), stripped
 # and <OUTPUT_DIR>/<name>-<version>.tar.gz of that folder's contents, ready for `hotswap unpack`.
-set(HOTSWAP_ASSEMBLE_RELEASE_SCRIPT ${CMAKE_CURRENT_LIST_DIR}/assemble_release.cmake)
+#
+# The build fails, naming the file and the field, when an appup or the config is
+# not strict JSON (CMake's own reader lets trailing commas and comments pass; the
+# host's does not), when an appup lacks "module" or "version", or when an appup
+# does not belong to a module version of this release (each appup must name a
+# module of MODULES with exactly that module's version).
+#
+# Variables read where the function is called:
+#   HOTSWAP_RELEASE_STRIP (default ON)  strip the host binary put in the release;
+#     the unstripped one stays where it was built (gdb: `symbol-file <build>/hotswap`).
+#   HOTSWAP_RELEASE_CHECK (default OFF) also run `hotswap check <release dir>` at
+#     build time (needs a host whose CLI has the `check` command).
+# hotswap_script_path() and the scripts folder.
+include(${CMAKE_CURRENT_LIST_DIR}/HotswapModule.cmake)
 
 function(hotswap_add_release target)
   cmake_parse_arguments(ARG "" "NAME;VERSION;CONFIG;OUTPUT_DIR" "MODULES;APPUPS" ${ARGN})
   if(NOT ARG_NAME OR NOT ARG_VERSION OR NOT ARG_MODULES)
     message(FATAL_ERROR "hotswap_add_release(${target}): NAME, VERSION and MODULES are required")
   endif()
+  if(NOT TARGET hotswap::hotswap)
+    message(FATAL_ERROR "hotswap_add_release(${target}): no hotswap::hotswap target "
+      "(use find_package(hotswap) or add_subdirectory() of the hotswap source tree)")
+  endif()
+  hotswap_script_path(assemble_script assemble_release.cmake)
+  hotswap_script_path(json_script strict_json.cmake)
   if(NOT ARG_OUTPUT_DIR)
     set(ARG_OUTPUT_DIR ${CMAKE_BINARY_DIR}/releases)
+  endif()
+  if(NOT DEFINED HOTSWAP_RELEASE_STRIP)
+    set(HOTSWAP_RELEASE_STRIP ON)
+  endif()
+  set(strip_program "")
+  if(HOTSWAP_RELEASE_STRIP)
+    if(NOT CMAKE_STRIP)
+      message(FATAL_ERROR "hotswap_add_release(${target}): no strip program (CMAKE_STRIP); "
+        "set HOTSWAP_RELEASE_STRIP OFF to ship the host binary unstripped")
+    endif()
+    set(strip_program ${CMAKE_STRIP})
+  endif()
+  set(check_command "")
+  if(HOTSWAP_RELEASE_CHECK)
+    set(check_command "$<TARGET_FILE:hotswap::hotswap>")
   endif()
   set(module_specs "")
   foreach(m IN LISTS ARG_MODULES)
@@ -42,9 +76,10 @@ function(hotswap_add_release target)
     COMMAND ${CMAKE_COMMAND}
       -DNAME=${ARG_NAME} -DVERSION=${ARG_VERSION} -DOUTPUT_DIR=${ARG_OUTPUT_DIR}
       "-DMODULES=${module_arg}" "-DAPPUPS=${appup_arg}" -DCONFIG=${config}
-      -DHOTSWAP_BINARY=$<TARGET_FILE:hotswap>
-      -P ${HOTSWAP_ASSEMBLE_RELEASE_SCRIPT}
-    DEPENDS ${ARG_MODULES} hotswap ${appups} ${config} ${HOTSWAP_ASSEMBLE_RELEASE_SCRIPT}
+      -DHOTSWAP_BINARY=$<TARGET_FILE:hotswap::hotswap> "-DSTRIP=${strip_program}"
+      "-DCHECK_COMMAND=${check_command}"
+      -P ${assemble_script}
+    DEPENDS ${ARG_MODULES} hotswap::hotswap ${appups} ${config} ${assemble_script} ${json_script}
     COMMENT "Assembling release ${ARG_NAME} ${ARG_VERSION}"
     VERBATIM)
   add_custom_target(${target} ALL DEPENDS ${stamp})
