@@ -172,15 +172,7 @@ class Planner {
                       module.version + " ships without one");
     }
     Appup appup = appups_(module);
-    if (appup.module != module.name) {
-      throw InputError(appup.source, "module",
-                       "is '" + appup.module + "' but the release ships this appup with module " + module.name);
-    }
-    if (appup.version != module.version) {
-      throw InputError(
-          appup.source, "version",
-          "is " + appup.version + " but the release ships this appup with " + module.name + " " + module.version);
-    }
+    check_appup_is_of(appup, module);
     return appup;
   }
 
@@ -488,6 +480,18 @@ nlohmann::json Plan::to_json() const {
           {"from", from_release},
           {"to", to_release},
           {"steps", std::move(step_list)}};
+}
+
+void check_appup_is_of(const Appup& appup, const ModuleEntry& module) {
+  if (appup.module != module.name) {
+    throw InputError(appup.source, "module",
+                     "is '" + appup.module + "' but the release ships this appup with module " + module.name);
+  }
+  if (appup.version != module.version) {
+    throw InputError(
+        appup.source, "version",
+        "is " + appup.version + " but the release ships this appup with " + module.name + " " + module.version);
+  }
 }
 
 Plan make_plan(const ReleaseManifest& current, const ReleaseManifest& target, const AppupSource& appups) {

@@ -33,6 +33,7 @@ const CommandInfo kCommands[] = {
     {"remove", "delete an unpacked or old release", true},
     {"task", "run a module's task on a fresh instance of a release, serving no traffic", false},
     {"log-level", "set the running host's log level (trace..off)", true},
+    {"check", "check a release folder or tarball before anything runs (no host needed)", false},
 };
 
 const CommandInfo* find_command(const std::string& name) {
@@ -46,7 +47,7 @@ const std::vector<std::string> kLogLevels = {"trace", "debug", "info", "warn", "
 constexpr const char* kFooter =
     "ROOT is --root DIR, else $HOTSWAP_ROOT, else the current folder.\n"
     "`hotswap COMMAND --help` shows a command's operands and options.\n"
-    "exit status: 0 ok, 1 failed, 64 usage, 69 no host running, 74 committed but not recorded in RELEASES.json,\n"
+    "exit status: 0 ok, 1 failed (check: the release has problems), 64 usage, 69 no host running, 74 committed but not recorded in RELEASES.json,\n"
     "75 busy, 78 config error";
 
 // One CLI11 application binding every command's operands and options to one
@@ -98,7 +99,22 @@ class Grammar {
     } else if (name == "unpack") {
       cmd->add_option("FILE", invocation_.file, "a release tarball (FILE.tar.gz)")->required();
       json_flag();
-    } else if (name == "plan" || name == "downgrade" || name == "make-permanent" || name == "remove") {
+    } else if (name == "plan") {
+      cmd->add_option("VSN", invocation_.version, "a release version, planned by the running host");
+      cmd->add_option("--from", invocation_.plan_from, "plan offline from this release (folder or tarball)")
+          ->type_name("RELEASE");
+      cmd->add_option("--to", invocation_.plan_to, "plan offline to this release (folder or tarball)")
+          ->type_name("RELEASE");
+      json_flag();
+    } else if (name == "check") {
+      cmd->add_option("RELEASE", invocation_.check_release, "a release folder or tarball")->required();
+      cmd->add_option("--against", invocation_.check_against,
+                      "also plan both ways between RELEASE and this release, and check the plans (repeatable)")
+          ->type_name("OTHER")
+          ->expected(1)
+          ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+      json_flag();
+    } else if (name == "downgrade" || name == "make-permanent" || name == "remove") {
       version_operand("a release version");
       json_flag();
     } else if (name == "upgrade") {

@@ -25,13 +25,19 @@ struct Invocation {
   std::string task_name;    // task: NAME
   std::string task_args;    // task: JSON; empty: none
   std::string release;      // task: --release VSN; empty: the permanent release
+  // check: RELEASE (a release folder or tarball) and --against OTHER...
+  std::string check_release;
+  std::vector<std::string> check_against;
+  // plan --from RELEASE --to RELEASE (folders or tarballs): planned offline, no host
+  std::string plan_from;
+  std::string plan_to;
 };
 
 // A name `hotswap` knows as a command.
 bool is_command(const std::string& name);
 
 // A command that is one request to the running host, so the remote shell
-// offers it: every command but start, daemon, remote and task.
+// offers it: every command but start, daemon, remote, task and check.
 bool is_admin_request(const std::string& command);
 
 // The whole command's help: every command with a line about it, and the exit statuses.

@@ -4,8 +4,12 @@
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
+#include <memory>
 #include <thread>
+#include <vector>
 
+#include "check/offline_plan.hpp"
+#include "check/release_check.hpp"
 #include "cli/exit_status.hpp"
 #include "cli/remote_shell.hpp"
 #include "cli/reply_printer.hpp"
@@ -107,6 +111,48 @@ int run_task(const fs::path& root, const Invocation& invocation) {
   return kOk;
 }
 
+// ---- check and the offline plan: no host, no release root -----------------------
+
+std::shared_ptr<host::LibraryLoader> scratch_loader() {
+  // A library that crashes or hangs while it loads costs only the probe child.
+  return std::make_shared<host::LibraryLoader>(fs::path(), os::real_os_sys_calls(),
+                                               host::ChildProcessProbe::of_this_program());
+}
+
+int run_check(const Invocation& invocation) {
+  std::vector<fs::path> against(invocation.check_against.begin(), invocation.check_against.end());
+  const host::ReleaseCheck check = host::check_release(invocation.check_release, *scratch_loader(), against);
+  if (invocation.json)
+    std::cout << check.to_json().dump(2) << "\n";
+  else
+    (check.ok() ? std::cout : std::cerr) << check.describe();
+  return check.ok() ? kOk : kFailed;
+}
+
+// `plan --from A --to B` plans offline; `plan VSN` asks the running host.
+bool plans_offline(const Invocation& invocation) {
+  if (invocation.command != "plan" || (invocation.plan_from.empty() && invocation.plan_to.empty())) return false;
+  if (invocation.plan_from.empty() || invocation.plan_to.empty())
+    throw UsageError("an offline plan needs both --from RELEASE and --to RELEASE");
+  if (!invocation.version.empty())
+    throw UsageError("give VSN (planned by the running host) or --from and --to (offline), not both");
+  return true;
+}
+
+int run_offline_plan(const Invocation& invocation) {
+  const host::OfflinePlan plan = host::plan_offline(invocation.plan_from, invocation.plan_to, *scratch_loader());
+  if (invocation.json) {
+    std::cout << plan.to_json().dump(2) << "\n";
+  } else if (plan.ok()) {
+    std::cout << plan.describe();
+  } else {
+    std::cerr << plan.describe();
+    for (const host::CheckProblem& problem : plan.problems)
+      if (!problem.field.empty()) std::cerr << "  at " << problem.describe() << "\n";
+  }
+  return plan.ok() ? kOk : kFailed;
+}
+
 }  // namespace
 
 fs::path root_of(const Invocation& invocation) {
@@ -122,6 +168,9 @@ json admin_request_for(const Invocation& invocation) {
     return {{"cmd", command}};
   if (command == "unpack") return {{"cmd", "unpack"}, {"file", fs::absolute(invocation.file).string()}};
   if (command == "log-level") return {{"cmd", "log-level"}, {"level", invocation.level}};
+  if (command == "plan" && invocation.version.empty())
+    throw UsageError("plan needs VSN (planned by the running host), or --from RELEASE --to RELEASE outside the "
+                     "remote shell (planned offline)");
   // plan, upgrade, downgrade, make-permanent, remove
   json request = {{"cmd", command}, {"version", invocation.version}};
   if (!invocation.pre_task.empty()) request["pre_task"] = pre_task_request(invocation.pre_task);
@@ -145,6 +194,8 @@ int run_command(const Invocation& invocation) {
   if (command == "daemon") return run_host_as_daemon(root, invocation.log_level);
   if (command == "remote") return run_remote_shell(root);
   if (command == "task") return run_task(root, invocation);
+  if (command == "check") return run_check(invocation);
+  if (plans_offline(invocation)) return run_offline_plan(invocation);
   if (command == "stop") return run_stop(root);
   json request = admin_request_for(invocation);  // usage errors before trying to connect
   try {

@@ -381,6 +381,10 @@ appup::ReleaseManifest read_unpacked_manifest(os::OsSysCalls& os, const fs::path
 
 }  // namespace
 
+void unpack_release_tarball(const fs::path& tarball, const fs::path& into, os::OsSysCalls& os) {
+  Unpacker(os, tarball, into).run();
+}
+
 const char* to_string(ReleaseState state) {
   switch (state) {
     case ReleaseState::Unpacked:

@@ -117,4 +117,12 @@ class ReleaseStore {
   std::function<void()> sync_hook_;
 };
 
+// Extracts a release tarball into the empty folder `into`, with every rule
+// and limit ReleaseStore::unpack applies (only files and folders, no absolute
+// path or "..", at most 1 GiB and 100 000 entries; modes masked with 0755).
+// Checks nothing of the release itself. Throws ReleaseError naming the
+// tarball and, for a bad entry, the entry. (`hotswap check` unpacks with it.)
+void unpack_release_tarball(const boost::filesystem::path& tarball, const boost::filesystem::path& into,
+                            os::OsSysCalls& os = os::real_os_sys_calls());
+
 }  // namespace hotswap::host

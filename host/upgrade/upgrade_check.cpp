@@ -23,9 +23,11 @@ struct CodeAtStep {
 };
 
 // Loads and checks every library the plan needs; fills libraries and affected.
-// Throws with a message naming the step on the first problem.
+// Throws with a message naming the step on the first problem; `step_index` is
+// then that step's index.
 void check_plan(const appup::Plan& plan, const RunningCode& running, LibraryLoader& loader,
-                std::vector<std::shared_ptr<LoadedLibrary>>& libraries, std::vector<std::string>& affected) {
+                std::vector<std::shared_ptr<LoadedLibrary>>& libraries, std::vector<std::string>& affected,
+                size_t& step_index) {
   std::set<std::string> touched;
   std::map<std::string, CodeAtStep> code;  // what each module runs after the steps so far
   auto code_of = [&](const std::string& module) -> CodeAtStep& {
@@ -37,7 +39,8 @@ void check_plan(const appup::Plan& plan, const RunningCode& running, LibraryLoad
     return code.emplace(module, now).first->second;
   };
 
-  for (const PlanStep& step : plan.steps) {
+  for (step_index = 0; step_index < plan.steps.size(); ++step_index) {
+    const PlanStep& step = plan.steps[step_index];
     std::string where = "step '" + step.describe() + "': ";
     CodeAtStep& current = code_of(step.module);
     std::shared_ptr<LoadedLibrary> library;
@@ -49,10 +52,10 @@ void check_plan(const appup::Plan& plan, const RunningCode& running, LibraryLoad
       if (!step.code) throw std::runtime_error(where + "the plan names no file to load");
       library = loader.load(step.code->file, {step.code->name, step.code->version, step.code->sha256});
       const hotswap_module_descriptor& next = library->descriptor();
-      if (step.kind == StepKind::LoadModule && library->state_schema() != current.library->state_schema())
-        throw std::runtime_error(where + "load_module hands state over unchanged, but the state schema changes from " +
-                                 std::to_string(current.library->state_schema()) + " to " +
-                                 std::to_string(library->state_schema()) + "; the appup must use update");
+      if (step.kind == StepKind::LoadModule)
+        if (std::string refusal = load_module_schema_refusal(current.library->state_schema(), library->state_schema());
+            !refusal.empty())
+          throw std::runtime_error(where + refusal);
       if (step.kind == StepKind::Update && step.direction == appup::Direction::Upgrade && next.migrate_up == nullptr)
         throw std::runtime_error(where + library->name() + " " + library->version() + " has no migrate_up");
       if (step.kind == StepKind::Update && step.direction == appup::Direction::Downgrade &&
@@ -75,6 +78,12 @@ std::string hex(uint64_t v) {
 }
 
 }  // namespace
+
+std::string load_module_schema_refusal(uint32_t from_schema, uint32_t to_schema) {
+  if (from_schema == to_schema) return {};
+  return "load_module hands state over unchanged, but the state schema changes from " + std::to_string(from_schema) +
+         " to " + std::to_string(to_schema) + "; the appup must use update";
+}
 
 const char* to_string(StateHandover::Path path) {
   switch (path) {
@@ -167,11 +176,13 @@ PreparedUpgrade check_upgrade(const appup::Plan& plan, const RunningCode& runnin
   report.to_release = plan.to_release;
   emit_progress(progress, {{"event", "check"}, {"steps", plan.steps.size()}});
   Clock::time_point check_start = Clock::now();
+  size_t step_index = 0;
   try {
-    check_plan(plan, running, loader, prepared.libraries_, prepared.affected_);
+    check_plan(plan, running, loader, prepared.libraries_, prepared.affected_, step_index);
   } catch (const std::exception& e) {
     report.error = e.what();
     prepared.libraries_.clear();
+    if (step_index < plan.steps.size()) prepared.failed_step_ = step_index;
   }
   if (prepared.ok()) plan_handovers(prepared, running);
   report.check_time = Clock::now() - check_start;

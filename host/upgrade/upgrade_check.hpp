@@ -6,6 +6,7 @@
 #include <hotswap/appup/planner.hpp>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,8 @@ class PreparedUpgrade {
  public:
   bool ok() const { return report_.error.empty(); }
   const UpgradeReport& report() const { return report_; }
+  // When the check failed at a step of the plan, its index (the error names it too).
+  std::optional<size_t> failed_step() const { return failed_step_; }
 
  private:
   friend class UpgradeExecutor;
@@ -62,7 +65,14 @@ class PreparedUpgrade {
   std::vector<std::string> extras_;                        // step.extra as JSON text, made before the pause
   std::vector<StateHandover> handovers_;                   // indexed like plan_.steps
   UpgradeReport report_;
+  std::optional<size_t> failed_step_;
 };
+
+// Why a load_module step cannot hand over a state whose schema changes from
+// `from_schema` to `to_schema`, or empty when the schemas are equal. The check
+// phase refuses such a step with it; `hotswap check` and the offline plan say
+// the same.
+std::string load_module_schema_refusal(uint32_t from_schema, uint32_t to_schema);
 
 // The check phase alone, against `running` (what each module runs when the
 // plan starts). It reads nothing but `running`, the plan's files and the

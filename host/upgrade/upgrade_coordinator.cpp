@@ -235,16 +235,21 @@ void UpgradeCoordinator::start(const UpgradeRequest& request, RunningRelease run
   hop([this, job] { prepare(*job); }, [this, job] { prepared(job); });
 }
 
-void UpgradeCoordinator::check_upgradable(const Job& job, const appup::Plan& plan) const {
+void check_upgradable_in_place(const appup::Plan& plan, const std::set<std::string>& listener_owners,
+                               const RuntimeConfig& running_config, const RuntimeConfig& target_config) {
   for (const appup::PlanStep& step : plan.steps)
-    if (step.kind == appup::StepKind::DeleteModule && job.running.listener_owners.count(step.module) != 0)
+    if (step.kind == appup::StepKind::DeleteModule && listener_owners.count(step.module) != 0)
       throw std::runtime_error("refusing to delete module " + step.module +
                                ": it owns a listener and its connections; change the listener's module in "
                                "runtime.json and restart first");
-  if (!job.running.config.same_listeners(job.target_config))
+  if (!running_config.same_listeners(target_config))
     throw std::runtime_error(
         "the target release's runtime config changes the listeners; a listener change needs a "
         "restart (a blue-green handover is not available yet)");
+}
+
+void UpgradeCoordinator::check_upgradable(const Job& job, const appup::Plan& plan) const {
+  check_upgradable_in_place(plan, job.running.listener_owners, job.running.config, job.target_config);
 }
 
 void UpgradeCoordinator::prepare(Job& job) {

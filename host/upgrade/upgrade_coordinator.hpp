@@ -71,6 +71,13 @@ struct ReleaseBookkeeping {
 void check_config_matches(const RuntimeConfig& config, const appup::ReleaseManifest& manifest,
                           const boost::filesystem::path& config_file);
 
+// Refuses what an in-place upgrade cannot do (a blue-green handover's job):
+// deleting a module that owns a listener (`listener_owners`), or a target
+// runtime config whose listeners differ from the running one's. Throws
+// std::runtime_error. The coordinator and the offline `hotswap plan` run it.
+void check_upgradable_in_place(const appup::Plan& plan, const std::set<std::string>& listener_owners,
+                               const RuntimeConfig& running_config, const RuntimeConfig& target_config);
+
 // The manifest of the unpacked release `version`; throws naming the release
 // when it is not unpacked. Reads files: not on the loop while traffic flows.
 appup::ReleaseManifest load_unpacked_release(const ReleaseStore& store, const std::string& version);

@@ -73,4 +73,10 @@ using AppupSource = std::function<Appup(const ModuleEntry&)>;
 // members, inconsistent add/delete) or InputError (a malformed appup).
 Plan make_plan(const ReleaseManifest& current, const ReleaseManifest& target, const AppupSource& appups);
 
+// Checks that `appup` is the one `module` ships with: same module name and
+// version. make_plan checks every appup it reads with it; `hotswap check`
+// checks every appup of a release. Throws InputError naming the appup and its
+// field ("module" or "version").
+void check_appup_is_of(const Appup& appup, const ModuleEntry& module);
+
 }  // namespace hotswap::appup
