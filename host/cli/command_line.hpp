@@ -4,6 +4,7 @@
 // the admin protocol: admin/admin_commands.cpp).
 #pragma once
 
+#include <cstdint>
 #include <iosfwd>
 #include <optional>
 #include <string>
@@ -25,6 +26,9 @@ struct Invocation {
   std::string task_name;    // task: NAME
   std::string task_args;    // task: JSON; empty: none
   std::string release;      // task: --release VSN; empty: the permanent release
+  // trace (net/event_trace.hpp): ACTION start|stop; start also takes FILE (in `file`)
+  std::string trace_action;
+  uint64_t trace_max_bytes = 0;  // trace start: --max-bytes N; 0: the host's default (64 MiB)
 };
 
 // A name `hotswap` knows as a command.
