@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "net/event_trace.hpp"
 #include "runtime.hpp"
 
 namespace hotswap::host {
@@ -45,7 +46,13 @@ void start_upgrade(Runtime& runtime, const nlohmann::json& request, const AdminR
 }  // namespace
 
 AdminHandler make_admin_handler(Runtime& runtime) {
-  return [&runtime](const nlohmann::json& request, const AdminResponder& respond) {
+  // trace start|stop: the recorder lives as long as the handler (the admin
+  // server's), and writes a recording still running when that ends.
+  auto traces = std::make_shared<TraceRecorder>(
+      runtime.server(), [&runtime](std::function<void()> work, std::function<void()> then) {
+        return runtime.coordinator().run_on_worker(std::move(work), std::move(then));
+      });
+  return [&runtime, traces](const nlohmann::json& request, const AdminResponder& respond) {
     const std::string cmd = request["cmd"];
     try {
       if (cmd == "status") return respond.ok(runtime.status());
@@ -100,6 +107,20 @@ AdminHandler make_admin_handler(Runtime& runtime) {
         respond.ok({{"stopping", true}});
         boost::asio::post(runtime.io(), [&runtime] { runtime.stop(); });
         return;
+      }
+      // --- trace recording (net/event_trace.hpp) ---
+      if (cmd == "trace-start" || cmd == "trace-stop") {
+        auto reply = [respond](const nlohmann::json& result, const std::string& error) {
+          if (error.empty()) return respond.ok(result);
+          respond.error(error);
+        };
+        if (cmd == "trace-stop") return traces->stop(reply);
+        uint64_t max_bytes = kTraceDefaultMaxBytes;
+        if (auto it = request.find("max_bytes"); it != request.end()) {
+          if (!it->is_number_unsigned()) throw std::invalid_argument("\"max_bytes\" must be a positive integer");
+          max_bytes = it->get<uint64_t>();
+        }
+        return traces->start(string_arg(request, "file"), max_bytes, reply);
       }
       respond.error("unknown command '" + cmd + "'", "bad_request");
     } catch (const std::invalid_argument& e) {

@@ -34,6 +34,7 @@ const CommandInfo kCommands[] = {
     {"task", "run a module's task on a fresh instance of a release, serving no traffic", false},
     {"log-level", "set the running host's log level (trace..off)", true},
     {"check", "check a release folder or tarball before anything runs (no host needed)", false},
+    {"trace", "record incoming events to a file (trace start FILE [--max-bytes N]), or stop (trace stop)", true},
 };
 
 const CommandInfo* find_command(const std::string& name) {
@@ -130,12 +131,27 @@ class Grammar {
       cmd->add_option("--release", invocation_.release, "the release whose code runs the task (default: the permanent one)")
           ->type_name("VSN");
       json_flag();
+    } else if (name == "trace") {
+      add_trace_operands(cmd);
+      json_flag();
     } else if (name == "log-level") {
       cmd->add_option("LEVEL", invocation_.level, "trace, debug, info, warn, error, critical or off")
           ->required()
           ->check(CLI::IsMember(kLogLevels));
       json_flag();
     }
+  }
+
+  // trace start FILE [--max-bytes N] | trace stop (net/event_trace.hpp).
+  void add_trace_operands(CLI::App* cmd) {
+    cmd->add_option("ACTION", invocation_.trace_action, "start or stop")
+        ->required()
+        ->check(CLI::IsMember({"start", "stop"}));
+    cmd->add_option("FILE", invocation_.file, "start: the trace file to write (newline-delimited JSON)");
+    cmd->add_option("--max-bytes", invocation_.trace_max_bytes,
+                    "start: largest trace file; recording stops there (default 64 MiB)")
+        ->type_name("N")
+        ->check(CLI::Range(uint64_t(4096), uint64_t(1) << 30));
   }
 
   CLI::App app_;

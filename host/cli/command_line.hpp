@@ -4,6 +4,7 @@
 // the admin protocol: admin/admin_commands.cpp).
 #pragma once
 
+#include <cstdint>
 #include <iosfwd>
 #include <optional>
 #include <string>
@@ -31,6 +32,9 @@ struct Invocation {
   // plan --from RELEASE --to RELEASE (folders or tarballs): planned offline, no host
   std::string plan_from;
   std::string plan_to;
+  // trace (net/event_trace.hpp): ACTION start|stop; start also takes FILE (in `file`)
+  std::string trace_action;
+  uint64_t trace_max_bytes = 0;  // trace start: --max-bytes N; 0: the host's default (64 MiB)
 };
 
 // A name `hotswap` knows as a command.

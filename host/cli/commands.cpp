@@ -153,6 +153,19 @@ int run_offline_plan(const Invocation& invocation) {
   return plan.ok() ? kOk : kFailed;
 }
 
+// trace start FILE [--max-bytes N] | trace stop, as the admin request.
+json trace_request(const Invocation& invocation) {
+  if (invocation.trace_action == "stop") {
+    if (!invocation.file.empty() || invocation.trace_max_bytes != 0)
+      throw UsageError("trace stop takes no FILE or --max-bytes (the host writes the file trace start named)");
+    return {{"cmd", "trace-stop"}};
+  }
+  if (invocation.file.empty()) throw UsageError("trace start needs the FILE to write");
+  json request = {{"cmd", "trace-start"}, {"file", fs::absolute(invocation.file).string()}};
+  if (invocation.trace_max_bytes != 0) request["max_bytes"] = invocation.trace_max_bytes;
+  return request;
+}
+
 }  // namespace
 
 fs::path root_of(const Invocation& invocation) {
@@ -171,6 +184,7 @@ json admin_request_for(const Invocation& invocation) {
   if (command == "plan" && invocation.version.empty())
     throw UsageError("plan needs VSN (planned by the running host), or --from RELEASE --to RELEASE outside the "
                      "remote shell (planned offline)");
+  if (command == "trace") return trace_request(invocation);
   // plan, upgrade, downgrade, make-permanent, remove
   json request = {{"cmd", command}, {"version", invocation.version}};
   if (!invocation.pre_task.empty()) request["pre_task"] = pre_task_request(invocation.pre_task);

@@ -116,6 +116,13 @@ void print_reply(const std::string& command, const json& reply, bool as_json) {
     std::cout << "log level " << r["level"].get<std::string>() << "\n";
   else if (command == "stop")
     std::cout << "stopping\n";
+  else if (command == "trace" && r.contains("events"))
+    std::cout << "trace written to " << r.value("file", "?") << ": " << r.value("events", uint64_t(0))
+              << " event(s), " << r.value("bytes", uint64_t(0)) << " bytes"
+              << (r.value("truncated", false) ? " (truncated at its size cap)" : "") << "\n";
+  else if (command == "trace")
+    std::cout << "recording events to " << r.value("file", "?") << " (at most " << r.value("max_bytes", uint64_t(0))
+              << " bytes); hotswap trace stop writes it\n";
 }
 
 }  // namespace hotswap::cli

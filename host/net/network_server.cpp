@@ -13,6 +13,7 @@
 #include <deque>
 #include <stdexcept>
 
+#include "net/event_trace.hpp"
 #include "net/framing.hpp"
 
 namespace hotswap::host {
@@ -68,6 +69,7 @@ class NetworkServer::Connection : public std::enable_shared_from_this<Connection
     auto peer = socket_.remote_endpoint(ec);
     std::string peer_text = ec ? "unknown" : peer.address().to_string() + ":" + std::to_string(peer.port());
     socket_.set_option(tcp::no_delay(true), ec);
+    if (server_.trace_) server_.trace_->connect(module(), id_, listener_->config.name, peer_text);
     if (ModuleSlot* slot = server_.registry_.find(module()))
       server_.registry_.deliver_connect(*slot, id_, listener_->config.name, peer_text);
     if (listener_->config.idle_timeout.count() > 0 && !closing_) {
@@ -155,6 +157,7 @@ class NetworkServer::Connection : public std::enable_shared_from_this<Connection
       if (cut.kind == FrameCut::Kind::Error) return protocol_error(cut.error);
       if (cut.kind == FrameCut::Kind::Incomplete) break;
       ++server_.stats_.frames_in;
+      if (server_.trace_) server_.trace_->message(module(), id_, cut.frame);
       if (slot != nullptr) server_.registry_.deliver_message(*slot, id_, cut.frame);
       start = cut.next;
     }
@@ -435,6 +438,7 @@ void NetworkServer::connection_closed(hotswap_conn_id id, hotswap_disconnect_rea
   // callbacks (it called close, or its send overflowed the queue), and modules
   // are never called back re-entrantly.
   asio::post(io_, [this, id, reason, module] {
+    if (trace_) trace_->disconnect(module, id, reason);
     if (ModuleSlot* slot = registry_.find(module)) registry_.deliver_disconnect(*slot, id, reason);
   });
   if (shutting_down_ && connections_.empty() && on_all_closed_) {
@@ -483,6 +487,7 @@ void NetworkServer::arm_timer(const std::shared_ptr<Timer>& timer, uint64_t dela
       timers_.erase(timer->id);
       return;
     }
+    if (trace_) trace_->timer(timer->module, timer->id, timer->tag, last);
     registry_.deliver_timer(*slot, timer->id, timer->tag, last);
     auto still = timers_.find(timer->id);
     if (!last && still != timers_.end() && still->second == timer) arm_timer(timer, timer->repeat_ms);
@@ -517,7 +522,10 @@ void NetworkServer::arm_tick(const std::shared_ptr<Tick>& tick) {
     if (!tick) return;
     auto it = ticks_.find(tick->module);
     if (it == ticks_.end() || it->second != tick) return;
-    if (ModuleSlot* slot = registry_.find(tick->module)) registry_.deliver_tick(*slot);
+    if (ModuleSlot* slot = registry_.find(tick->module)) {
+      if (trace_) trace_->tick(tick->module);
+      registry_.deliver_tick(*slot);
+    }
     // The delivery may have reached code that changed or stopped this tick.
     it = ticks_.find(tick->module);
     if (it == ticks_.end() || it->second != tick) return;

@@ -19,6 +19,8 @@
 
 namespace hotswap::host {
 
+class EventTrace;
+
 struct ServerLimits {
   size_t max_output_bytes = 1 << 20;  // per connection; over it the reader is closed
   // Unsent output across every connection. A send that would pass it first
@@ -83,6 +85,13 @@ class NetworkServer : public HostServices {
   // connection; `done` runs when all are closed or `timeout` passes.
   void shutdown(std::chrono::milliseconds timeout, std::function<void()> done);
 
+  // Trace recording (net/event_trace.hpp): while set, every event this server
+  // hands to a module (connect, message, disconnect, tick, timer) is also
+  // given to `trace`, in the same order; nullptr stops. Loop thread only; the
+  // trace must stay alive until it is unset.
+  void set_event_trace(EventTrace* trace) { trace_ = trace; }
+  EventTrace* event_trace() const { return trace_; }
+
   size_t connection_count() const { return connections_.size(); }
   const ServerStats& stats() const { return stats_; }
   // Unsent output queued on every connection now (counted against max_total_output_bytes).
@@ -135,6 +144,7 @@ class NetworkServer : public HostServices {
   bool shutting_down_ = false;
   std::function<void()> on_all_closed_;
   std::unique_ptr<boost::asio::steady_timer> shutdown_timer_;
+  EventTrace* trace_ = nullptr;  // set_event_trace
 };
 
 }  // namespace hotswap::host
