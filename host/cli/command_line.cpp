@@ -29,6 +29,7 @@ const CommandInfo kCommands[] = {
     {"upgrade", "upgrade to the newer release VSN", true},
     {"downgrade", "downgrade to the older release VSN", true},
     {"releases", "list releases and their states", true},
+    {"rehearse", "rehearse the upgrade or downgrade to VSN in a forked copy of the host; change nothing", true},
     {"make-permanent", "boot VSN on restart (it must be running)", true},
     {"remove", "delete an unpacked or old release", true},
     {"task", "run a module's task on a fresh instance of a release, serving no traffic", false},
@@ -47,7 +48,7 @@ constexpr const char* kFooter =
     "ROOT is --root DIR, else $HOTSWAP_ROOT, else the current folder.\n"
     "`hotswap COMMAND --help` shows a command's operands and options.\n"
     "exit status: 0 ok, 1 failed, 64 usage, 69 no host running, 74 committed but not recorded in RELEASES.json,\n"
-    "75 busy, 78 config error";
+    "75 busy, 78 config error, 65 refused by its live rehearsal (the host changed nothing)";
 
 // One CLI11 application binding every command's operands and options to one
 // Invocation. Built afresh for each parse: a parse leaves state in the App.
@@ -98,14 +99,18 @@ class Grammar {
     } else if (name == "unpack") {
       cmd->add_option("FILE", invocation_.file, "a release tarball (FILE.tar.gz)")->required();
       json_flag();
-    } else if (name == "plan" || name == "downgrade" || name == "make-permanent" || name == "remove") {
+    } else if (name == "plan" || name == "downgrade" || name == "make-permanent" || name == "remove" ||
+               name == "rehearse") {
       version_operand("a release version");
       json_flag();
+      if (name == "downgrade")
+        cmd->add_flag("--no-rehearse", invocation_.no_rehearse, "skip the live rehearsal of this downgrade");
     } else if (name == "upgrade") {
       version_operand("the newer release version");
       cmd->add_option("--pre-task", invocation_.pre_task,
                       "run this task of the new code first; the upgrade goes ahead only if it succeeds")
           ->type_name("MODULE:TASK[:JSON]");
+      cmd->add_flag("--no-rehearse", invocation_.no_rehearse, "skip the live rehearsal of this upgrade");
       json_flag();
     } else if (name == "task") {
       cmd->add_option("MODULE", invocation_.task_module, "the module")->required();

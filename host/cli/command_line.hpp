@@ -25,6 +25,7 @@ struct Invocation {
   std::string task_name;    // task: NAME
   std::string task_args;    // task: JSON; empty: none
   std::string release;      // task: --release VSN; empty: the permanent release
+  bool no_rehearse = false;  // upgrade, downgrade: --no-rehearse (skip the live rehearsal)
 };
 
 // A name `hotswap` knows as a command.
