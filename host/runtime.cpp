@@ -178,6 +178,13 @@ void Runtime::upgrade(const UpgradeRequest& request, const ProgressListener& pro
   coordinator_.start(request, running_release(), progress, std::move(done));
 }
 
+void Runtime::rehearse(const std::string& version, const ProgressListener& progress, Done done) {
+  UpgradeRequest request;
+  request.version = version;
+  request.rehearse_only = true;
+  coordinator_.start(request, running_release(), progress, std::move(done));
+}
+
 // Called by the coordinator while Applying, once the new code committed.
 void Runtime::commit_release(const appup::ReleaseManifest& target, const RuntimeConfig& target_config) {
   for (const auto& m : manifest_->modules)
@@ -369,7 +376,8 @@ nlohmann::json Runtime::status() const {
         {"memory_trims", s.memory_trims}}},
       {"busy", busy()},
       {"leaked_libraries", loader_.leaked()},
-      {"last_upgrade", last_upgrade ? last_upgrade->to_json() : nlohmann::json(nullptr)}};
+      {"last_upgrade", last_upgrade ? last_upgrade->to_json() : nlohmann::json(nullptr)},
+      {"last_rehearsal", coordinator_.last_rehearsal()}};
   return status;
 }
 

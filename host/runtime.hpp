@@ -74,6 +74,12 @@ class Runtime {
   void upgrade(const UpgradeRequest& request, const ProgressListener& progress, Done done);
   bool busy() const { return coordinator_.busy(); }
 
+  // Live rehearsal alone (`hotswap rehearse VSN`): plans the way to `version`
+  // and runs it in a forked copy of this host (upgrade/rehearsal.hpp), never
+  // here. `done` gets the report, whose `rehearsal` holds the outcome (null
+  // when none could run: the plan was refused, or the host is busy or stopping).
+  void rehearse(const std::string& version, const ProgressListener& progress, Done done);
+
   struct ReloadResult {
     nlohmann::json result;  // {"action": "upgrade"|"config"|"none", ...}
     std::string error;      // empty on success

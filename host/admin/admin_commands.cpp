@@ -29,7 +29,28 @@ std::optional<ReleaseTask> pre_task_arg(const nlohmann::json& request) {
 
 void reply_with_report(const AdminResponder& respond, const UpgradeReport& report) {
   if (report.committed()) return respond.ok(report.to_json());
-  respond.error(report.summary(), to_string(report.outcome));
+  // A refusal by the live rehearsal has its own code (and CLI exit status).
+  respond.error(report.summary(), report.rehearsal_failed ? "rehearsal_failed" : to_string(report.outcome));
+}
+
+// The request's optional boolean `key` (default `otherwise`).
+bool bool_arg(const nlohmann::json& request, const char* key, bool otherwise) {
+  auto it = request.find(key);
+  if (it == request.end() || it->is_null()) return otherwise;
+  if (!it->is_boolean()) throw std::invalid_argument(std::string("\"") + key + "\" must be true or false");
+  return it->get<bool>();
+}
+
+// `rehearse VERSION`: the rehearsal's report, or the reason none ran.
+void start_rehearsal(Runtime& runtime, const nlohmann::json& request, const AdminResponder& respond) {
+  runtime.rehearse(
+      string_arg(request, "version"), [respond](const nlohmann::json& event) { respond.event(event); },
+      [respond](const UpgradeReport& report) {
+        if (report.rehearsal.is_null()) return respond.error(report.summary(), to_string(report.outcome));
+        if (report.rehearsal.value("outcome", "") == "passed") return respond.ok(report.rehearsal);
+        respond.error(report.rehearsal.value("outcome", "failed") + std::string(": ") + report.error,
+                      "rehearsal_failed");
+      });
 }
 
 void start_upgrade(Runtime& runtime, const nlohmann::json& request, const AdminResponder& respond,
@@ -38,6 +59,7 @@ void start_upgrade(Runtime& runtime, const nlohmann::json& request, const AdminR
   upgrade.version = string_arg(request, "version");
   upgrade.pre_task = pre_task_arg(request);
   upgrade.expected_direction = direction;
+  upgrade.rehearse = bool_arg(request, "rehearse", true);  // false: --no-rehearse
   runtime.upgrade(
       upgrade, [respond](const nlohmann::json& event) { respond.event(event); },
       [respond](const UpgradeReport& report) { reply_with_report(respond, report); });
@@ -70,6 +92,7 @@ AdminHandler make_admin_handler(Runtime& runtime) {
       }
       if (cmd == "upgrade") return start_upgrade(runtime, request, respond, appup::Direction::Upgrade);
       if (cmd == "downgrade") return start_upgrade(runtime, request, respond, appup::Direction::Downgrade);
+      if (cmd == "rehearse") return start_rehearsal(runtime, request, respond);
       if (cmd == "reload") {
         return runtime.reload([respond](const nlohmann::json& event) { respond.event(event); },
                               [respond](const Runtime::ReloadResult& reload) {

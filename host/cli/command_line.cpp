@@ -29,6 +29,7 @@ const CommandInfo kCommands[] = {
     {"upgrade", "upgrade to the newer release VSN", true},
     {"downgrade", "downgrade to the older release VSN", true},
     {"releases", "list releases and their states", true},
+    {"rehearse", "rehearse the upgrade or downgrade to VSN in a forked copy of the host; change nothing", true},
     {"make-permanent", "boot VSN on restart (it must be running)", true},
     {"remove", "delete an unpacked or old release", true},
     {"task", "run a module's task on a fresh instance of a release, serving no traffic", false},
@@ -48,7 +49,8 @@ const std::vector<std::string> kLogLevels = {"trace", "debug", "info", "warn", "
 constexpr const char* kFooter =
     "ROOT is --root DIR, else $HOTSWAP_ROOT, else the current folder.\n"
     "`hotswap COMMAND --help` shows a command's operands and options.\n"
-    "exit status: 0 ok, 1 failed (check: the release has problems), 64 usage, 69 no host running, 74 committed but not recorded in RELEASES.json,\n"
+    "exit status: 0 ok, 1 failed (check: the release has problems), 64 usage, 65 refused by its live\n"
+    "rehearsal (the host changed nothing), 69 no host running, 74 committed but not recorded in RELEASES.json,\n"
     "75 busy, 78 config error";
 
 // One CLI11 application binding every command's operands and options to one
@@ -115,14 +117,17 @@ class Grammar {
           ->expected(1)
           ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
       json_flag();
-    } else if (name == "downgrade" || name == "make-permanent" || name == "remove") {
+    } else if (name == "downgrade" || name == "make-permanent" || name == "remove" || name == "rehearse") {
       version_operand("a release version");
       json_flag();
+      if (name == "downgrade")
+        cmd->add_flag("--no-rehearse", invocation_.no_rehearse, "skip the live rehearsal of this downgrade");
     } else if (name == "upgrade") {
       version_operand("the newer release version");
       cmd->add_option("--pre-task", invocation_.pre_task,
                       "run this task of the new code first; the upgrade goes ahead only if it succeeds")
           ->type_name("MODULE:TASK[:JSON]");
+      cmd->add_flag("--no-rehearse", invocation_.no_rehearse, "skip the live rehearsal of this upgrade");
       json_flag();
     } else if (name == "task") {
       cmd->add_option("MODULE", invocation_.task_module, "the module")->required();

@@ -35,6 +35,7 @@ struct Invocation {
   // trace (net/event_trace.hpp): ACTION start|stop; start also takes FILE (in `file`)
   std::string trace_action;
   uint64_t trace_max_bytes = 0;  // trace start: --max-bytes N; 0: the host's default (64 MiB)
+  bool no_rehearse = false;  // upgrade, downgrade: --no-rehearse (skip the live rehearsal)
 };
 
 // A name `hotswap` knows as a command.

@@ -188,16 +188,22 @@ json admin_request_for(const Invocation& invocation) {
   // plan, upgrade, downgrade, make-permanent, remove
   json request = {{"cmd", command}, {"version", invocation.version}};
   if (!invocation.pre_task.empty()) request["pre_task"] = pre_task_request(invocation.pre_task);
+  if (invocation.no_rehearse) request["rehearse"] = false;
   return request;
 }
 
 int send_admin_request(AdminClient& client, const Invocation& invocation, const json& request) {
   const std::string& command = invocation.command;
-  bool streams_events = command == "upgrade" || command == "downgrade" || command == "reload";
+  bool streams_events = command == "upgrade" || command == "downgrade" || command == "reload" || command == "rehearse";
+  json rehearsal;  // `rehearse --json` prints the rehearsal's report, failed or not
   json reply = client.request(request, [&](const json& event) {
+    if (event.value("event", "") == "rehearsed" && event.contains("report")) rehearsal = event["report"];
     if (streams_events && !invocation.json) print_event(event);
   });
-  print_reply(command, reply, invocation.json);
+  if (command == "rehearse" && invocation.json && rehearsal.is_object())
+    std::cout << rehearsal.dump(2) << "\n";
+  else
+    print_reply(command, reply, invocation.json);
   return exit_status_of_reply(reply);
 }
 

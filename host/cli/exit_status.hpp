@@ -19,6 +19,9 @@ constexpr int kNotRunning = 69;  // EX_UNAVAILABLE: no host answers on the admin
 constexpr int kUnrecorded = 74;
 constexpr int kBusy = 75;        // EX_TEMPFAIL: another upgrade is running; try again
 constexpr int kConfig = 78;      // EX_CONFIG: the runtime config is invalid
+// EX_DATAERR: the live rehearsal of an upgrade, downgrade or `rehearse`
+// failed (a crash, a timeout, a failed step or check); the host changed nothing.
+constexpr int kRehearsalFailed = 65;
 
 // The exit status for an admin reply: a committed upgrade whose record failed
 // (its report's "record_error", also inside a reload's "report") is kUnrecorded.
@@ -33,6 +36,7 @@ inline int exit_status_of_reply(const nlohmann::json& reply) {
       return kUnrecorded;
     return kOk;
   }
+  if (reply.value("code", "") == "rehearsal_failed") return kRehearsalFailed;
   return reply.value("code", "") == "busy" ? kBusy : kFailed;
 }
 

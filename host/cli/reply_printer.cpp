@@ -31,6 +31,10 @@ void print_status(const json& s) {
               << " -> " << last["to"].get<std::string>() << " " << last["outcome"].get<std::string>() << ", pause "
               << as_double(last, "pause_us") << " us" << (last["error"].get<std::string>().empty() ? "" : ": ")
               << last["error"].get<std::string>() << "\n";
+  if (s.contains("last_rehearsal") && s["last_rehearsal"].is_object()) {
+    std::cout << "last ";
+    print_rehearsal(s["last_rehearsal"], "");
+  }
   if (!s["leaked_libraries"].empty())
     std::cout << "libraries that stayed mapped: " << s["leaked_libraries"].dump() << "\n";
 }
@@ -52,6 +56,30 @@ void print_upgrade_report(const json& report) {
 }
 
 }  // namespace
+
+void print_rehearsal(const json& r, const std::string& indent) {
+  std::cout << indent << "rehearsal " << r.value("from", "?") << " -> " << r.value("to", "?") << ": "
+            << r.value("outcome", "?");
+  if (!r.value("step", "").empty()) std::cout << " in step " << r.value("step", "");
+  if (!r.value("error", "").empty()) std::cout << ": " << r.value("error", "");
+  std::cout << "\n";
+  if (r.contains("steps") && r["steps"].is_array())
+    for (const auto& s : r["steps"])
+      std::cout << indent << "  " << s.value("step", "?") << (s.value("detail", "").empty() ? "" : " ")
+                << s.value("detail", "") << ": " << (s.value("ok", false) ? "ok" : "FAILED " + s.value("error", ""))
+                << " (" << as_double(s, "ms") << " ms)\n";
+  if (r.contains("state_sizes") && r["state_sizes"].is_object())
+    for (const auto& [module, sizes] : r["state_sizes"].items())
+      std::cout << indent << "  state " << module << ": " << sizes.value("before", 0) << " bytes before, "
+                << sizes.value("after", 0) << " after\n";
+  std::cout << indent << "  cost to the live process: fork " << as_double(r, "fork_ms") << " ms; rehearsal "
+            << as_double(r, "wall_ms") << " ms; the upgrade's pause would be about "
+            << as_double(r, "pause_estimate_ms") << " ms\n";
+  if (r.value("round_trip", false))
+    std::cout << indent << "  round trip: every state restored byte for byte\n";
+  else if (!r.value("round_trip_skipped", "").empty())
+    std::cout << indent << "  round trip skipped: " << r.value("round_trip_skipped", "") << "\n";
+}
 
 void print_event(const json& e) {
   std::string kind = e.value("event", "?");
@@ -75,6 +103,10 @@ void print_event(const json& e) {
     std::cout << "  rolled back (pause " << as_double(e, "pause_us") << " us): " << e.value("error", "") << "\n";
   else if (kind == "refused")
     std::cout << "  refused: " << e.value("error", "") << "\n";
+  else if (kind == "rehearsing")
+    std::cout << "  rehearsing " << e.value("steps", 0) << " step(s) in a forked copy of the host\n";
+  else if (kind == "rehearsed" && e.contains("report") && e["report"].is_object())
+    print_rehearsal(e["report"], "  ");
   else if (kind == "record_failed")
     std::cout << "  recording the release in RELEASES.json FAILED: " << e.value("error", "") << "\n";
   else if (kind == "purged")
@@ -99,6 +131,8 @@ void print_reply(const std::string& command, const json& reply, bool as_json) {
     print_releases(r);
   else if (command == "plan")
     std::cout << r["text"].get<std::string>() << "\n";
+  else if (command == "rehearse")  // the report itself came as the "rehearsed" event
+    std::cout << "rehearsal passed: the " << r.value("to", "?") << " upgrade can go ahead\n";
   else if (command == "upgrade" || command == "downgrade")
     print_upgrade_report(r);
   else if (command == "reload" && r.value("action", "") == "upgrade")

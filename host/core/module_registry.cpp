@@ -75,7 +75,7 @@ std::unique_ptr<ModuleInstance> ModuleRegistry::replace(ModuleSlot& slot, std::u
 }
 
 std::unique_ptr<ModuleInstance> ModuleRegistry::remove(ModuleSlot& slot) {
-  for (hotswap_timer_id id : slot.timers_) services_.cancel_timer(id);
+  for (hotswap_timer_id id : slot.timers_) services_->cancel_timer(id);
   if (!slot.queue_.empty())
     spdlog::warn("module {} removed with {} queued events; they are dropped", slot.name_, slot.queue_.size());
   std::unique_ptr<ModuleInstance> old = std::move(slot.active_);
@@ -189,7 +189,7 @@ void ModuleRegistry::arm_timer(ModuleSlot& slot, hotswap_timer_id id, uint64_t d
                                uint64_t tag) {
   slot.timers_.insert(id);
   try {
-    services_.schedule_timer(slot, id, delay_ms, repeat_ms, tag);
+    services_->schedule_timer(slot, id, delay_ms, repeat_ms, tag);
   } catch (...) {
     slot.timers_.erase(id);  // the slot owns only timers that are armed
     throw;
@@ -198,7 +198,7 @@ void ModuleRegistry::arm_timer(ModuleSlot& slot, hotswap_timer_id id, uint64_t d
 
 bool ModuleRegistry::cancel_timer(ModuleSlot& slot, hotswap_timer_id id) {
   if (slot.timers_.erase(id) == 0) return false;
-  return services_.cancel_timer(id);
+  return services_->cancel_timer(id);
 }
 
 void ModuleRegistry::notify_stop() {
@@ -213,7 +213,7 @@ void ModuleRegistry::notify_stop() {
 
 void ModuleRegistry::stop_all() {
   for (auto& [name, slot] : slots_) {
-    for (hotswap_timer_id id : slot->timers_) services_.cancel_timer(id);
+    for (hotswap_timer_id id : slot->timers_) services_->cancel_timer(id);
     slot->timers_.clear();
   }
   destroy_all_slots();

@@ -62,12 +62,16 @@ class ModuleSlot {
 
 class ModuleRegistry {
  public:
-  explicit ModuleRegistry(HostServices& services) : services_(services) {}
+  explicit ModuleRegistry(HostServices& services) : services_(&services) {}
   ~ModuleRegistry();
   ModuleRegistry(const ModuleRegistry&) = delete;
   ModuleRegistry& operator=(const ModuleRegistry&) = delete;
 
-  HostServices& services() { return services_; }
+  HostServices& services() { return *services_; }
+  // Points every later host function (send, close, timers) at `services`. For
+  // a rehearsal child (upgrade/rehearsal.hpp), which must never reach the
+  // parent's network server or event loop. `services` must outlive its use.
+  void replace_services(HostServices& services) { services_ = &services; }
 
   ModuleSlot* find(std::string_view name);
   std::vector<ModuleSlot*> slots();
@@ -139,7 +143,7 @@ class ModuleRegistry {
   // Detaches and destroys every instance while every slot still exists, then drops the slots.
   void destroy_all_slots();
 
-  HostServices& services_;
+  HostServices* services_;
   std::map<std::string, std::unique_ptr<ModuleSlot>, std::less<>> slots_;
   std::map<std::string, std::string> configs_;
   hotswap_timer_id next_timer_id_ = 1;

@@ -62,6 +62,12 @@ struct RuntimeConfig {
   std::chrono::seconds auto_permanent_after{0};      // 0: only an explicit make-permanent
   WatchdogConfig watchdog;
   std::map<std::string, ModuleRuntimeConfig> modules;
+  // Live rehearsal (upgrade/rehearsal.hpp): every upgrade and downgrade runs
+  // first in a forked copy of the host; `rehearse: false` turns it off (a
+  // request's --no-rehearse does the same for one upgrade). A rehearsal that
+  // runs longer than the timeout is killed and refuses the upgrade.
+  bool rehearse = true;
+  std::chrono::milliseconds rehearsal_timeout{30'000};
 
   bool operator==(const RuntimeConfig& other) const;
 

@@ -74,6 +74,10 @@ const char* to_string(UpgradeCoordinator::State state) {
   switch (state) {
     case UpgradeCoordinator::State::Idle:
       return "idle";
+    case UpgradeCoordinator::State::Planning:
+      return "planning";
+    case UpgradeCoordinator::State::Rehearsing:
+      return "rehearsing";
     case UpgradeCoordinator::State::Preparing:
       return "preparing";
     case UpgradeCoordinator::State::Applying:
@@ -97,6 +101,11 @@ struct UpgradeCoordinator::Job {
 
   appup::ReleaseManifest target;
   RuntimeConfig target_config;
+  appup::Plan plan;
+  // Set by the plan phase when the plan is to be rehearsed.
+  std::optional<RehearsalInput> rehearsal_input;
+  std::shared_ptr<Rehearsal> rehearsal;  // while Rehearsing
+  std::optional<RehearsalReport> rehearsal_report;
   std::optional<PreparedUpgrade> prepared;
   std::string refusal;  // set when refused before anything paused
   UpgradeReport report;
@@ -127,7 +136,12 @@ UpgradeCoordinator::UpgradeCoordinator(asio::io_context& loop, ReleaseStore& sto
   });
 }
 
-UpgradeCoordinator::~UpgradeCoordinator() { worker_.join(); }
+UpgradeCoordinator::~UpgradeCoordinator() {
+  // A rehearsal child still running (the loop stopped without stop()) is killed and reaped here.
+  if (current_job_ && current_job_->rehearsal) current_job_->rehearsal->abandon();
+  if (current_job_) current_job_->rehearsal.reset();
+  worker_.join();
+}
 
 ReleaseBookkeeping UpgradeCoordinator::read_bookkeeping() const {
   return {store_.permanent(), store_.current(), unrecorded_release_};
@@ -199,7 +213,8 @@ void UpgradeCoordinator::stop(std::function<void()> on_idle) {
   if (stopping_) return;
   stopping_ = true;
   on_idle_ = std::move(on_idle);
-  if (state_ == State::Preparing) {
+  if (state_ == State::Rehearsing && current_job_->rehearsal) current_job_->rehearsal->cancel(kHostStopping);
+  if (state_ == State::Planning || state_ == State::Rehearsing || state_ == State::Preparing) {
     current_job_->cancelled = true;
     spdlog::info("stopping: the upgrade to {} is cancelled; waiting for its check to come back", target_version_);
   }
@@ -229,10 +244,10 @@ void UpgradeCoordinator::start(const UpgradeRequest& request, RunningRelease run
   job->progress = std::move(progress);
   job->done = std::move(done);
   job->running = std::move(running);
-  state_ = State::Preparing;
+  state_ = State::Planning;
   target_version_ = request.version;
   current_job_ = job;
-  hop([this, job] { prepare(*job); }, [this, job] { prepared(job); });
+  hop([this, job] { plan(*job); }, [this, job] { planned(job); });
 }
 
 void check_upgradable_in_place(const appup::Plan& plan, const std::set<std::string>& listener_owners,
@@ -252,35 +267,98 @@ void UpgradeCoordinator::check_upgradable(const Job& job, const appup::Plan& pla
   check_upgradable_in_place(plan, job.running.listener_owners, job.running.config, job.target_config);
 }
 
-void UpgradeCoordinator::prepare(Job& job) {
+void UpgradeCoordinator::plan(Job& job) {
   if (check_hook_) check_hook_();
+  const UpgradeRequest& request = job.request;
+  const appup::ReleaseManifest& running = job.running.manifest;
+  if (job.cancelled) return;
+  try {
+    job.target = load_unpacked_release(store_, request.version);
+    fs::path config_file = store_.runtime_config_path(request.version);
+    job.target_config = load_runtime_config(config_file);
+    check_config_matches(job.target_config, job.target, config_file);
+    job.plan = appup::make_plan(running, job.target, load_appup_of);
+    if (request.expected_direction && job.plan.direction != *request.expected_direction) {
+      bool newer = job.plan.direction == appup::Direction::Upgrade;
+      throw std::runtime_error(request.version + " is " + (newer ? "newer" : "older") + " than the running release " +
+                               running.version + ": use `hotswap " + (newer ? "upgrade" : "downgrade") + "`");
+    }
+    check_upgradable(job, job.plan);
+  } catch (const std::exception& e) {
+    job.refusal = e.what();
+    return;
+  }
+  const bool wanted = request.rehearse_only || (request.rehearse && job.running.config.rehearse);
+  if (!wanted || job.plan.steps.empty()) return;
+  RehearsalInput input;
+  input.plan = job.plan;
+  input.target_config = job.target_config;
+  // The way back, for the round trip: target -> running, as a downgrade (or upgrade) would plan it.
+  try {
+    input.back = appup::make_plan(job.target, running, load_appup_of);
+  } catch (const std::exception& e) {
+    input.back_missing = std::string("no plan back to ") + running.version + ": " + e.what();
+  }
+  job.rehearsal_input = std::move(input);
+}
+
+void UpgradeCoordinator::planned(const std::shared_ptr<Job>& job) {
+  if (stopping_ && job->refusal.empty()) job->refusal = kHostStopping;
+  if (!job->refusal.empty() || !job->rehearsal_input) {
+    if (job->refusal.empty() && job->request.rehearse_only)
+      job->refusal = job->plan.steps.empty() ? "the plan to " + job->request.version + " has no step to rehearse"
+                                             : "rehearsal is off";
+    if (!job->refusal.empty()) return prepared(job);
+    state_ = State::Preparing;
+    return hop([this, job] { prepare(*job); }, [this, job] { prepared(job); });
+  }
+  // A quiescent point: between two handlers of the loop, no hop in flight.
+  state_ = State::Rehearsing;
+  job->rehearsal_input->drop_in_child = [code = &job->running.code] { code->clear(); };
+  emit_progress(job->progress, {{"event", "rehearsing"}, {"steps", job->plan.steps.size()}});
+  RehearsalReport base;
+  base.from_release = job->running.manifest.version;
+  base.to_release = job->request.version;
+  ++hops_in_flight_;  // stop() waits for the child too
+  job->rehearsal = Rehearsal::start(loop_, registry_, loader_, executor_, *job->rehearsal_input,
+                                    job->running.config.rehearsal_timeout, base,
+                                    [this, job](const RehearsalReport& report) {
+                                      --hops_in_flight_;
+                                      run_guarded("event loop", [&] { rehearsed(job, report); });
+                                      notify_if_idle();
+                                    });
+}
+
+void UpgradeCoordinator::rehearsed(const std::shared_ptr<Job>& job, const RehearsalReport& rehearsal) {
+  job->rehearsal.reset();  // killed and reaped already
+  job->rehearsal_report = rehearsal;
+  last_rehearsal_ = rehearsal.to_json();
+  emit_progress(job->progress, {{"event", "rehearsed"}, {"report", last_rehearsal_}});
+  if (rehearsal.passed())
+    spdlog::info("{}", rehearsal.summary());
+  else
+    spdlog::warn("{}", rehearsal.summary());
+  if (stopping_) {
+    job->refusal = kHostStopping;
+  } else if (!rehearsal.passed()) {
+    job->refusal = rehearsal.summary();
+  } else if (job->request.rehearse_only) {
+    job->refusal = "rehearsal only";
+  }
+  if (!job->refusal.empty()) return prepared(job);
+  state_ = State::Preparing;
+  hop([this, job] { prepare(*job); }, [this, job] { prepared(job); });
+}
+
+void UpgradeCoordinator::prepare(Job& job) {
   // Progress goes to the loop; the listener is never called on the worker.
   ProgressListener on_loop = [this, progress = job.progress](const nlohmann::json& event) {
     if (progress) asio::post(loop_, [progress, event] { emit_progress(progress, event); });
   };
   const UpgradeRequest& request = job.request;
-  const appup::ReleaseManifest& running = job.running.manifest;
   auto check = [&] {
     if (job.cancelled) return;
-    appup::Plan plan;
-    try {
-      job.target = load_unpacked_release(store_, request.version);
-      fs::path config_file = store_.runtime_config_path(request.version);
-      job.target_config = load_runtime_config(config_file);
-      check_config_matches(job.target_config, job.target, config_file);
-      plan = appup::make_plan(running, job.target, load_appup_of);
-      if (request.expected_direction && plan.direction != *request.expected_direction) {
-        bool newer = plan.direction == appup::Direction::Upgrade;
-        throw std::runtime_error(request.version + " is " + (newer ? "newer" : "older") + " than the running release " +
-                                 running.version + ": use `hotswap " + (newer ? "upgrade" : "downgrade") + "`");
-      }
-      check_upgradable(job, plan);
-    } catch (const std::exception& e) {
-      job.refusal = e.what();
-      return;
-    }
-    if (job.cancelled) return;
-    job.prepared = check_upgrade(plan, job.running.code, loader_, on_loop);
+    job.prepared = check_upgrade(job.plan, job.running.code, loader_, on_loop);
     if (!job.prepared->ok() || !request.pre_task || job.cancelled) return;
     const ReleaseTask& task = *request.pre_task;
     on_loop({{"event", "pre_task"}, {"module", task.module}, {"task", task.name}});
@@ -306,11 +384,18 @@ void UpgradeCoordinator::prepared(const std::shared_ptr<Job>& job) {
     report = job->prepared ? job->prepared->report() : refused_report(job->running.manifest, job->request.version, {});
     report.outcome = UpgradeReport::Outcome::Refused;
     if (!job->refusal.empty()) report.error = job->refusal;
-    emit_progress(job->progress, {{"event", "refused"}, {"error", report.error}});
-    spdlog::warn("{}", report.summary());
+    if (job->rehearsal_report) {
+      report.rehearsal = job->rehearsal_report->to_json();
+      report.rehearsal_failed = !job->rehearsal_report->passed();
+    }
+    if (!job->request.rehearse_only) {
+      emit_progress(job->progress, {{"event", "refused"}, {"error", report.error}});
+      spdlog::warn("{}", report.summary());
+    }
   } else {
     state_ = State::Applying;
     apply(*job);
+    if (job->rehearsal_report) job->report.rehearsal = job->rehearsal_report->to_json();
   }
   state_ = State::Finishing;
   hop([this, job] { finish(*job); }, [this, job] { complete(job); });
@@ -335,6 +420,7 @@ void UpgradeCoordinator::apply(Job& job) {
 void UpgradeCoordinator::finish(Job& job) {
   Clock::time_point start = Clock::now();
   job.prepared.reset();  // what a refused check loaded
+  job.running.code.clear();  // a refusal before the check phase still holds the snapshot's libraries
   job.leaked = job.retired.close_all();
   job.purge_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
   if (!job.report.committed()) {

@@ -2,11 +2,18 @@
 // (DESIGN.md, "An upgrade, step by step"). An upgrade moves through explicit
 // states, one upgrade at a time:
 //
-//   Idle -> Preparing -> Applying -> Finishing -> Idle
+//   Idle -> Planning -> [Rehearsing] -> Preparing -> Applying -> Finishing -> Idle
 //
-//   Preparing  worker: read the target release and its config, plan, load and
-//              check the new code, run the pre-upgrade task. It reads a
-//              RunningRelease snapshot taken on the loop, never live state.
+//   Planning   worker: read the target release and its config, plan (no dlopen).
+//   Rehearsing loop + a forked child (upgrade/rehearsal.hpp): the loop forks
+//              between two hops, so the worker is idle; the child runs the
+//              whole plan on its copy of the live state while the loop serves
+//              on and waits for it asynchronously. A failed rehearsal refuses
+//              the upgrade (-> Finishing) before the live process loaded
+//              anything. Skipped when runtime.json says `rehearse: false`,
+//              the request says no, or the plan has no step.
+//   Preparing  worker: load and check the new code, run the pre-upgrade task.
+//              It reads a RunningRelease snapshot taken on the loop, never live state.
 //   Applying   loop: pause, migrate, commit or roll back, resume (UpgradeExecutor).
 //   Finishing  worker: close the retired libraries, record the release as
 //              current; then `done` on the loop.
@@ -35,6 +42,7 @@
 #include "core/module_registry.hpp"
 #include "release/release_store.hpp"
 #include "release/runtime_config.hpp"
+#include "upgrade/rehearsal.hpp"
 #include "upgrade/release_task.hpp"
 #include "upgrade/upgrade_check.hpp"
 #include "upgrade/upgrade_executor.hpp"
@@ -47,6 +55,11 @@ struct UpgradeRequest {
   std::optional<ReleaseTask> pre_task;  // run before anything pauses; failure aborts
   // Set by the caller that expects a direction ("upgrade"/"downgrade" commands).
   std::optional<appup::Direction> expected_direction;
+  // Live rehearsal first (when runtime.json does not turn it off); false: --no-rehearse.
+  bool rehearse = true;
+  // Only the rehearsal: the upgrade stops after it, whatever its outcome
+  // (`hotswap rehearse`); the report's `rehearsal` holds the outcome.
+  bool rehearse_only = false;
 };
 
 // What the check phase may know of the running host, copied on the loop when
@@ -87,7 +100,7 @@ extern const char* const kHostStopping;
 
 class UpgradeCoordinator {
  public:
-  enum class State { Idle, Preparing, Applying, Finishing };
+  enum class State { Idle, Planning, Rehearsing, Preparing, Applying, Finishing };
   using Done = std::function<void(const UpgradeReport&)>;
 
   // What the coordinator asks of the host it serves, always on the loop thread.
@@ -110,6 +123,8 @@ class UpgradeCoordinator {
 
   State state() const { return state_; }
   bool busy() const { return state_ != State::Idle; }
+  // The last rehearsal's report (RehearsalReport::to_json), null before the first.
+  const nlohmann::json& last_rehearsal() const { return last_rehearsal_; }
   // The version the upgrade in progress goes to; empty when Idle.
   const std::string& target_version() const { return target_version_; }
   const std::optional<UpgradeReport>& last_report() const { return last_report_; }
@@ -156,6 +171,9 @@ class UpgradeCoordinator {
   struct Job;
   // The hop itself, also used after stop began (to finish what is in flight).
   void hop(std::function<void()> work, std::function<void()> then);
+  void plan(Job& job);                             // worker
+  void planned(const std::shared_ptr<Job>& job);   // loop
+  void rehearsed(const std::shared_ptr<Job>& job, const RehearsalReport& rehearsal);  // loop
   void prepare(Job& job);                          // worker
   void prepared(const std::shared_ptr<Job>& job);  // loop
   void apply(Job& job);                            // loop
@@ -178,6 +196,7 @@ class UpgradeCoordinator {
   std::string target_version_;
   std::shared_ptr<Job> current_job_;  // while not Idle
   std::optional<UpgradeReport> last_report_;
+  nlohmann::json last_rehearsal_ = nullptr;
   // Worker thread only (and the constructor): the release that runs but that
   // RELEASES.json does not record (its upgrade's record failed). The worker's
   // order of work keeps it right: a later upgrade's finish replaces it.

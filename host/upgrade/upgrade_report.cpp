@@ -40,7 +40,7 @@ nlohmann::json UpgradeReport::to_json() const {
     if (!s.fallback.empty()) step["fallback"] = s.fallback;
     steps_json.push_back(std::move(step));
   }
-  return {{"outcome", to_string(outcome)},
+  nlohmann::json report = {{"outcome", to_string(outcome)},
           {"direction", direction == appup::Direction::Upgrade ? "upgrade" : "downgrade"},
           {"release", release_name},
           {"from", from_release},
@@ -52,6 +52,9 @@ nlohmann::json UpgradeReport::to_json() const {
           {"purge_ms", to_ms(purge_time)},
           {"leaked", leaked},
           {"record_error", record_error}};
+  if (!rehearsal.is_null()) report["rehearsal"] = rehearsal;
+  if (rehearsal_failed) report["rehearsal_failed"] = true;
+  return report;
 }
 
 std::string UpgradeReport::summary() const {

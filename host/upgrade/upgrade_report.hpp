@@ -45,6 +45,10 @@ struct UpgradeReport {
   // Committed, but recording the release as current in RELEASES.json failed
   // (the reason); empty when recorded. The next release-store change repairs it.
   std::string record_error;
+  // The live rehearsal's report (RehearsalReport::to_json), null when none ran.
+  // `rehearsal_failed`: the upgrade was refused because its rehearsal failed.
+  nlohmann::json rehearsal = nullptr;
+  bool rehearsal_failed = false;
 
   bool committed() const { return outcome == Outcome::Committed; }
   nlohmann::json to_json() const;

@@ -66,7 +66,7 @@ typedef struct newer_descriptor {
   {                                                                                                \
     DESCRIPTOR_ABI, DESCRIPTOR_SIZE, HOTSWAP_MODULE_NAME, HOTSWAP_MODULE_VERSION, 2 /* schema */,  \
         create, destroy, NULL, NULL, migrate_up, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-        0 /* state_fingerprint: no adoption */, NULL, NULL                                           \
+        0 /* state_fingerprint: no adoption */, NULL, NULL, NULL /* self_check */                     \
   }
 
 #ifdef DESCRIPTOR_NEWER

@@ -368,6 +368,19 @@ typedef struct hotswap_module_descriptor {
    * (the host gives the pointer back to the instance that released it). */
   hotswap_status (*adopt_state)(hotswap_instance* instance, const hotswap_adopt_state_args* args,
                                 hotswap_error* err);
+
+  /* --- Appended: live rehearsal's self-check. A host reads it only when
+   * HOTSWAP_DESCRIPTOR_HAS(d, self_check); NULL: the module has none. --- */
+
+  /* Checks the instance's own invariants after an upgrade or downgrade moved
+   * its state in. The host calls it in a rehearsal (a forked copy of the host,
+   * serving no traffic), after the plan committed and the old code was
+   * unloaded, so it also reads every part of the state: a pointer into the
+   * unloaded library faults there, never in the live process. HOTSWAP_OK, or
+   * an error whose message says which invariant broke: the upgrade is then
+   * refused. Must not change the state. Host functions work as in any other
+   * callback, but what it sends or arms reaches no one. */
+  hotswap_status (*self_check)(hotswap_instance* instance, hotswap_error* err);
 } hotswap_module_descriptor;
 
 /* Nonzero when the descriptor `d` (a const hotswap_module_descriptor*) has
@@ -457,6 +470,8 @@ HOTSWAP_OFFSET_CHECK_(hotswap_module_descriptor, on_stop, 136);
 HOTSWAP_OFFSET_CHECK_(hotswap_module_descriptor, state_fingerprint, 144);
 HOTSWAP_OFFSET_CHECK_(hotswap_module_descriptor, release_state, 152);
 HOTSWAP_OFFSET_CHECK_(hotswap_module_descriptor, adopt_state, 160);
+/* Appended field (live rehearsal). */
+HOTSWAP_OFFSET_CHECK_(hotswap_module_descriptor, self_check, 168);
 HOTSWAP_OFFSET_CHECK_(hotswap_address_range, begin, 0);
 HOTSWAP_OFFSET_CHECK_(hotswap_address_range, end, 8);
 HOTSWAP_OFFSET_CHECK_(hotswap_adopt_state_args, struct_size, 0);

@@ -395,6 +395,11 @@ class ModuleCommon {
   std::string run_task(std::string_view name, std::string_view) { throw UnsupportedTask(name); }
   void on_config_change(std::string_view) {}
   void on_stop() {}
+  // Live rehearsal (module.h self_check): after an upgrade or downgrade moved
+  // the state in and the old code was unloaded, in a copy of the host that
+  // serves no traffic. Throw to say an invariant broke (the upgrade is then
+  // refused); must not change the state. Default: nothing to check.
+  void self_check() const {}
 
   const Host& host() const { return host_; }
 
@@ -655,6 +660,9 @@ struct Trampolines {
   static hotswap_status on_stop(hotswap_instance* instance, hotswap_error* err) noexcept {
     return guarded(err, [&] { self<T>(instance)->on_stop(); });
   }
+  static hotswap_status self_check(hotswap_instance* instance, hotswap_error* err) noexcept {
+    return guarded(err, [&] { static_cast<const T*>(self<T>(instance))->self_check(); });
+  }
   static void* release_state(hotswap_instance* instance) noexcept {
     return self<T>(instance)->state_.release();
   }
@@ -709,6 +717,7 @@ constexpr hotswap_module_descriptor make_descriptor(const char* name, const char
   d.run_task = &Tr::run_task;
   d.on_config_change = &Tr::on_config_change;
   d.on_stop = &Tr::on_stop;
+  d.self_check = &Tr::self_check;
   if constexpr (!std::is_void<typename T::StateType>::value) {
     d.state_fingerprint = state_fingerprint<T>();
     d.release_state = &Tr::release_state;

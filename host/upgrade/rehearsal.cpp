@@ -1,0 +1,601 @@
+#include "upgrade/rehearsal.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/post.hpp>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <set>
+
+#include "core/module_call.hpp"
+#include "upgrade/retired_libraries.hpp"
+#include "upgrade/upgrade_check.hpp"
+
+namespace hotswap::host {
+namespace {
+
+namespace asio = boost::asio;
+using appup::StepKind;
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+// The report lines a parent keeps; a child that writes more is cut off there.
+constexpr size_t kMaxReportBytes = size_t(1) << 20;
+
+double ms_since(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+std::string signal_name(int signal) {
+  const char* abbreviation = ::sigabbrev_np(signal);
+  const char* description = ::strsignal(signal);
+  std::string name = abbreviation != nullptr ? "SIG" + std::string(abbreviation) : "signal " + std::to_string(signal);
+  if (description != nullptr) name += " (" + std::string(description) + ")";
+  return name;
+}
+
+bool moves_state(StepKind kind) { return kind == StepKind::Update || kind == StepKind::LoadModule; }
+bool new_instance(StepKind kind) {
+  return moves_state(kind) || kind == StepKind::RestartModule || kind == StepKind::AddModule;
+}
+
+// ---- the child ------------------------------------------------------------------
+
+// Writes report lines to the pipe. A write that fails (the parent is gone)
+// ends the child: nobody is left to read what it finds.
+class ChildReporter {
+ public:
+  explicit ChildReporter(int fd) : fd_(fd) {}
+  void line(const json& object) {
+    const std::string text = object.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+    for (size_t done = 0; done < text.size();) {
+      const ssize_t put = ::write(fd_, text.data() + done, text.size() - done);
+      if (put < 0 && errno == EINTR) continue;
+      if (put <= 0) ::_exit(3);
+      done += static_cast<size_t>(put);
+    }
+  }
+  void begin(const std::string& step, const std::string& detail = {}) {
+    line({{"begin", step}, {"detail", detail}});
+  }
+  void end(const std::string& step, Clock::time_point start, const std::string& error = {},
+           const json& extra = json::object()) {
+    json object = {{"end", step}, {"ms", ms_since(start)}, {"ok", error.empty()}, {"error", error}};
+    object.update(extra);
+    line(object);
+  }
+
+ private:
+  int fd_;
+};
+
+// A step that failed: the child reports it and stops.
+struct StepFailed {
+  std::string step, error;
+};
+
+// The modules whose state the plan moves, in plan order, once each (those running now).
+std::vector<std::string> state_movers(const appup::Plan& plan, ModuleRegistry& registry) {
+  std::vector<std::string> names;
+  std::set<std::string> seen;
+  for (const appup::PlanStep& step : plan.steps)
+    if (moves_state(step.kind) && registry.find(step.module) != nullptr && seen.insert(step.module).second)
+      names.push_back(step.module);
+  return names;
+}
+
+// Modules that run new code after the plan.
+std::vector<std::string> renewed(const appup::Plan& plan, ModuleRegistry& registry) {
+  std::vector<std::string> names;
+  std::set<std::string> seen;
+  for (const appup::PlanStep& step : plan.steps)
+    if (new_instance(step.kind) && seen.insert(step.module).second) names.push_back(step.module);
+  std::vector<std::string> running;
+  for (const std::string& name : names)
+    if (registry.find(name) != nullptr) running.push_back(name);
+  return running;
+}
+
+// Loads, migrates and commits `plan` in this (child) process; the retired
+// libraries are unloaded by the caller. Throws StepFailed.
+UpgradeReport apply_plan(const std::string& step_name, const appup::Plan& plan, ModuleRegistry& registry,
+                         LibraryLoader& loader, UpgradeExecutor& executor, ChildReporter& out,
+                         RetiredLibraries& retired) {
+  out.begin(step_name == "migrate" ? "load" : step_name, "load and check the new code");
+  Clock::time_point start = Clock::now();
+  PreparedUpgrade prepared = check_upgrade(plan, registry, loader);
+  if (!prepared.ok()) {
+    const std::string step = step_name == "migrate" ? "load" : step_name;
+    out.end(step, start, prepared.report().error);
+    throw StepFailed{step, prepared.report().error};
+  }
+  if (step_name == "migrate") {
+    out.end("load", start);
+    out.begin("migrate", plan.steps.empty() ? std::string() : "step 1 (" + plan.steps[0].describe() + ")");
+    start = Clock::now();
+  }
+  executor.set_step_hook([&](size_t index) {
+    if (index + 1 < plan.steps.size())
+      out.begin(step_name, "step " + std::to_string(index + 2) + " (" + plan.steps[index + 1].describe() + ")");
+  });
+  UpgradeReport report = executor.apply(std::move(prepared), {}, &retired);
+  executor.set_step_hook({});
+  if (!report.committed()) {
+    out.end(step_name, start, report.error);
+    throw StepFailed{step_name, report.error};
+  }
+  out.end(step_name, start, {}, {{"pause_ms", to_ms(report.pause)}});
+  return report;
+}
+
+void rehearse(ModuleRegistry& registry, LibraryLoader& loader, UpgradeExecutor& executor, const RehearsalInput& input,
+              ChildReporter& out, RecordingServices& services) {
+  json result = {{"ok", true}};
+  // Isolation first, before any module code runs.
+  out.begin("isolate");
+  Clock::time_point start = Clock::now();
+  const size_t sockets = make_sockets_unreachable();
+  registry.replace_services(services);
+  if (input.drop_in_child) input.drop_in_child();
+  out.end("isolate", start, {}, {{"sockets", sockets}});
+
+  const std::vector<std::string> movers = state_movers(input.plan, registry);
+  std::map<std::string, std::string> before;
+  json sizes = json::object();
+  out.begin("export_before");
+  start = Clock::now();
+  for (const std::string& name : movers) {
+    try {
+      before[name] = registry.find(name)->active().export_state();
+    } catch (const std::exception& e) {
+      out.end("export_before", start, e.what());
+      throw StepFailed{"export_before", e.what()};
+    }
+    sizes[name]["before"] = before[name].size();
+  }
+  out.end("export_before", start);
+
+  // New instances get the target release's config sections (as the coordinator does).
+  std::map<std::string, std::string> previous;
+  for (const ModuleSlot* slot : registry.slots()) previous[slot->name()] = registry.module_config(slot->name());
+  for (const auto& [name, section] : input.target_config.modules)
+    registry.set_module_config(name, input.target_config.module_section(name));
+
+  std::vector<std::pair<std::string, std::weak_ptr<LoadedLibrary>>> old_code;
+  for (const std::string& name : renewed(input.plan, registry))
+    old_code.emplace_back(name, registry.find(name)->active().library_ptr());
+  RetiredLibraries retired;
+  UpgradeReport report = apply_plan("migrate", input.plan, registry, loader, executor, out, retired);
+  result["pause_ms"] = to_ms(report.pause);
+
+  // Unload the old code: a state that still points into it faults from here on.
+  out.begin("unload");
+  start = Clock::now();
+  std::vector<std::string> leaked = retired.close_all();
+  for (const auto& [name, weak] : old_code)
+    if (const std::shared_ptr<LoadedLibrary> library = weak.lock(); library && !library->closed())
+      leaked.push_back(library->name() + " " + library->version() + " (still referenced: not unloaded)");
+  out.end("unload", start, {}, {{"leaked", leaked}});
+  result["leaked"] = leaked;
+
+  for (const std::string& name : renewed(input.plan, registry)) {
+    ModuleInstance& instance = registry.find(name)->active();
+    const hotswap_module_descriptor& d = instance.descriptor();
+    if (!HOTSWAP_DESCRIPTOR_HAS(&d, self_check) || d.self_check == nullptr) continue;
+    out.begin("self_check", name + " " + instance.version());
+    start = Clock::now();
+    char message[kErrorCapacity];
+    message[0] = '\0';
+    hotswap_error err{message, sizeof message};
+    hotswap_instance* handle = instance.handle();
+    const hotswap_status status =
+        call_module(instance.call_site("self_check"), &err, [&] { return d.self_check(handle, &err); });
+    if (status != HOTSWAP_OK) {
+      std::string error = "module " + name + " " + instance.version() + ": self_check failed: " +
+                          (message[0] != '\0' ? std::string(message) : "status " + std::to_string(status));
+      out.end("self_check", start, error);
+      throw StepFailed{"self_check", error};
+    }
+    out.end("self_check", start);
+  }
+
+  // Reads the whole new state, after the old code is gone.
+  out.begin("export_after");
+  start = Clock::now();
+  for (const std::string& name : movers) {
+    ModuleSlot* slot = registry.find(name);
+    if (slot == nullptr) continue;
+    try {
+      sizes[name]["after"] = slot->active().export_state().size();
+    } catch (const std::exception& e) {
+      out.end("export_after", start, e.what());
+      throw StepFailed{"export_after", e.what()};
+    }
+  }
+  out.end("export_after", start);
+  result["state_sizes"] = sizes;
+
+  if (!input.back) {
+    result["round_trip_skipped"] = input.back_missing;
+  } else {
+    for (const auto& [name, section] : previous) registry.set_module_config(name, section);
+    RetiredLibraries back_retired;
+    apply_plan("round_trip", *input.back, registry, loader, executor, out, back_retired);
+    back_retired.close_all();
+    out.begin("round_trip", "compare each state's export with the one before the upgrade");
+    start = Clock::now();
+    for (const std::string& name : movers) {
+      ModuleSlot* slot = registry.find(name);
+      std::string again;
+      try {
+        if (slot != nullptr) again = slot->active().export_state();
+      } catch (const std::exception& e) {
+        out.end("round_trip", start, e.what());
+        throw StepFailed{"round_trip", e.what()};
+      }
+      const std::string& was = before[name];
+      if (slot == nullptr || again != was) {
+        size_t at = 0;
+        while (at < was.size() && at < again.size() && was[at] == again[at]) ++at;
+        std::string error = "module " + name + ": the state exported after upgrading and downgrading back differs "
+                            "from the state before (" + std::to_string(was.size()) + " bytes before, " +
+                            std::to_string(again.size()) + " after, first difference at byte " + std::to_string(at) +
+                            ")";
+        out.end("round_trip", start, error);
+        throw StepFailed{"round_trip", error};
+      }
+    }
+    out.end("round_trip", start);
+    result["round_trip"] = true;
+  }
+  result["sends_dropped"] = services.sends;
+  out.line({{"result", result}});
+}
+
+}  // namespace
+
+size_t make_sockets_unreachable() noexcept {
+  const int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null_fd < 0) return 0;
+  std::vector<int> sockets;
+  if (DIR* dir = ::opendir("/proc/self/fd")) {
+    const int own = ::dirfd(dir);
+    while (const dirent* entry = ::readdir(dir)) {
+      char* end = nullptr;
+      const long fd = std::strtol(entry->d_name, &end, 10);
+      if (end == entry->d_name || *end != '\0' || fd == own) continue;
+      struct stat st {};
+      if (::fstat(static_cast<int>(fd), &st) == 0 && S_ISSOCK(st.st_mode)) sockets.push_back(static_cast<int>(fd));
+    }
+    ::closedir(dir);
+  }
+  // dup2 keeps each number taken (nothing else is handed it) and drops this
+  // process's reference to the socket without shutdown: the parent's stays open.
+  for (int fd : sockets) ::dup2(null_fd, fd);
+  ::close(null_fd);
+  return sockets.size();
+}
+
+void run_rehearsal_child(ModuleRegistry& registry, LibraryLoader& loader, UpgradeExecutor& executor,
+                         const RehearsalInput& input, int report_fd) noexcept {
+  // No logging: another thread of the parent may have held a sink's mutex at
+  // the fork. An atomic level store; it takes no lock.
+  spdlog::default_logger_raw()->set_level(spdlog::level::off);
+  // The host's handlers would write into Asio's signal pipe (shared with the
+  // parent) or print the host's crash line: the child dies of its signals plainly.
+  for (int signal : {SIGTERM, SIGINT, SIGHUP, SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL, SIGPIPE})
+    ::signal(signal, signal == SIGPIPE ? SIG_IGN : SIG_DFL);
+  sigset_t all;
+  ::sigemptyset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, nullptr);
+
+  ChildReporter out(report_fd);
+  RecordingServices services;
+  try {
+    rehearse(registry, loader, executor, input, out, services);
+  } catch (const StepFailed& failed) {
+    out.line({{"result", {{"ok", false}, {"step", failed.step}, {"error", failed.error}}}});
+  } catch (const std::exception& e) {
+    out.line({{"result", {{"ok", false}, {"step", ""}, {"error", e.what()}}}});
+  } catch (...) {
+    out.line({{"result", {{"ok", false}, {"step", ""}, {"error", "an exception that is not a std::exception"}}}});
+  }
+  ::_exit(0);
+}
+
+// ---- the report --------------------------------------------------------------------
+
+const char* to_string(RehearsalReport::Outcome outcome) {
+  switch (outcome) {
+    case RehearsalReport::Outcome::Passed:
+      return "passed";
+    case RehearsalReport::Outcome::Failed:
+      return "failed";
+    case RehearsalReport::Outcome::Crashed:
+      return "crashed";
+    case RehearsalReport::Outcome::TimedOut:
+      return "timed_out";
+    case RehearsalReport::Outcome::NotRun:
+      return "not_run";
+  }
+  return "?";
+}
+
+json RehearsalReport::to_json() const {
+  json steps_json = json::array();
+  for (const RehearsalStep& s : steps)
+    steps_json.push_back({{"step", s.name}, {"detail", s.detail}, {"ms", s.ms}, {"ok", s.ok}, {"error", s.error}});
+  return {{"outcome", to_string(outcome)},
+          {"from", from_release},
+          {"to", to_release},
+          {"step", step},
+          {"error", error},
+          {"steps", steps_json},
+          {"fork_ms", fork_ms},
+          {"wall_ms", wall_ms},
+          {"pause_estimate_ms", pause_estimate_ms},
+          {"state_sizes", state_sizes},
+          {"round_trip", round_trip},
+          {"round_trip_skipped", round_trip_skipped},
+          {"leaked", leaked},
+          {"sends_dropped", sends_dropped}};
+}
+
+std::string RehearsalReport::summary() const {
+  if (passed())
+    return fmt::format("rehearsal of {} -> {} passed in {:.1f} ms (fork {:.2f} ms on the live process; the upgrade's "
+                       "pause would be about {:.2f} ms){}",
+                       from_release, to_release, wall_ms, fork_ms, pause_estimate_ms,
+                       round_trip ? "; the round trip restored every state" : "");
+  return fmt::format("rehearsal of {} -> {} {}{}: {}; the live process changed nothing", from_release, to_release,
+                     to_string(outcome), step.empty() ? "" : " in step " + step, error);
+}
+
+void interpret_rehearsal(const std::string& lines, int wait_status, bool timed_out, RehearsalReport& report) {
+  json result;
+  std::string open_step;  // begun and not ended: where the child was when it ended
+  size_t begin = 0;
+  while (begin < lines.size()) {
+    const size_t end = lines.find('\n', begin);
+    if (end == std::string::npos) break;  // a cut line
+    const json line = json::parse(lines.substr(begin, end - begin), nullptr, false);
+    begin = end + 1;
+    if (!line.is_object()) continue;
+    if (line.contains("begin") && line["begin"].is_string()) {
+      RehearsalStep step;
+      step.name = line["begin"].get<std::string>();
+      step.detail = line.value("detail", "");
+      open_step = step.name;
+      if (!report.steps.empty() && report.steps.back().name == step.name && !report.steps.back().ok &&
+          report.steps.back().error.empty())
+        report.steps.back().detail = step.detail;  // the next plan step of the same migration
+      else
+        report.steps.push_back(step);
+    } else if (line.contains("end") && line["end"].is_string()) {
+      const std::string name = line["end"].get<std::string>();
+      if (report.steps.empty() || report.steps.back().name != name) report.steps.push_back({name, {}, 0, false, {}});
+      RehearsalStep& step = report.steps.back();
+      step.ms = line.value("ms", 0.0);
+      step.error = line.value("error", "");
+      step.ok = line.value("ok", false) && step.error.empty();
+      open_step.clear();
+      if (line.contains("leaked") && line["leaked"].is_array())
+        for (const json& l : line["leaked"])
+          if (l.is_string()) report.leaked.push_back(l.get<std::string>());
+    } else if (line.contains("result") && line["result"].is_object()) {
+      result = line["result"];
+    }
+  }
+  auto unfinished = [&]() -> std::string {
+    if (!open_step.empty()) return open_step;
+    return report.steps.empty() ? "start" : "after " + report.steps.back().name;
+  };
+  if (timed_out) {
+    report.outcome = RehearsalReport::Outcome::TimedOut;
+    report.step = unfinished();
+    return;  // the caller names the timeout
+  }
+  if (WIFSIGNALED(wait_status)) {
+    report.outcome = RehearsalReport::Outcome::Crashed;
+    report.step = unfinished();
+    report.error = "the rehearsal child was killed by " + signal_name(WTERMSIG(wait_status));
+    return;
+  }
+  if (result.is_object()) {
+    report.pause_estimate_ms = result.value("pause_ms", 0.0);
+    if (result.contains("state_sizes") && result["state_sizes"].is_object()) report.state_sizes = result["state_sizes"];
+    report.round_trip = result.value("round_trip", false);
+    report.round_trip_skipped = result.value("round_trip_skipped", "");
+    report.sends_dropped = result.value("sends_dropped", uint64_t{0});
+    if (result.value("ok", false)) {
+      report.outcome = RehearsalReport::Outcome::Passed;
+      return;
+    }
+    report.outcome = RehearsalReport::Outcome::Failed;
+    report.step = result.value("step", "");
+    if (report.step.empty()) report.step = unfinished();
+    report.error = result.value("error", "unknown error");
+    return;
+  }
+  report.outcome = RehearsalReport::Outcome::Crashed;
+  report.step = unfinished();
+  report.error = WIFEXITED(wait_status) ? "the rehearsal child exited with status " +
+                                              std::to_string(WEXITSTATUS(wait_status)) + " before reporting"
+                                        : "the rehearsal child ended without a report";
+}
+
+// ---- the parent's side ---------------------------------------------------------------
+
+Rehearsal::Rehearsal(asio::io_context& loop, RehearsalReport report, std::chrono::milliseconds timeout, Done done)
+    : loop_(loop), report_(std::move(report)), done_(std::move(done)), timeout_(timeout), timer_(loop) {}
+
+Rehearsal::~Rehearsal() {
+  if (pid_ > 0 && !reaped_) {
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+}
+
+std::shared_ptr<Rehearsal> Rehearsal::start(asio::io_context& loop, ModuleRegistry& registry, LibraryLoader& loader,
+                                            UpgradeExecutor& executor, const RehearsalInput& input,
+                                            std::chrono::milliseconds timeout, RehearsalReport report, Done done) {
+  std::shared_ptr<Rehearsal> self(new Rehearsal(loop, std::move(report), timeout, std::move(done)));
+  int pipe_fds[2] = {-1, -1};
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
+    self->fail_now(std::string("could not make the report pipe: ") + std::strerror(errno));
+    return self;
+  }
+  const Clock::time_point before_fork = Clock::now();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(pipe_fds[0]);
+    run_rehearsal_child(registry, loader, executor, input, pipe_fds[1]);
+  }
+  self->forked_at_ = Clock::now();
+  self->report_.fork_ms = std::chrono::duration<double, std::milli>(self->forked_at_ - before_fork).count();
+  ::close(pipe_fds[1]);
+  if (pid < 0) {
+    const int error = errno;
+    ::close(pipe_fds[0]);
+    self->fail_now(std::string("could not fork: ") + std::strerror(error));
+    return self;
+  }
+  self->pid_ = pid;
+  self->pipe_ = std::make_unique<asio::posix::stream_descriptor>(loop, pipe_fds[0]);
+  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) {
+    self->fail_now(std::string("could not watch the child: pidfd_open failed: ") + std::strerror(errno));
+    return self;  // the destructor kills and reaps it
+  }
+  self->pidfd_ = std::make_unique<asio::posix::stream_descriptor>(loop, pidfd);
+  self->watch(timeout);
+  return self;
+}
+
+void Rehearsal::fail_now(const std::string& error) {
+  finished_ = true;
+  report_.outcome = RehearsalReport::Outcome::NotRun;
+  report_.error = error;
+  asio::post(loop_, [self = shared_from_this()] {
+    if (self->done_) self->done_(self->report_);
+    self->done_ = nullptr;
+  });
+}
+
+void Rehearsal::watch(std::chrono::milliseconds timeout) {
+  auto self = shared_from_this();
+  pidfd_->async_wait(asio::posix::stream_descriptor::wait_read, [self](boost::system::error_code ec) {
+    if (ec || self->finished_) return;
+    int status = 0;
+    pid_t got = -1;
+    do {
+      got = ::waitpid(self->pid_, &status, WNOHANG);
+    } while (got < 0 && errno == EINTR);
+    if (got == self->pid_) {
+      self->reaped_ = true;
+      self->exited_ = true;
+      self->wait_status_ = status;
+      self->report_.wall_ms = ms_since(self->forked_at_);
+    }
+    self->finish_if_done();
+    if (!self->exited_) self->watch_exit_again();
+  });
+  read_more();
+  timer_.expires_after(timeout);
+  timer_.async_wait([self](boost::system::error_code ec) {
+    if (!ec) self->on_timeout();
+  });
+}
+
+void Rehearsal::watch_exit_again() {
+  auto self = shared_from_this();
+  pidfd_->async_wait(asio::posix::stream_descriptor::wait_read, [self](boost::system::error_code ec) {
+    if (ec || self->finished_) return;
+    int status = 0;
+    if (::waitpid(self->pid_, &status, WNOHANG) == self->pid_) {
+      self->reaped_ = true;
+      self->exited_ = true;
+      self->wait_status_ = status;
+      self->report_.wall_ms = ms_since(self->forked_at_);
+      self->finish_if_done();
+      return;
+    }
+    self->watch_exit_again();
+  });
+}
+
+void Rehearsal::read_more() {
+  auto self = shared_from_this();
+  pipe_->async_read_some(asio::buffer(buffer_), [self](boost::system::error_code ec, size_t got) {
+    if (self->finished_) return;
+    const size_t room = kMaxReportBytes - std::min(kMaxReportBytes, self->text_.size());
+    self->text_.append(self->buffer_, std::min(room, got));
+    if (ec) {
+      self->pipe_closed_ = true;
+      self->finish_if_done();
+      return;
+    }
+    self->read_more();
+  });
+}
+
+void Rehearsal::on_timeout() {
+  if (finished_ || exited_ || timed_out_) return;
+  timed_out_ = true;
+  ::kill(pid_, SIGKILL);  // the pidfd then reports its end
+}
+
+void Rehearsal::cancel(const std::string& why) {
+  if (finished_ || pid_ <= 0) return;
+  cancelled_ = why;
+  if (!exited_) ::kill(pid_, SIGKILL);
+}
+
+void Rehearsal::abandon() noexcept {
+  finished_ = true;
+  done_ = nullptr;
+  boost::system::error_code ignored;
+  timer_.cancel();
+  if (pipe_) pipe_->close(ignored);
+  if (pidfd_) pidfd_->close(ignored);
+  if (pid_ > 0 && !reaped_) {
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+    reaped_ = true;
+  }
+}
+
+void Rehearsal::finish_if_done() {
+  if (finished_ || !exited_ || !(pipe_closed_ || timed_out_ || !cancelled_.empty())) return;
+  finished_ = true;
+  timer_.cancel();
+  boost::system::error_code ignored;
+  pipe_->close(ignored);
+  pidfd_->close(ignored);
+  interpret_rehearsal(text_, wait_status_, timed_out_, report_);
+  if (timed_out_)
+    report_.error = "the rehearsal did not finish within " + std::to_string(timeout_.count()) +
+                    " ms and was killed (a migration or self-check that never returns?)";
+  if (!cancelled_.empty()) {
+    report_.outcome = RehearsalReport::Outcome::NotRun;
+    report_.error = cancelled_;
+  }
+  Done done = std::move(done_);
+  done_ = nullptr;
+  if (done) done(report_);
+}
+
+}  // namespace hotswap::host

@@ -1,0 +1,283 @@
+// Live rehearsal (issue 10): a live host under traffic (200 connections, each
+// exchanging numbered requests and replies) rehearses an upgrade whose
+// migration segfaults, aborts, hangs, throws, keeps a pointer into the old
+// library, or does not survive the round trip. Each is refused naming the
+// signal or error and the step; no connection drops, every reply arrives
+// exactly once and in order (so the child read and wrote no byte of any
+// connection), and the live module keeps its instance, version and state.
+// A good upgrade passes its rehearsal and then really upgrades.
+//
+// The waits are on conditions (replies counted by the client, the upgrade's
+// report); the one bound that involves the child's speed is the timeout case's
+// own 1 s timeout, which a hanging child always reaches.
+#include <sys/wait.h>
+
+#include <catch2/catch.hpp>
+#include <future>
+#include <string>
+
+#include "../server/server_fixture.hpp"
+#include "upgrade/rehearsal.hpp"
+
+namespace {
+
+using hotswap::host::RehearsalReport;
+using hotswap::host::RuntimeConfig;
+using hotswap::host::UpgradeReport;
+using hotswap::test::LoadClient;
+using hotswap::test::RunningHost;
+using hotswap::test::TestRoot;
+using nlohmann::json;
+
+constexpr size_t kConnections = 200;
+
+json rehearsal_runtime(const json& extra = json::object()) {
+  json runtime = hotswap::test::counter_runtime();
+  runtime["modules"]["counter"]["tick_hz"] = 0;
+  runtime.update(extra);
+  return runtime;
+}
+
+// Release 1.0.0 (the base counter), booted by a host started after this.
+void add_base(TestRoot& root, const json& runtime) {
+  root.add_release("1.0.0", {{"counter", "1.0.0", "rehearsal-base"}}, runtime);
+}
+// Release 2.0.0 (the variant under test), unpacked once the host runs 1.0.0.
+void add_target(TestRoot& root, const std::string& variant, const json& runtime) {
+  root.add_release("2.0.0", {{"counter", "2.0.0", "rehearsal-" + variant, hotswap::test::counter_v2_appup()}},
+                   runtime);
+}
+
+// What the live host looks like, read on its loop.
+struct LiveView {
+  const void* instance = nullptr;
+  std::string version;
+  uint64_t total = 0;
+  size_t connections = 0;
+};
+
+LiveView look(RunningHost& host) {
+  return host.on_loop([&] {
+    LiveView view;
+    hotswap::host::ModuleSlot* slot = host.runtime().registry().find("counter");
+    view.instance = &slot->active();
+    view.version = slot->active().version();
+    view.total = std::stoull(slot->active().run_task("total", "null"));
+    view.connections = host.runtime().server().connection_count();
+    return view;
+  });
+}
+
+UpgradeReport upgrade(RunningHost& host, const std::string& version, bool rehearse = true) {
+  std::promise<UpgradeReport> done;
+  boost::asio::post(host.runtime().io(), [&] {
+    hotswap::host::UpgradeRequest request;
+    request.version = version;
+    request.rehearse = rehearse;
+    host.runtime().upgrade(request, {}, [&done](const UpgradeReport& r) { done.set_value(r); });
+  });
+  return done.get_future().get();
+}
+
+struct Expected {
+  std::string outcome;  // "crashed", "failed", "timed_out"
+  std::vector<std::string> steps;  // the step it may fail in (the first listed for release builds)
+  std::string error_part;
+};
+
+// Boots 1.0.0, puts 200 connections under traffic, upgrades to 2.0.0 (the
+// variant), and checks the refusal and that the live host noticed nothing.
+void check_refused(const std::string& variant, const Expected& expected, const json& runtime_extra = json::object(),
+                   bool label_first = false) {
+  TestRoot root;
+  add_base(root, rehearsal_runtime(runtime_extra));
+  RunningHost host(root.dir());
+  add_target(root, variant, rehearsal_runtime(runtime_extra));
+  LoadClient client(host.port(), kConnections);
+  client.start();
+  REQUIRE(client.wait_for_replies(2 * kConnections));
+  if (label_first)
+    host.on_loop([&] { return host.runtime().registry().find("counter")->active().run_task("label", "null"); });
+  const LiveView before = look(host);
+
+  const UpgradeReport report = upgrade(host, "2.0.0");
+  const uint64_t replies_after_upgrade = client.replies();
+  REQUIRE(client.wait_for_replies(replies_after_upgrade + 2 * kConnections));  // traffic flows on
+  const LiveView during = look(host);
+  const LoadClient::Totals totals = client.stop();
+  const LiveView after = look(host);
+
+  INFO(report.summary());
+  CHECK(report.outcome == UpgradeReport::Outcome::Refused);
+  CHECK(report.rehearsal_failed);
+  REQUIRE(report.rehearsal.is_object());
+  CHECK(report.rehearsal["outcome"] == expected.outcome);
+  const std::string step = report.rehearsal["step"];
+  INFO("failed in step " << step);
+  CHECK(std::find(expected.steps.begin(), expected.steps.end(), step) != expected.steps.end());
+  CHECK_THAT(report.error, Catch::Contains(expected.error_part));
+  CHECK_THAT(report.error, Catch::Contains("in step " + step));
+  CHECK(report.rehearsal["fork_ms"].get<double>() > 0);
+
+  // Nothing dropped, every reply exactly once and in order: the child read and
+  // wrote no byte of any connection.
+  CHECK(totals.opened == kConnections);
+  CHECK(totals.dropped == 0);
+  CHECK(totals.out_of_order == 0);
+  CHECK(totals.unexpected == 0);
+  CHECK(totals.outstanding == 0);
+  CHECK(totals.replies == totals.sent);
+  CHECK(during.connections == kConnections);
+  // The live module: the same instance and version, and every add counted once.
+  CHECK(after.instance == before.instance);
+  CHECK(after.version == "1.0.0");
+  CHECK(after.total == totals.replies);
+  // The host still upgrades nothing and serves: status shows the rehearsal.
+  const json status = host.on_loop([&] { return host.runtime().status(); });
+  CHECK(status["last_rehearsal"]["outcome"] == expected.outcome);
+  CHECK(status["busy"] == false);
+}
+
+}  // namespace
+
+TEST_CASE("rehearsal: a migration that segfaults is refused with SIGSEGV in step migrate", "[rehearsal]") {
+  check_refused("segv", {"crashed", {"migrate"}, "SIGSEGV"});
+}
+
+TEST_CASE("rehearsal: a migration that calls abort() is refused with SIGABRT in step migrate", "[rehearsal]") {
+  check_refused("abort", {"crashed", {"migrate"}, "SIGABRT"});
+}
+
+TEST_CASE("rehearsal: a migration that never returns is killed at the timeout and refused", "[rehearsal]") {
+  check_refused("hang", {"timed_out", {"migrate"}, "did not finish within 1000 ms"}, {{"rehearsal_timeout_s", 1}});
+}
+
+TEST_CASE("rehearsal: a migration that throws is refused with its error in step migrate", "[rehearsal]") {
+  check_refused("throw", {"failed", {"migrate"}, "the migration failed on purpose"});
+}
+
+TEST_CASE("rehearsal: a new state that points at a string literal of the old library faults once it is unloaded",
+          "[rehearsal]") {
+  // Adopted as is; the child unloads 1.0.0, then 2.0.0's self_check reads the label.
+  check_refused("literal", {"crashed", {"self_check", "export_after"}, "SIGSEGV"}, json::object(), true);
+}
+
+TEST_CASE("rehearsal: a round trip that does not restore the state is refused in step round_trip", "[rehearsal]") {
+  check_refused("lossy", {"failed", {"round_trip"}, "differs from the state before"});
+}
+
+TEST_CASE("rehearsal: a good upgrade passes its rehearsal, then really upgrades under traffic", "[rehearsal]") {
+  TestRoot root;
+  add_base(root, rehearsal_runtime());
+  RunningHost host(root.dir());
+  add_target(root, "good", rehearsal_runtime());
+  LoadClient client(host.port(), kConnections);
+  client.start();
+  REQUIRE(client.wait_for_replies(2 * kConnections));
+  const UpgradeReport report = upgrade(host, "2.0.0");
+  const uint64_t replies_after_upgrade = client.replies();
+  REQUIRE(client.wait_for_replies(replies_after_upgrade + 2 * kConnections));
+  const LiveView during = look(host);
+  const LoadClient::Totals totals = client.stop();
+  const LiveView after = look(host);
+
+  INFO(report.summary());
+  REQUIRE(report.committed());
+  REQUIRE(report.rehearsal.is_object());
+  CHECK(report.rehearsal["outcome"] == "passed");
+  CHECK(report.rehearsal["round_trip"] == true);
+  CHECK(report.rehearsal["state_sizes"]["counter"]["before"] == 16);
+  CHECK(report.rehearsal["state_sizes"]["counter"]["after"] == 16);
+  std::vector<std::string> steps;
+  for (const json& s : report.rehearsal["steps"]) steps.push_back(s["step"]);
+  CHECK(steps == std::vector<std::string>{"isolate", "export_before", "load", "migrate", "unload", "self_check",
+                                          "export_after", "round_trip", "round_trip"});
+  CHECK(totals.dropped == 0);
+  CHECK(totals.out_of_order == 0);
+  CHECK(totals.unexpected == 0);
+  CHECK(totals.outstanding == 0);
+  CHECK(during.connections == kConnections);
+  CHECK(after.version == "2.0.0");
+  CHECK(after.total == totals.replies);
+}
+
+TEST_CASE("rehearsal: `rehearse` alone changes nothing; --no-rehearse and runtime.json turn it off", "[rehearsal]") {
+  TestRoot root;
+  SECTION("rehearse only") {
+    add_base(root, rehearsal_runtime());
+    RunningHost host(root.dir());
+    add_target(root, "good", rehearsal_runtime());
+    const LiveView before = look(host);
+    std::promise<UpgradeReport> done;
+    boost::asio::post(host.runtime().io(), [&] {
+      host.runtime().rehearse("2.0.0", {}, [&done](const UpgradeReport& r) { done.set_value(r); });
+    });
+    const UpgradeReport report = done.get_future().get();
+    REQUIRE(report.rehearsal.is_object());
+    CHECK(report.rehearsal["outcome"] == "passed");
+    CHECK(report.rehearsal["pause_estimate_ms"].get<double>() > 0);
+    const LiveView after = look(host);
+    CHECK(after.instance == before.instance);
+    CHECK(after.version == "1.0.0");
+  }
+  SECTION("--no-rehearse: the migration that throws runs live and rolls back, unrehearsed") {
+    add_base(root, rehearsal_runtime());
+    RunningHost host(root.dir());
+    add_target(root, "throw", rehearsal_runtime());
+    const UpgradeReport report = upgrade(host, "2.0.0", /*rehearse=*/false);
+    CHECK(report.outcome == UpgradeReport::Outcome::RolledBack);
+    CHECK(report.rehearsal.is_null());
+  }
+  SECTION("runtime.json rehearse: false") {
+    add_base(root, rehearsal_runtime({{"rehearse", false}}));
+    RunningHost host(root.dir());
+    add_target(root, "throw", rehearsal_runtime({{"rehearse", false}}));
+    const UpgradeReport report = upgrade(host, "2.0.0");
+    CHECK(report.outcome == UpgradeReport::Outcome::RolledBack);
+    CHECK(report.rehearsal.is_null());
+  }
+}
+
+TEST_CASE("rehearsal: runtime.json rehearse and rehearsal_timeout_s are validated", "[rehearsal][config]") {
+  auto parse = [](const json& doc) {
+    return hotswap::host::parse_runtime_config(doc, "runtime.json",
+                                               [](const std::string&) { return std::optional<std::string>(); });
+  };
+  const RuntimeConfig defaults = parse(json::object());
+  CHECK(defaults.rehearse);
+  CHECK(defaults.rehearsal_timeout == std::chrono::seconds(30));
+  const RuntimeConfig set = parse({{"rehearse", false}, {"rehearsal_timeout_s", 2.5}});
+  CHECK_FALSE(set.rehearse);
+  CHECK(set.rehearsal_timeout == std::chrono::milliseconds(2500));
+  CHECK_FALSE(set == defaults);
+  CHECK_FALSE(parse({{"rehearse", "false"}}).rehearse);
+  CHECK_THROWS_WITH(parse({{"rehearse", 1}}), Catch::Contains("rehearse") && Catch::Contains("true or false"));
+  CHECK_THROWS_WITH(parse({{"rehearsal_timeout_s", 0}}), Catch::Contains("rehearsal_timeout_s"));
+  CHECK_THROWS_WITH(parse({{"rehearsal_timeout_s", "soon"}}), Catch::Contains("rehearsal_timeout_s"));
+}
+
+TEST_CASE("rehearsal: the report names the step a child died in, from its progress lines", "[rehearsal][report]") {
+  const std::string lines =
+      "{\"begin\":\"isolate\",\"detail\":\"\"}\n{\"end\":\"isolate\",\"ms\":0.1,\"ok\":true,\"error\":\"\"}\n"
+      "{\"begin\":\"migrate\",\"detail\":\"step 1 (update counter)\"}\n";
+  RehearsalReport crashed;
+  hotswap::host::interpret_rehearsal(lines, SIGSEGV, false, crashed);  // a wait status: killed by SIGSEGV
+  CHECK(crashed.outcome == RehearsalReport::Outcome::Crashed);
+  CHECK(crashed.step == "migrate");
+  CHECK_THAT(crashed.error, Catch::Contains("SIGSEGV"));
+  REQUIRE(crashed.steps.size() == 2);
+  CHECK(crashed.steps[1].detail == "step 1 (update counter)");
+
+  RehearsalReport silent;
+  hotswap::host::interpret_rehearsal(lines + "{\"end\":\"migrate\",\"ms\":1,\"ok\":true,\"error\":\"\"}\n", 0, false,
+                                     silent);
+  CHECK(silent.outcome == RehearsalReport::Outcome::Crashed);
+  CHECK_THAT(silent.error, Catch::Contains("without a report") || Catch::Contains("before reporting"));
+
+  RehearsalReport failed;
+  hotswap::host::interpret_rehearsal(lines + "{\"result\":{\"ok\":false,\"step\":\"migrate\",\"error\":\"boom\"}}\n", 0,
+                                     false, failed);
+  CHECK(failed.outcome == RehearsalReport::Outcome::Failed);
+  CHECK(failed.error == "boom");
+  CHECK(failed.step == "migrate");
+}
