@@ -83,4 +83,6 @@ function(hotswap_add_release target)
     COMMENT "Assembling release ${ARG_NAME} ${ARG_VERSION}"
     VERBATIM)
   add_custom_target(${target} ALL DEPENDS ${stamp})
+  # Where the release folder is: hotswap_add_rehearsal_test reads it.
+  set_target_properties(${target} PROPERTIES HOTSWAP_RELEASE_DIR ${ARG_OUTPUT_DIR}/${ARG_NAME}-${ARG_VERSION})
 endfunction()
