@@ -16,6 +16,9 @@
 # because functions run in their caller's scope (a project that add_subdirectory()s
 # hotswap does not see hotswap's variables).
 set_property(GLOBAL PROPERTY HOTSWAP_CMAKE_SCRIPTS_DIR "${CMAKE_CURRENT_LIST_DIR}")
+# The scripts' paths as variables too, for code in the includer's scope that reads them.
+set(HOTSWAP_CHECK_UNIQUE_SCRIPT ${CMAKE_CURRENT_LIST_DIR}/check_no_gnu_unique.cmake)
+set(HOTSWAP_ASSEMBLE_RELEASE_SCRIPT ${CMAKE_CURRENT_LIST_DIR}/assemble_release.cmake)
 
 # hotswap_script_path(<out-var> <file>): the absolute path of a helper script.
 function(hotswap_script_path out_var file)

@@ -10,6 +10,7 @@
 #include <boost/asio.hpp>
 #include <boost/filesystem.hpp>
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -114,7 +115,7 @@ TEST_CASE("an outside project finds the installed package alone and builds its m
     INFO(line);
     CHECK_THAT(line, Catch::Contains("-Wall -Wextra -Werror") && Catch::Contains("-fno-gnu-unique") &&
                          Catch::Contains("-fvisibility=hidden") &&
-                         Catch::Contains("-I" + (kPrefix / "include").string()));
+                         Catch::Contains(" " + (kPrefix / "include").string() + " "));  // -isystem: an imported target
     CHECK_THAT(line, !Catch::Contains("/modules/include"));  // no header of this source tree
   }
 }
@@ -151,6 +152,33 @@ TEST_CASE("the installed hotswap serves the outside project's release and upgrad
   // The same connection, now served by 1.1.0, with the total migrated.
   CHECK(client.ask("add 3") == "v1.1 total=5");
   root.must("stop");
+}
+
+TEST_CASE("a module builds with the installed pkg-config file's flags alone", "[outside]") {
+  ScratchDir out;
+  fs::create_directories(out.dir);
+  const std::string pkg_config = "PKG_CONFIG_PATH=" + quoted(kPrefix / "share" / "pkgconfig") + " pkg-config ";
+  Result cflags = run_shell(pkg_config + "--cflags hotswap");
+  INFO(cflags.out);
+  REQUIRE(cflags.code == 0);
+  CHECK_THAT(cflags.out, Catch::Contains("-fno-gnu-unique") && Catch::Contains("-fvisibility=hidden"));
+  const fs::path library = out.dir / "tally-1.0.0.so";
+  Result build = run_shell("c++ $(" + pkg_config + "--cflags hotswap) -Wall -Wextra -Werror" +
+                           " -DHOTSWAP_MODULE_NAME='\"tally\"' -DHOTSWAP_MODULE_VERSION='\"1.0.0\"' " +
+                           quoted(SDK_OUTSIDE_SOURCE "/tally.cpp") + " -o " + quoted(library) + " $(" + pkg_config +
+                           "--libs hotswap)");
+  INFO(build.out);
+  REQUIRE(build.code == 0);
+  Result unique_check = run_shell(std::string(SDK_CMAKE) + " -DLIBRARY=" + quoted(library) + " -P \"$(" +
+                                  pkg_config + "--variable=check_unique_script hotswap)\"");
+  INFO(unique_check.out);
+  CHECK(unique_check.code == 0);
+  // Hidden visibility: the module's own code exports its entry point and nothing
+  // else (the standard library's inline templates keep theirs, weak).
+  Result exported = run_shell("nm -D --defined-only " + quoted(library) + " | grep -v ' [WVu] '");
+  INFO(exported.out);
+  CHECK(exported.out.find(" T hotswap_module_entry\n") != std::string::npos);
+  CHECK(std::count(exported.out.begin(), exported.out.end(), '\n') == 1);
 }
 
 TEST_CASE("hotswap_add_release accepts an appup of its own module version and lists it in the manifest") {
