@@ -387,4 +387,7 @@ TEST_CASE("the hotswap binary: check and plan --from --to, exit status and --jso
   CHECK(run_hotswap("plan --from " + good + " 2>/dev/null").code == 64);
   CHECK(run_hotswap("plan 1.0.0 --from " + good + " --to " + good + " 2>/dev/null").code == 64);
   CHECK(run_hotswap("check 2>/dev/null").code == 64);
+  const Run nothing = run_hotswap("plan 2>&1");
+  CHECK(nothing.code == 64);
+  CHECK_THAT(nothing.out, Catch::Contains("VSN") && Catch::Contains("--from"));
 }
