@@ -25,7 +25,7 @@ const CommandInfo kCommands[] = {
     {"status", "release, modules, connections, last upgrade", true},
     {"reload", "upgrade to the newest unpacked release, or re-read the runtime config", true},
     {"unpack", "unpack a release tarball under ROOT/releases", true},
-    {"plan", "print the steps of an upgrade or downgrade to VSN without doing it", true},
+    {"plan", "print the steps of an upgrade or downgrade to VSN without doing it (offline: --from A --to B)", true},
     {"upgrade", "upgrade to the newer release VSN", true},
     {"downgrade", "downgrade to the older release VSN", true},
     {"releases", "list releases and their states", true},

@@ -113,9 +113,8 @@ struct Run {
   std::string out;  // stdout
 };
 
-// Runs the real `hotswap` binary; stdout only (stderr goes to the test log).
-Run run_hotswap(const std::string& arguments) {
-  const std::string command = std::string(HOTSWAP_BINARY) + " " + arguments;
+// Runs a shell command line; stdout only (stderr goes to the test log).
+Run run_command(const std::string& command) {
   FILE* pipe = ::popen(command.c_str(), "r");
   REQUIRE(pipe != nullptr);
   std::string out;
@@ -124,6 +123,9 @@ Run run_hotswap(const std::string& arguments) {
   const int status = ::pclose(pipe);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
+
+// Runs the real `hotswap` binary.
+Run run_hotswap(const std::string& arguments) { return run_command(std::string(HOTSWAP_BINARY) + " " + arguments); }
 
 }  // namespace
 
@@ -300,6 +302,18 @@ TEST_CASE("check refuses what is not a release", "[check]") {
   CHECK_THAT(garbage.problems[0].message, Catch::Contains("not-a-tarball.tar.gz"));
 }
 
+TEST_CASE("check unpacks a tarball with the release store's rules", "[check]") {
+  ReleaseCopy release("1.0.0");
+  fs::create_symlink("/etc/passwd", release.dir / "passwd");
+  const fs::path tarball = release.temp.path() / "counter-1.0.0.tar.gz";
+  const Run tar = run_command("tar czf '" + tarball.string() + "' -C '" + release.dir.string() + "' .");
+  REQUIRE(tar.code == 0);
+  const ReleaseCheck check = hotswap::host::check_release(tarball, *scratch_loader());
+  REQUIRE(check.problems.size() == 1);
+  CHECK(check.problems[0].file == tarball.string());
+  CHECK_THAT(check.problems[0].message, Catch::Contains("entry './passwd': symbolic link to '/etc/passwd'"));
+}
+
 TEST_CASE("the offline plan is the live host's plan, either way", "[check][plan]") {
   auto loader = scratch_loader();
   const auto up = hotswap::host::plan_offline(kReleases / "counter-1.0.0", kReleases / "counter-1.1.0.tar.gz", *loader);
@@ -387,4 +401,7 @@ TEST_CASE("the hotswap binary: check and plan --from --to, exit status and --jso
   CHECK(run_hotswap("plan --from " + good + " 2>/dev/null").code == 64);
   CHECK(run_hotswap("plan 1.0.0 --from " + good + " --to " + good + " 2>/dev/null").code == 64);
   CHECK(run_hotswap("check 2>/dev/null").code == 64);
+  const Run nothing = run_hotswap("plan 2>&1");
+  CHECK(nothing.code == 64);
+  CHECK_THAT(nothing.out, Catch::Contains("VSN") && Catch::Contains("--from"));
 }
