@@ -35,6 +35,12 @@
  *    a callback of that library, but they are often NOT on the event-loop
  *    thread: they must not depend on it, must not throw, and cannot call host
  *    functions (there is no hotswap_host_ctx outside an instance).
+ *  - Live rehearsal: before an upgrade or downgrade, the host forks itself and
+ *    runs the plan (migrations, self_check) in the child, which serves no
+ *    traffic and has only the forking thread. A thread the module started
+ *    does not exist there, and a lock it held at the fork stays held: a
+ *    migration or self_check that takes such a lock hangs in the child and
+ *    refuses the upgrade (a timeout). Host functions work there but reach no one.
  *  - A module built against a newer header may run on an older host: check a
  *    host function with HOTSWAP_HOST_HAS before calling it (module.hpp does).
  *    Likewise a host reads a descriptor field appended after ABI 1's first
