@@ -9,6 +9,7 @@ packages=(
   libspdlog-dev nlohmann-json3-dev catch2
   libssl-dev libarchive-dev libcli11-dev libedit-dev libre2-dev
   clang-14 libclang-rt-14-dev  # make fuzz: libFuzzer targets (tests/fuzz/)
+  dpkg-dev  # make package / cpack -G DEB: dpkg-shlibdeps computes the .deb's Depends
 )
 
 missing=()
