@@ -16,10 +16,10 @@
 # (hotswap_add_release sets it); the test then depends on it, so building the
 # test builds its releases.
 #
-# Paths here are relative to this file (CMAKE_CURRENT_LIST_DIR), so the file
-# works from the source tree and, once installed, from the package.
+# The function refers to no file of the source tree (the Catch2 main is
+# generated in the build folder) and finds the kit by its target name, so this
+# file works as is once a package installs it next to hotswap::rehearsal_kit.
 include_guard(GLOBAL)
-set(HOTSWAP_REHEARSAL_KIT_DIR ${CMAKE_CURRENT_LIST_DIR})
 
 # The Catch2 main every rehearsal test shares (one per project).
 function(_hotswap_rehearsal_catch_main out)

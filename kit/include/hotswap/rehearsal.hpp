@@ -253,7 +253,7 @@ class RehearsalHost {
   // Connects a client to `module` (empty: the only module, or the module of
   // the release's first listener), as from `listener` (empty: the module's
   // first listener in runtime.json, else "rehearsal"). Ids count from 1, as
-  // the server's do; connect(id) picks one (throws if it is in use).
+  // the server's do; connect_as picks one (throws RehearsalError if it is in use).
   Client connect(const std::string& module = {}, const std::string& listener = {});
   Client connect_as(hotswap_conn_id id, const std::string& module = {}, const std::string& listener = {});
   // A client connected earlier (throws when unknown).
