@@ -266,7 +266,7 @@ void Runtime::reload(const ProgressListener& progress, std::function<void(const 
   bool posted = coordinator_.run_on_worker(
       [this, found, running] {
         try {
-          found->newer = store_.newest_newer_than(running);
+          found->newer = store_.reload_target(running);
         } catch (const std::exception& e) {
           found->error = std::string("cannot look for a newer release: ") + e.what();
           return;

@@ -94,8 +94,14 @@ AdminHandler make_admin_handler(Runtime& runtime) {
       if (cmd == "downgrade") return start_upgrade(runtime, request, respond, appup::Direction::Downgrade);
       if (cmd == "rehearse") return start_rehearsal(runtime, request, respond);
       if (cmd == "reload") {
+        // Logged as a SIGHUP reload is: the operator's log shows every reload, whoever asked.
+        spdlog::info("admin: reloading");
         return runtime.reload([respond](const nlohmann::json& event) { respond.event(event); },
                               [respond](const Runtime::ReloadResult& reload) {
+                                if (!reload.error.empty())
+                                  spdlog::error("reload failed: {}", reload.error);
+                                else
+                                  spdlog::info("reload: {}", reload.result.value("action", "?"));
                                 if (reload.error.empty()) return respond.ok(reload.result);
                                 respond.error(reload.error, reload.busy ? "busy" : "failed");
                               });

@@ -23,7 +23,7 @@ const CommandInfo kCommands[] = {
     {"stop", "stop the running host gracefully", true},
     {"remote", "interactive admin shell (line editing, history)", false},
     {"status", "release, modules, connections, last upgrade", true},
-    {"reload", "upgrade to the newest unpacked release, or re-read the runtime config", true},
+    {"reload", "upgrade to the newest unpacked, never failed release newer than the running one, or re-read the runtime config", true},
     {"unpack", "unpack a release tarball under ROOT/releases", true},
     {"plan", "print the steps of an upgrade or downgrade to VSN without doing it (offline: --from A --to B)", true},
     {"upgrade", "upgrade to the newer release VSN", true},

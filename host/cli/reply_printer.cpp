@@ -40,8 +40,12 @@ void print_status(const json& s) {
 }
 
 void print_releases(const json& r) {
-  for (const auto& rel : r["releases"])
-    std::cout << rel["version"].get<std::string>() << "  " << rel["state"].get<std::string>() << "\n";
+  for (const auto& rel : r["releases"]) {
+    std::cout << rel["version"].get<std::string>() << "  " << rel["state"].get<std::string>();
+    // reload skips it until it is named, removed or unpacked again.
+    if (rel.contains("failed")) std::cout << "  (last upgrade failed: " << rel.value("failed", "") << ")";
+    std::cout << "\n";
+  }
 }
 
 void print_upgrade_report(const json& report) {
@@ -110,7 +114,9 @@ void print_event(const json& e) {
   else if (kind == "record_failed")
     std::cout << "  recording the release in RELEASES.json FAILED: " << e.value("error", "") << "\n";
   else if (kind == "purged")
-    std::cout << "  old code unloaded in " << as_double(e, "purge_ms") << " ms\n";
+    // "new" after a rollback: the target's code that never served is what was unloaded.
+    std::cout << "  " << (e.value("unloaded", "old") == "new" ? "new" : "old") << " code unloaded in "
+              << as_double(e, "purge_ms") << " ms\n";
   else
     std::cout << "  " << e.dump() << "\n";
 }

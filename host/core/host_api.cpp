@@ -3,9 +3,12 @@
 // serves: module.h, destroy()) reaches nothing: HOTSWAP_NOT_FOUND.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <new>
 #include <stdexcept>
+#include <vector>
 
 #include "core/module_instance.hpp"
 #include "core/module_registry.hpp"
@@ -147,9 +150,67 @@ uint64_t api_monotonic_ms(hotswap_host_ctx* ctx) {
   return registry_of(ctx).services().now_ms();
 }
 
+// The connections a (not detached) context's module serves; false for an unknown listener.
+bool connections_of(hotswap_host_ctx* ctx, const char* listener, std::vector<HostServices::ConnectionRef>& out) {
+  return registry_of(ctx).services().list_connections(ctx->module_name, listener, out);
+}
+
+hotswap_status api_broadcast_all(hotswap_host_ctx* ctx, const char* listener, const void* data, size_t size,
+                                 size_t* out_sent, size_t* out_skipped) {
+  if (out_sent != nullptr) *out_sent = 0;
+  if (out_skipped != nullptr) *out_skipped = 0;
+  if (ctx == nullptr || (data == nullptr && size > 0)) return HOTSWAP_BAD_ARGUMENT;
+  if (ctx->detached) return HOTSWAP_NOT_FOUND;
+  try {
+    std::vector<HostServices::ConnectionRef> connections;
+    if (!connections_of(ctx, listener, connections)) return HOTSWAP_NOT_FOUND;
+    size_t sent = 0;
+    // One send per connection, each under its own output limit: a connection
+    // that cannot take the message costs only itself the message.
+    for (const HostServices::ConnectionRef& connection : connections)
+      if (api_send(ctx, connection.id, data, size) == HOTSWAP_OK) ++sent;
+    if (out_sent != nullptr) *out_sent = sent;
+    if (out_skipped != nullptr) *out_skipped = connections.size() - sent;
+    return HOTSWAP_OK;
+  } catch (...) {
+    return status_of_current_exception();
+  }
+}
+
+// The size of ABI 1's first hotswap_conn_entry: the smallest entry a caller may pass.
+constexpr size_t kFirstConnEntrySize = offsetof(hotswap_conn_entry, listener) + sizeof(const char*);
+
+hotswap_status api_list_connections(hotswap_host_ctx* ctx, const char* listener, hotswap_conn_entry* out,
+                                    size_t capacity, size_t entry_size, size_t* out_count) {
+  if (ctx == nullptr || out_count == nullptr || (out == nullptr && capacity > 0) ||
+      entry_size < kFirstConnEntrySize)
+    return HOTSWAP_BAD_ARGUMENT;
+  *out_count = 0;
+  if (ctx->detached) return HOTSWAP_NOT_FOUND;
+  try {
+    std::vector<HostServices::ConnectionRef> connections;
+    if (!connections_of(ctx, listener, connections)) return HOTSWAP_NOT_FOUND;
+    const size_t written = std::min(capacity, connections.size());
+    auto* bytes = reinterpret_cast<unsigned char*>(out);
+    for (size_t i = 0; i < written; ++i) {
+      hotswap_conn_entry entry{};
+      entry.id = connections[i].id;
+      entry.listener = connections[i].listener;
+      // Never a byte past what the caller's entry holds; fields it does not know stay untouched.
+      std::memcpy(bytes + i * entry_size, &entry, std::min(entry_size, sizeof entry));
+    }
+    *out_count = connections.size();
+    return written == connections.size() ? HOTSWAP_OK : HOTSWAP_LIMIT;
+  } catch (...) {
+    return status_of_current_exception();
+  }
+}
+
 const hotswap_host_api kHostApi = {
     HOTSWAP_ABI_VERSION, sizeof(hotswap_host_api), api_log,          api_buffer_append, api_send, api_broadcast,
     api_close,           api_timer_start,          api_timer_cancel, api_monotonic_ms,
+    // Appended: connection listing and broadcast.
+    api_broadcast_all, api_list_connections,
 };
 
 }  // namespace

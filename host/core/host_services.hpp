@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string_view>
+#include <vector>
 
 namespace hotswap::host {
 
@@ -23,6 +24,21 @@ class HostServices {
   virtual hotswap_status send(std::string_view module, hotswap_conn_id conn, std::string_view message) = 0;
   // Close a connection `module` owns, after its pending output is written. Same errors as send.
   virtual hotswap_status close(std::string_view module, hotswap_conn_id conn, std::string_view reason) = 0;
+  // One connection a module serves. `listener` is the listener's name, owned
+  // by the services: it lives as long as the listener.
+  struct ConnectionRef {
+    hotswap_conn_id id;
+    const char* listener;
+  };
+  // The open connections `module` serves, in ascending id order, into `out`
+  // (cleared first); only those of the listener named `listener` when it is
+  // not null. False, with `out` empty, when `listener` names no listener of
+  // `module`. The default serves no connection and has no listener.
+  virtual bool list_connections(std::string_view module, const char* listener, std::vector<ConnectionRef>& out) {
+    (void)module;
+    out.clear();
+    return listener == nullptr;
+  }
   // Arm a timer owned by `owner`; when it fires call ModuleRegistry::deliver_timer.
   virtual void schedule_timer(ModuleSlot& owner, hotswap_timer_id id, uint64_t delay_ms, uint64_t repeat_ms,
                               uint64_t tag) = 0;

@@ -63,6 +63,9 @@ class NetworkServer::Connection : public std::enable_shared_from_this<Connection
 
   hotswap_conn_id id() const { return id_; }
   const std::string& module() const { return listener_->config.module; }
+  const std::string& listener_name() const { return listener_->config.name; }
+  // Neither closing nor closed: it still takes messages.
+  bool open() const { return !closing_ && !finished_; }
 
   void start() {
     boost::system::error_code ec;
@@ -454,6 +457,22 @@ hotswap_status NetworkServer::send(std::string_view module, hotswap_conn_id conn
   if (it == connections_.end() || it->second->module() != module) return HOTSWAP_NOT_FOUND;
   auto keep = it->second;  // send may close it (slow reader)
   return keep->send(message);
+}
+
+bool NetworkServer::list_connections(std::string_view module, const char* listener, std::vector<ConnectionRef>& out) {
+  out.clear();
+  if (listener != nullptr) {
+    const bool known = std::any_of(listeners_.begin(), listeners_.end(), [&](const std::shared_ptr<Listener>& l) {
+      return l->config.module == module && l->config.name == listener;
+    });
+    if (!known) return false;
+  }
+  for (const auto& [id, connection] : connections_) {  // ordered by id
+    if (connection->module() != module || !connection->open()) continue;
+    if (listener != nullptr && connection->listener_name() != listener) continue;
+    out.push_back({id, connection->listener_name().c_str()});
+  }
+  return true;
 }
 
 hotswap_status NetworkServer::close(std::string_view module, hotswap_conn_id conn, std::string_view reason) {

@@ -106,6 +106,7 @@ class NetworkServer : public HostServices {
                       uint64_t tag) override;
   bool cancel_timer(hotswap_timer_id id) override;
   uint64_t now_ms() const override { return timer_source_->now_ms(); }
+  bool list_connections(std::string_view module, const char* listener, std::vector<ConnectionRef>& out) override;
 
  private:
   class Connection;

@@ -166,6 +166,20 @@ std::optional<std::string> version_field(const fs::path& file, const json& docum
   return expect_version(file, *it, key);
 }
 
+// Optional: RELEASES.json written before failed targets were recorded has none.
+std::map<std::string, std::string> failed_field(const fs::path& file, const json& document) {
+  std::map<std::string, std::string> failed;
+  const auto it = document.find("failed");
+  if (it == document.end() || it->is_null()) return failed;
+  if (!it->is_object()) corrupt(file, "'failed' must be an object {version: error}");
+  for (const auto& [version, error] : it->items()) {
+    if (!appup::is_valid_version(version)) corrupt(file, "failed: '" + version + "' is not a release version");
+    if (!error.is_string()) corrupt(file, "failed." + version + ": expected the error text, got " + error.dump());
+    failed[version] = error.get<std::string>();
+  }
+  return failed;
+}
+
 std::vector<std::string> old_field(const fs::path& file, const json& document) {
   const auto it = document.find("old");
   if (it == document.end() || !it->is_array()) corrupt(file, "'old' must be an array of release versions");
@@ -444,8 +458,11 @@ std::vector<ReleaseRecord> ReleaseStore::list() const {
   if (ec) throw ReleaseError("cannot list " + releases_dir().string() + ": " + ec.message());
   std::sort(versions.begin(), versions.end(), older);
   std::vector<ReleaseRecord> records;
-  for (const std::string& version : versions)
-    records.push_back({version, state_of(version, state_.permanent, state_.current, state_.old)});
+  for (const std::string& version : versions) {
+    ReleaseRecord record{version, state_of(version, state_.permanent, state_.current, state_.old), std::nullopt};
+    if (const auto failed = state_.failed.find(version); failed != state_.failed.end()) record.failed = failed->second;
+    records.push_back(std::move(record));
+  }
   return records;
 }
 
@@ -499,6 +516,31 @@ std::optional<std::string> ReleaseStore::newest_newer_than(const std::string& th
   return std::nullopt;
 }
 
+std::optional<std::string> ReleaseStore::reload_target(const std::string& running) {
+  const std::optional<appup::Version> base = appup::Version::parse(running);
+  if (!base)
+    throw ReleaseError("'" + running + "' is not a release version (expected a semantic version like 1.2.3)");
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  load();  // a failed mark another process (or a remove) changed counts
+  const std::vector<ReleaseRecord> records = list();
+  for (auto it = records.rbegin(); it != records.rend(); ++it) {
+    if (!(*appup::Version::parse(it->version) > *base)) break;  // newest first: the rest are not newer
+    if (it->state == ReleaseState::Unpacked && !it->failed) return it->version;
+  }
+  return std::nullopt;
+}
+
+void ReleaseStore::mark_failed(const std::string& version, const std::string& error) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  load();
+  if (!exists(version)) throw ReleaseError("no release " + version + " under " + releases_dir().string());
+  const std::string text = error.substr(0, kMaxFailureText);
+  if (const auto it = state_.failed.find(version); it != state_.failed.end() && it->second == text) return;
+  Bookkeeping next = state_;
+  next.failed[version] = text;
+  commit(std::move(next));
+}
+
 std::string ReleaseStore::unpack(const fs::path& tarball) {
   TempDir staging(releases_dir(), ".unpack-");
   Unpacker(os_, tarball, staging.path()).run();
@@ -524,6 +566,19 @@ std::string ReleaseStore::unpack(const fs::path& tarball) {
   }
   staging.keep();
   sync_folder(os_, releases_dir());
+  // Unpacked again (its folder was deleted by hand): a fresh chance for reload.
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  load();
+  if (state_.failed.count(manifest.version) != 0) {
+    Bookkeeping next = state_;
+    next.failed.erase(manifest.version);
+    try {
+      commit(std::move(next));
+    } catch (const ReleaseError& e) {
+      throw ReleaseError("release " + manifest.version + " is unpacked, but clearing the failed mark of its last "
+                         "upgrade failed (reload skips it until it is named): " + e.what());
+    }
+  }
   return manifest.version;
 }
 
@@ -540,6 +595,7 @@ void ReleaseStore::mark_current(const std::string& version) {
     next.current = version;
   }
   drop_old(next.old, version);
+  next.failed.erase(version);  // it runs: whatever failed before is past
   commit(std::move(next));
 }
 
@@ -576,6 +632,7 @@ void ReleaseStore::remove(const std::string& version) {
     throw ReleaseError("cannot remove " + folder.string() + ": " + moved.error_text());
   Bookkeeping next = state_;
   drop_old(next.old, version);
+  next.failed.erase(version);
   try {
     commit(std::move(next));
   } catch (const ReleaseError&) {
@@ -593,8 +650,11 @@ void ReleaseStore::remove(const std::string& version) {
 json ReleaseStore::to_json() const {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
   json releases = json::array();
-  for (const ReleaseRecord& record : list())
-    releases.push_back({{"version", record.version}, {"state", to_string(record.state)}});
+  for (const ReleaseRecord& record : list()) {
+    json entry = {{"version", record.version}, {"state", to_string(record.state)}};
+    if (record.failed) entry["failed"] = *record.failed;
+    releases.push_back(std::move(entry));
+  }
   return {{"releases", std::move(releases)},
           {"permanent", version_or_null(state_.permanent)},
           {"current", version_or_null(state_.current)}};
@@ -602,8 +662,9 @@ json ReleaseStore::to_json() const {
 
 void ReleaseStore::commit(Bookkeeping next) {
   const fs::path file = releases_dir() / "RELEASES.json";
-  const json document = {
+  json document = {
       {"permanent", version_or_null(next.permanent)}, {"current", version_or_null(next.current)}, {"old", next.old}};
+  if (!next.failed.empty()) document["failed"] = next.failed;
   const std::string text = document.dump(2) + "\n";
   // A temporary file of this call's own in the same folder: another process
   // saving at the same moment writes its own, and rename stays atomic.
@@ -655,6 +716,7 @@ void ReleaseStore::load() {
   loaded.permanent = version_field(file, document, "permanent");
   loaded.current = version_field(file, document, "current");
   loaded.old = old_field(file, document);
+  loaded.failed = failed_field(file, document);
   state_ = std::move(loaded);
 }
 

@@ -12,10 +12,17 @@
 // permanent (booted on restart), old (was current or permanent before). The
 // host boots the permanent release; a release that ran but was never made
 // permanent is not booted after a restart.
+//
+// A release an upgrade or downgrade to which failed (its check refused it, or
+// it rolled back) is marked failed, with the error, in RELEASES.json
+// ("failed": {version: error}). reload skips it (reload_target) until it
+// runs (named explicitly: `hotswap upgrade VSN`), or is removed, or is
+// unpacked again.
 #pragma once
 
 #include <boost/filesystem/path.hpp>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -33,6 +40,8 @@ const char* to_string(ReleaseState state);
 struct ReleaseRecord {
   std::string version;
   ReleaseState state = ReleaseState::Unpacked;
+  // Set when the last upgrade or downgrade to this release failed: the error.
+  std::optional<std::string> failed;
 };
 
 class ReleaseError : public std::runtime_error {
@@ -69,8 +78,12 @@ class ReleaseStore {
   // The release to boot: the permanent one; on a first boot (none permanent) the
   // newest release on disk, which becomes permanent. ReleaseError when there is none.
   std::string boot_version();
-  // The newest release on disk that is newer than `than`, if any (for reload / SIGHUP).
+  // The newest release on disk that is newer than `than`, if any.
   std::optional<std::string> newest_newer_than(const std::string& than) const;
+  // What reload (and SIGHUP) upgrades to: the newest release in state
+  // unpacked that is newer than `running` and not marked failed. A release
+  // that is old (it ran before) or failed is reached only by naming it.
+  std::optional<std::string> reload_target(const std::string& running);
 
   // Unpacks a release tarball made by hotswap_add_release. Refuses entries that
   // are absolute, contain "..", or are links or devices, an existing version, and
@@ -84,7 +97,13 @@ class ReleaseStore {
   // `version` must be the running release; the previous permanent becomes old.
   void make_permanent(const std::string& version);
   // Deletes an unpacked or old release; refused for the current or permanent one.
+  // Forgets its failed mark.
   void remove(const std::string& version);
+  // Records that the last upgrade or downgrade to `version` failed with
+  // `error` (kept to its first kMaxFailureText bytes). mark_current, remove
+  // and unpack clear the mark.
+  void mark_failed(const std::string& version, const std::string& error);
+  static constexpr size_t kMaxFailureText = 1024;
 
   nlohmann::json to_json() const;  // {"releases":[{"version":..,"state":..}], "permanent":.., "current":..}
 
@@ -99,6 +118,7 @@ class ReleaseStore {
     std::optional<std::string> permanent;
     std::optional<std::string> current;  // the running one when it is not permanent
     std::vector<std::string> old;
+    std::map<std::string, std::string> failed;  // version -> the error of its last failed upgrade
   };
 
   // Writes `next` to RELEASES.json (a temporary file of this call's own, fsync,

@@ -33,8 +33,22 @@ UpgradeReport refused_report(const appup::ReleaseManifest& running, const std::s
   r.release_name = running.name;
   r.from_release = running.version;
   r.to_release = to;
+  r.direction = direction_between(running.version, to);  // a refused downgrade says "downgrade"
   r.error = why;
   return r;
+}
+
+// Marks `version` failed in RELEASES.json, so that reload skips it. Best
+// effort: the upgrade's own outcome stands whatever happens here.
+void record_failed_target(ReleaseStore& store, const std::string& version, const std::string& error) {
+  try {
+    store.mark_failed(version, error);
+    spdlog::warn("release {} marked failed: reload skips it until it is named (`hotswap upgrade {}`), removed or "
+                 "unpacked again",
+                 version, version);
+  } catch (const std::exception& e) {
+    spdlog::warn("release {} failed, and marking it so in the release store failed too: {}", version, e.what());
+  }
 }
 
 // Runs a hop's half; an exception there is a bug, and must neither kill the
@@ -113,7 +127,7 @@ struct UpgradeCoordinator::Job {
 
   // Finishing's results.
   std::vector<std::string> leaked;
-  double purge_ms = 0;
+  std::chrono::nanoseconds purge_time{0};  // closing the libraries, on the worker
   std::string record_error;
   std::optional<ReleaseBookkeeping> bookkeeping;
 };
@@ -419,10 +433,16 @@ void UpgradeCoordinator::apply(Job& job) {
 
 void UpgradeCoordinator::finish(Job& job) {
   Clock::time_point start = Clock::now();
+  // The target itself failed (not the host stopping): reload skips it from now on (ReleaseStore::reload_target).
+  const bool target_failed =
+      job.report.outcome == UpgradeReport::Outcome::RolledBack ||
+      (job.report.outcome == UpgradeReport::Outcome::Refused && job.prepared &&
+       (!job.prepared->ok() || (!job.refusal.empty() && job.refusal != kHostStopping)));
   job.prepared.reset();  // what a refused check loaded
   job.running.code.clear();  // a refusal before the check phase still holds the snapshot's libraries
   job.leaked = job.retired.close_all();
-  job.purge_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  job.purge_time = Clock::now() - start;
+  if (target_failed) record_failed_target(store_, job.request.version, job.report.error);
   if (!job.report.committed()) {
     // Nothing changed what runs; a record that failed before may be repaired now.
     if (!unrecorded_release_) return;
@@ -447,8 +467,11 @@ void UpgradeCoordinator::complete(const std::shared_ptr<Job>& job) {
   UpgradeReport& report = job->report;
   report.leaked.insert(report.leaked.end(), job->leaked.begin(), job->leaked.end());
   if (job->bookkeeping) bookkeeping_ = *job->bookkeeping;
+  // One measurement for the event, the reply and status: the loop's part (the
+  // old instances' destroy) plus the worker's (closing the libraries).
+  report.purge_time += job->purge_time;
   if (report.outcome != UpgradeReport::Outcome::Refused)
-    emit_progress(job->progress, {{"event", "purged"}, {"purge_ms", job->purge_ms}, {"leaked", report.leaked}});
+    emit_progress(job->progress, purged_event(report));
   if (!job->record_error.empty()) {
     report.record_error = job->record_error;
     spdlog::error("release {} runs, but recording it as current failed: {} (the next release-store change, "

@@ -279,7 +279,7 @@ UpgradeReport UpgradeExecutor::apply(PreparedUpgrade prepared, const ProgressLis
   if (defer == nullptr) {
     report.leaked = closing_here.close_all();
     report.purge_time = Clock::now() - purge_start;
-    emit({{"event", "purged"}, {"purge_ms", to_ms(report.purge_time)}, {"leaked", report.leaked}});
+    emit(purged_event(report));
   } else {
     report.purge_time = Clock::now() - purge_start;
   }

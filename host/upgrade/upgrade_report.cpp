@@ -2,11 +2,27 @@
 
 #include <spdlog/spdlog.h>
 
+#include <hotswap/appup/semver.hpp>
+#include <optional>
+
 #include <sstream>
 
 namespace hotswap::host {
 
 double to_ms(std::chrono::nanoseconds d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+nlohmann::json purged_event(const UpgradeReport& report) {
+  return {{"event", "purged"},
+          {"purge_ms", to_ms(report.purge_time)},
+          {"leaked", report.leaked},
+          {"unloaded", report.committed() ? "old" : "new"}};
+}
+
+appup::Direction direction_between(const std::string& from, const std::string& to) {
+  const std::optional<appup::Version> older = appup::Version::parse(from), newer = appup::Version::parse(to);
+  if (older && newer && appup::compare(*newer, *older) < 0) return appup::Direction::Downgrade;
+  return appup::Direction::Upgrade;
+}
 
 void emit_progress(const ProgressListener& progress, const nlohmann::json& event) {
   if (!progress) return;

@@ -66,4 +66,14 @@ void emit_progress(const ProgressListener& progress, const nlohmann::json& event
 
 double to_ms(std::chrono::nanoseconds d);
 
+// The "purged" progress event of a finished upgrade: purge_ms (the report's
+// purge_time, the same figure its to_json gives), the libraries that stayed
+// mapped, and which code was unloaded: "old" after a commit, "new" after a
+// rollback (the target's code, which never served).
+nlohmann::json purged_event(const UpgradeReport& report);
+
+// Upgrade when `to` is newer than `from`, downgrade when older. Upgrade when
+// either is not a version (nothing to compare).
+appup::Direction direction_between(const std::string& from, const std::string& to);
+
 }  // namespace hotswap::host

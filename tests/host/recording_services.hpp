@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -24,8 +25,22 @@ class RecordingServices : public hotswap::host::HostServices {
     uint64_t sequence;  // orders timers due at the same time, as they were armed
   };
   hotswap_status send(std::string_view, hotswap_conn_id conn, std::string_view message) override {
+    if (full.count(conn) != 0) return HOTSWAP_LIMIT;
     sent.emplace_back(conn, std::string(message));
     return HOTSWAP_OK;
+  }
+  // Lists `connections` of `module`, as a server would; a listener is known
+  // when `listeners` names it for that module.
+  bool list_connections(std::string_view module, const char* listener, std::vector<ConnectionRef>& out) override {
+    out.clear();
+    if (listener != nullptr) {
+      const auto known = listeners.find(listener);
+      if (known == listeners.end() || known->second != module) return false;
+    }
+    for (const auto& [id, connection] : connections)
+      if (connection.module == module && (listener == nullptr || connection.listener == listener))
+        out.push_back({id, connection.listener.c_str()});
+    return true;
   }
   hotswap_status close(std::string_view, hotswap_conn_id conn, std::string_view reason) override {
     closed.emplace_back(conn, std::string(reason));
@@ -82,6 +97,12 @@ class RecordingServices : public hotswap::host::HostServices {
     return all.empty() ? std::string() : all.back();
   }
 
+  struct Connection {
+    std::string module, listener;
+  };
+  std::map<hotswap_conn_id, Connection> connections;  // what list_connections reports
+  std::map<std::string, std::string> listeners;       // listener name -> the module it serves
+  std::set<hotswap_conn_id> full;                     // send answers HOTSWAP_LIMIT for these
   std::vector<std::pair<hotswap_conn_id, std::string>> sent;
   std::vector<std::pair<hotswap_conn_id, std::string>> closed;
   std::map<hotswap_timer_id, Timer> timers;

@@ -485,3 +485,69 @@ TEST_CASE("an I/O error while unpacking names the tarball and leaves nothing beh
   CHECK(names_in(f.root / "releases").empty());
   CHECK_FALSE(f.store.exists("1.0.0"));
 }
+
+// --- issue 9: what reload picks; a failed target is marked and skipped ---
+
+TEST_CASE("reload picks the newest unpacked release newer than the running one, never an old one", "[releases]") {
+  Fixture f;
+  f.unpack({"1.0.0", "1.1.0", "1.2.0"});
+  f.store.boot_version();         // a first boot: the newest, 1.2.0, becomes permanent
+  f.store.mark_current("1.0.0");  // downgraded to 1.0.0: 1.2.0 (permanent) and 1.1.0 (unpacked) are newer
+  f.store.make_permanent("1.0.0");
+  CHECK(listing(f.store) == "1.0.0:permanent 1.1.0:unpacked 1.2.0:old");
+  // 1.2.0 ran before (old): reload does not go back to it by itself.
+  CHECK(f.store.reload_target("1.0.0") == std::optional<std::string>("1.1.0"));
+  CHECK_FALSE(f.store.reload_target("1.1.0"));
+  CHECK_FALSE(f.store.reload_target("1.2.0"));
+  CHECK_THROWS_WITH(f.store.reload_target("one"), Catch::Contains("'one' is not a release version"));
+}
+
+TEST_CASE("a failed target is recorded, skipped by reload, and cleared when it runs, is removed or unpacked again",
+          "[releases]") {
+  Fixture f;
+  f.unpack({"1.0.0", "1.1.0", "1.2.0"});
+  f.store.mark_current("1.0.0");
+  f.store.make_permanent("1.0.0");
+  REQUIRE(f.store.reload_target("1.0.0") == std::optional<std::string>("1.2.0"));
+
+  f.store.mark_failed("1.2.0", "step 1 (update counter) failed: boom");
+  CHECK(f.store.reload_target("1.0.0") == std::optional<std::string>("1.1.0"));  // the next newest instead
+  const json listed = f.store.to_json();
+  CHECK(listed["releases"][2] ==
+        json({{"version", "1.2.0"}, {"state", "unpacked"}, {"failed", "step 1 (update counter) failed: boom"}}));
+  CHECK(listed["releases"][1].count("failed") == 0);
+  // Recorded in RELEASES.json: another process (a restart) sees it.
+  ReleaseStore restarted(f.root);
+  CHECK(restarted.list()[2].failed == std::optional<std::string>("step 1 (update counter) failed: boom"));
+  CHECK(restarted.reload_target("1.0.0") == std::optional<std::string>("1.1.0"));
+
+  f.store.mark_failed("1.1.0", std::string(5000, 'x'));  // bounded
+  CHECK(f.store.list()[1].failed->size() == ReleaseStore::kMaxFailureText);
+  CHECK_FALSE(f.store.reload_target("1.0.0"));  // nothing left: reload re-reads the config
+
+  // Named explicitly and committed: the mark goes.
+  f.store.mark_current("1.2.0");
+  CHECK_FALSE(f.store.list()[2].failed);
+  // Removed, then unpacked again: a fresh chance.
+  f.store.remove("1.1.0");
+  f.unpack({"1.1.0"});
+  CHECK_FALSE(f.store.list()[1].failed);
+  // The folder deleted by hand (the mark stays behind), then unpacked again: cleared too.
+  f.store.mark_failed("1.1.0", "boom");
+  fs::remove_all(f.root / "releases" / "1.1.0");
+  f.unpack({"1.1.0"});
+  CHECK_FALSE(f.store.list()[1].failed);
+  CHECK_THROWS_WITH(f.store.mark_failed("9.9.9", "x"), Catch::Contains("no release 9.9.9"));
+}
+
+TEST_CASE("a RELEASES.json with a malformed failed record is refused, naming the field", "[releases]") {
+  Fixture f;
+  f.unpack({"1.0.0"});
+  const fs::path file = f.root / "releases" / "RELEASES.json";
+  write_file(file, R"({"permanent": "1.0.0", "current": null, "old": [], "failed": {"1.0.0": 3}})");
+  CHECK_THROWS_WITH(ReleaseStore(f.root), Catch::Contains("failed.1.0.0: expected the error text"));
+  write_file(file, R"({"permanent": "1.0.0", "current": null, "old": [], "failed": ["1.0.0"]})");
+  CHECK_THROWS_WITH(ReleaseStore(f.root), Catch::Contains("'failed' must be an object"));
+  write_file(file, R"({"permanent": "1.0.0", "current": null, "old": [], "failed": {"../x": "e"}})");
+  CHECK_THROWS_WITH(ReleaseStore(f.root), Catch::Contains("failed: '../x' is not a release version"));
+}

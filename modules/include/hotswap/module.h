@@ -113,6 +113,14 @@ typedef struct hotswap_bytes {
   size_t size;
 } hotswap_bytes;
 
+/* One entry of list_connections. `listener` is the listener's name (from the
+ * runtime config), owned by the host: valid until the callback that called
+ * list_connections returns. */
+typedef struct hotswap_conn_entry {
+  hotswap_conn_id id;
+  const char* listener;
+} hotswap_conn_entry;
+
 /* ---------------------------------------------------------------------------
  * Host functions. Every function takes the hotswap_host_ctx the instance got in
  * create(). They never throw and never call back into the module re-entrantly.
@@ -155,12 +163,48 @@ typedef struct hotswap_host_api {
 
   /* Milliseconds of a monotonic clock. */
   uint64_t (*monotonic_ms)(hotswap_host_ctx* ctx);
+
+  /* --- Appended after ABI 1's first layout: connection listing and
+   * broadcast. A module calls these only when HOTSWAP_HOST_HAS says the host
+   * has them (module.hpp does). --- */
+
+  /* Sends one message to every connection this module serves, or, when
+   * `listener` is not NULL, to every connection of that listener (a listener
+   * name from the runtime config whose connections this module serves).
+   * Each connection is handled as by send(), with its own output limit: a
+   * connection that cannot take the message (over its output limit, closed
+   * meanwhile, or the message does not fit its framing) is skipped and
+   * counted, and the others still get it. *out_sent and *out_skipped (either
+   * may be NULL) receive the counts. HOTSWAP_NOT_FOUND when `listener` names
+   * no listener of this module (nothing is sent); HOTSWAP_OK otherwise, even
+   * when some (or all) connections were skipped. While the instance is
+   * staged, one send per connection served at the time of the call is held
+   * until commit, and *out_sent counts them. */
+  hotswap_status (*broadcast_all)(hotswap_host_ctx* ctx, const char* listener, const void* data, size_t size,
+                                  size_t* out_sent, size_t* out_skipped);
+
+  /* Lists the connections this module serves (or, when `listener` is not
+   * NULL, those of that listener), in ascending id order. Writes at most
+   * `capacity` entries into `out`, each `entry_size` bytes apart: the caller
+   * passes sizeof(hotswap_conn_entry) as it was built, and the host writes no
+   * field past it (entries grow by appending fields, like the structs above).
+   * *out_count (required) receives the number of connections there are.
+   * HOTSWAP_LIMIT when they do not all fit (the first `capacity` are
+   * written): call again with a buffer of *out_count entries, or pass
+   * capacity 0 (out may then be NULL) to ask for the count alone.
+   * HOTSWAP_NOT_FOUND when `listener` names no listener of this module;
+   * HOTSWAP_BAD_ARGUMENT when entry_size is smaller than ABI 1's first entry
+   * layout (the id and listener fields). */
+  hotswap_status (*list_connections)(hotswap_host_ctx* ctx, const char* listener, hotswap_conn_entry* out,
+                                     size_t capacity, size_t entry_size, size_t* out_count);
 } hotswap_host_api;
+
 
 /* Nonzero when the host table `api` (a const hotswap_host_api*) has host
  * function `fn`: the host's struct_size covers the field and the field is set.
  * A module built against a newer header than the host's calls a function only
- * after checking it; every function of ABI version 1 is present on every host. */
+ * after checking it; the functions of ABI 1's first layout (log to monotonic_ms) are
+ * present on every host. */
 #define HOTSWAP_HOST_HAS(api, fn)                                                                     \
   ((api) != NULL && (size_t)(api)->struct_size >= offsetof(hotswap_host_api, fn) + sizeof((api)->fn) && \
    (api)->fn != NULL)
@@ -302,7 +346,8 @@ typedef struct hotswap_module_descriptor {
    * serves its module, and its hotswap_host_ctx no longer reaches the module's
    * connections or timers (a newer instance may own them now). During destroy()
    * (and from any destructor it runs), host functions are harmless no-ops:
-   * send, broadcast, close, timer_start and timer_cancel return HOTSWAP_NOT_FOUND
+   * send, broadcast, broadcast_all, list_connections, close, timer_start and
+   * timer_cancel return HOTSWAP_NOT_FOUND
    * and do nothing; log still logs and monotonic_ms still answers. So RAII
    * members that cancel their timer or say goodbye are safe, but have no
    * effect: the host itself cancels the timers of a module it removes. */
@@ -436,6 +481,11 @@ HOTSWAP_OFFSET_CHECK_(hotswap_host_api, close, 40);
 HOTSWAP_OFFSET_CHECK_(hotswap_host_api, timer_start, 48);
 HOTSWAP_OFFSET_CHECK_(hotswap_host_api, timer_cancel, 56);
 HOTSWAP_OFFSET_CHECK_(hotswap_host_api, monotonic_ms, 64);
+/* Appended host functions (connection listing and broadcast). */
+HOTSWAP_OFFSET_CHECK_(hotswap_host_api, broadcast_all, 72);
+HOTSWAP_OFFSET_CHECK_(hotswap_host_api, list_connections, 80);
+HOTSWAP_OFFSET_CHECK_(hotswap_conn_entry, id, 0);
+HOTSWAP_OFFSET_CHECK_(hotswap_conn_entry, listener, 8);
 HOTSWAP_OFFSET_CHECK_(hotswap_create_args, struct_size, 0);
 HOTSWAP_OFFSET_CHECK_(hotswap_create_args, host, 8);
 HOTSWAP_OFFSET_CHECK_(hotswap_create_args, ctx, 16);

@@ -68,6 +68,24 @@
 #include <sys/mman.h>
 #endif
 
+// Parsed JSON (config(), MigrationFrom::extra(), parse_json) needs
+// nlohmann_json, header-only, on the include path: the SDK's CMake target
+// brings it. Without it, those accessors are left out and the raw text
+// accessors remain. Force with -DHOTSWAP_SDK_JSON=0 or 1.
+#ifndef HOTSWAP_SDK_JSON
+#if defined(__has_include)
+#if __has_include(<nlohmann/json.hpp>)
+#define HOTSWAP_SDK_JSON 1
+#endif
+#endif
+#endif
+#ifndef HOTSWAP_SDK_JSON
+#define HOTSWAP_SDK_JSON 0
+#endif
+#if HOTSWAP_SDK_JSON
+#include <nlohmann/json.hpp>
+#endif
+
 #ifndef HOTSWAP_CHECK_ADOPTED_STATE
 #ifdef NDEBUG
 #define HOTSWAP_CHECK_ADOPTED_STATE 0
@@ -92,6 +110,40 @@ class UnsupportedTask : public std::runtime_error {
 class StateError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+};
+
+#if HOTSWAP_SDK_JSON
+// Thrown by parse_json (and the parsed accessors built on it) for text that is
+// not JSON. Like every exception in a callback, it becomes the callback's
+// error message at the ABI edge: the migration rolls back, create fails.
+class JsonError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Parses `text` (what the host passed as JSON: a config section, an appup's
+// `extra`, task arguments). `what` names it in the error message.
+inline nlohmann::json parse_json(std::string_view text, std::string_view what) {
+  try {
+    return nlohmann::json::parse(text.begin(), text.end());
+  } catch (const nlohmann::json::exception& e) {
+    throw JsonError(std::string(what) + " is not valid JSON: " + e.what());
+  }
+}
+#endif
+
+// What Host::broadcast did: connections that got the message, and those that
+// could not take it (over their output limit, closing, or the message does not
+// fit their framing).
+struct BroadcastResult {
+  size_t sent = 0;
+  size_t skipped = 0;
+};
+
+// A connection the module serves, as Host::connections lists it.
+struct Connection {
+  hotswap_conn_id id = 0;
+  std::string listener;  // the listener's name in the runtime config
 };
 
 // The host, as seen by one instance. Cheap to copy.
@@ -119,6 +171,27 @@ class Host {
     if (HOTSWAP_HOST_HAS(api_, broadcast))
       api_->broadcast(ctx_, conns.data(), conns.size(), message.data(), message.size());
   }
+  // Sends `message` to every connection this module serves, each under its
+  // own output limit (a connection that cannot take it is skipped and
+  // counted). Throws std::runtime_error when the host is older than this
+  // header and cannot broadcast.
+  BroadcastResult broadcast(std::string_view message) const { return broadcast_on(nullptr, message); }
+  // The same, for the connections of one listener of this module (its name in
+  // the runtime config). Throws std::runtime_error for a listener that is not
+  // this module's.
+  BroadcastResult broadcast(std::string_view listener, std::string_view message) const {
+    const std::string name(listener);
+    return broadcast_on(name.c_str(), message);
+  }
+  // The connections this module serves now, in ascending id order; those of
+  // one listener in the second form. Throws std::runtime_error when the host
+  // cannot list them or the listener is not this module's.
+  std::vector<Connection> connections() const { return list_on(nullptr); }
+  std::vector<Connection> connections(std::string_view listener) const {
+    const std::string name(listener);
+    return list_on(name.c_str());
+  }
+
   bool close(ConnId conn, const std::string& reason) const {
     return HOTSWAP_HOST_HAS(api_, close) && api_->close(ctx_, conn, reason.c_str()) == HOTSWAP_OK;
   }
@@ -145,6 +218,52 @@ class Host {
   hotswap_host_ctx* ctx() const { return ctx_; }
 
  private:
+  static std::string listener_text(const char* listener) {
+    return listener == nullptr ? std::string("this module") : "listener '" + std::string(listener) + "'";
+  }
+  BroadcastResult broadcast_on(const char* listener, std::string_view message) const {
+    if (!HOTSWAP_HOST_HAS(api_, broadcast_all))
+      throw std::runtime_error("this host cannot broadcast (it has no broadcast_all: older than the module's SDK)");
+    BroadcastResult result;
+    const hotswap_status status =
+        api_->broadcast_all(ctx_, listener, message.data(), message.size(), &result.sent, &result.skipped);
+    if (status == HOTSWAP_NOT_FOUND && listener != nullptr)
+      throw std::runtime_error("broadcast: " + listener_text(listener) + " is not a listener of this module");
+    if (status != HOTSWAP_OK && status != HOTSWAP_NOT_FOUND)
+      throw std::runtime_error("broadcast to " + listener_text(listener) + " failed with status " +
+                               std::to_string(static_cast<int>(status)));
+    return result;
+  }
+  std::vector<Connection> list_on(const char* listener) const {
+    if (!HOTSWAP_HOST_HAS(api_, list_connections))
+      throw std::runtime_error(
+          "this host cannot list connections (it has no list_connections: older than the module's SDK)");
+    // A first try on the stack; the host says how many there are when they do not fit.
+    hotswap_conn_entry local[64];
+    std::vector<hotswap_conn_entry> heap;
+    hotswap_conn_entry* entries = local;
+    size_t capacity = sizeof local / sizeof local[0];
+    size_t count = 0;
+    for (int attempt = 0;; ++attempt) {
+      const hotswap_status status =
+          api_->list_connections(ctx_, listener, entries, capacity, sizeof(hotswap_conn_entry), &count);
+      if (status == HOTSWAP_OK) break;
+      if (status == HOTSWAP_NOT_FOUND)
+        throw std::runtime_error("connections: " + listener_text(listener) + " is not a listener of this module");
+      if (status != HOTSWAP_LIMIT || attempt == 2)
+        throw std::runtime_error("listing the connections of " + listener_text(listener) + " failed with status " +
+                                 std::to_string(static_cast<int>(status)));
+      heap.resize(count);
+      entries = heap.data();
+      capacity = heap.size();
+    }
+    std::vector<Connection> out;
+    out.reserve(count);
+    for (size_t i = 0; i < count; ++i)
+      out.push_back(Connection{entries[i].id, entries[i].listener != nullptr ? entries[i].listener : ""});
+    return out;
+  }
+
   const hotswap_host_api* api_;
   hotswap_host_ctx* ctx_;
 };
@@ -326,9 +445,15 @@ class StateReader {
     out.assign(v.data(), v.size());
   }
   size_t remaining() const { return size_ - pos_; }
-  // Call after reading everything: trailing bytes mean the layout is not what the reader expected.
+  // Call after reading everything: trailing bytes mean the layout is not what
+  // the reader expected, most often because export_state changed while
+  // kStateSchema stayed the same (so no migration ran).
   void expect_end() const {
-    if (pos_ != size_) throw StateError("state has " + std::to_string(size_ - pos_) + " unexpected trailing bytes");
+    if (pos_ != size_)
+      throw StateError("state has " + std::to_string(size_ - pos_) + " unexpected trailing bytes (read " +
+                       std::to_string(pos_) + " of " + std::to_string(size_) +
+                       "): the state layout changed without a new kStateSchema? A version whose export_state "
+                       "writes another layout needs a new kStateSchema and a migrate_up from the old one");
   }
 
  private:
@@ -351,13 +476,20 @@ struct ConnInfo {
 struct MigrationFrom {
   std::string_view version;  // the old module version
   uint32_t schema;           // the old state schema
-  std::string_view extra_json;
+  std::string_view extra_json;  // the appup's `extra` as JSON text ("null" when absent)
+#if HOTSWAP_SDK_JSON
+  // `extra`, parsed. Throws JsonError (the migration then fails and rolls back).
+  nlohmann::json extra() const { return parse_json(extra_json, "the appup's extra"); }
+#endif
 };
 
 struct MigrationTo {
   std::string_view version;  // the older version being downgraded to
   uint32_t schema;           // the schema it expects
-  std::string_view extra_json;
+  std::string_view extra_json;  // the appup's `extra` as JSON text ("null" when absent)
+#if HOTSWAP_SDK_JSON
+  nlohmann::json extra() const { return parse_json(extra_json, "the appup's extra"); }
+#endif
 };
 
 namespace detail {
@@ -368,7 +500,7 @@ struct Trampolines;
 template <class Derived>
 class ModuleCommon {
  public:
-  explicit ModuleCommon(Host host, std::string_view config_json = "null") : host_(host) { (void)config_json; }
+  explicit ModuleCommon(Host host, std::string_view config_json = "null") : host_(host), config_json_(config_json) {}
 
   // Defaults: a module redefines what it needs (same name and signature).
   void export_state(StateWriter&) const {}
@@ -403,9 +535,21 @@ class ModuleCommon {
 
   const Host& host() const { return host_; }
 
+  // The module's section of the runtime config as JSON text ("null" when
+  // absent): the one create() got, then the one of the latest
+  // on_config_change (updated before on_config_change runs).
+  const std::string& config_json() const { return config_json_; }
+#if HOTSWAP_SDK_JSON
+  // The same, parsed. Throws JsonError (create or on_config_change then fails with that message).
+  nlohmann::json config() const { return parse_json(config_json_, "the module's runtime config section"); }
+#endif
+
  private:
+  template <class T>
+  friend struct Trampolines;
   Derived& self() { return static_cast<Derived&>(*this); }
   Host host_;
+  std::string config_json_;
 };
 
 }  // namespace detail
@@ -655,7 +799,11 @@ struct Trampolines {
   }
   static hotswap_status on_config_change(hotswap_instance* instance, const char* config_json,
                                          hotswap_error* err) noexcept {
-    return guarded(err, [&] { self<T>(instance)->on_config_change(config_json ? config_json : "null"); });
+    return guarded(err, [&] {
+      T* t = self<T>(instance);
+      static_cast<ModuleCommon<T>*>(t)->config_json_ = config_json ? config_json : "null";
+      t->on_config_change(static_cast<const ModuleCommon<T>*>(t)->config_json());
+    });
   }
   static hotswap_status on_stop(hotswap_instance* instance, hotswap_error* err) noexcept {
     return guarded(err, [&] { self<T>(instance)->on_stop(); });
