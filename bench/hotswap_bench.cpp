@@ -24,6 +24,7 @@
 #include "core/module_registry.hpp"
 #include "core/sha256.hpp"
 #include "upgrade/upgrade_executor.hpp"
+#include "upgrade/rehearsal.hpp"  // rehearsal_cost
 
 #include <hotswap/appup/planner.hpp>
 
@@ -441,8 +442,71 @@ void bench_dispatch(const Options& opt, int variant) {
   std::fflush(stdout);
 }
 
+// ---- rehearsal_cost ----
+
+// The live rehearsal of an update (bench_state 1.0.0 -> 2.0.0, a schema
+// change: export, migrate_up, import) with `bytes` of state, forked from this
+// process as the host forks it: the live pause the fork costs, the
+// rehearsal's wall time, and the live upgrade's own pause for the same plan.
+// `export_ms`: what exporting the state on the loop costs, the pause a
+// rehearsal by a fresh process fed the exported state would add instead of the fork.
+void bench_rehearsal_cost(const Options& opt, size_t bytes) {
+  const bool big = bytes >= (size_t(64) << 20);
+  const int runs = opt.quick ? 1 : big ? 3 : 10;
+  auto v0 = module_entry("bench_state", "1.0.0");
+  auto v2 = module_entry("bench_state", "2.0.0");
+  auto up = swap_plan(StepKind::Update, "bench_state", v0, v2, Direction::Upgrade);
+  auto down = swap_plan(StepKind::Update, "bench_state", v2, v0, Direction::Downgrade);
+
+  boost::asio::io_context loop;
+  LibraryLoader loader;
+  hotswap::host::DetachedServices services;
+  ModuleRegistry registry(services);
+  UpgradeExecutor executor(registry, loader);
+  ModuleSlot& slot = registry.start(loader.load(v0.file, {v0.name, v0.version, v0.sha256}));
+  slot.active().run_task("fill", std::to_string(bytes));
+  // One swap there and back first: the executor's export buffer is ready, as in a host that upgraded before.
+  run_swap(executor, up);
+  run_swap(executor, down);
+
+  std::vector<double> fork_ms, wall_ms, pause_estimate_ms, export_ms;
+  for (int i = 0; i < runs; ++i) {
+    hotswap::host::RehearsalInput input;
+    input.plan = up;
+    input.back = down;
+    std::optional<hotswap::host::RehearsalReport> report;
+    auto rehearsal = hotswap::host::Rehearsal::start(
+        loop, registry, loader, executor, input, std::chrono::minutes(10), {},
+        [&report](const hotswap::host::RehearsalReport& r) { report = r; });
+    loop.restart();
+    loop.run();
+    if (!report || !report->passed()) die("rehearsal_cost: " + (report ? report->summary() : "no report"));
+    fork_ms.push_back(report->fork_ms);
+    wall_ms.push_back(report->wall_ms);
+    pause_estimate_ms.push_back(report->pause_estimate_ms);
+    Clock::time_point t0 = Clock::now();
+    const std::string exported = slot.active().export_state();
+    export_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+  }
+  // The live upgrade's own pause for the same plan (and back, to measure again).
+  std::vector<double> live_pause_ms;
+  for (int i = 0; i < runs; ++i) {
+    live_pause_ms.push_back(us(run_swap(executor, up).pause) / 1000);
+    run_swap(executor, down);
+  }
+  check_no_leaks(loader);
+  const double fork = median(fork_ms), pause = median(live_pause_ms);
+  std::printf("{\"name\":\"rehearsal_cost\",\"state_bytes\":%zu,\"path\":\"export_import\",\"fork_ms\":%.3f,"
+              "\"rehearsal_wall_ms\":%.2f,\"child_pause_estimate_ms\":%.2f,\"live_pause_ms\":%.3f,"
+              "\"ratio_fork_to_live_pause\":%.3f,\"export_ms\":%.2f,\"ratio_export_to_fork\":%.2f,\"runs\":%d}\n",
+              bytes, fork, median(wall_ms), median(pause_estimate_ms), pause, fork / pause, median(export_ms),
+              median(export_ms) / fork, runs);
+  std::fflush(stdout);
+}
+
 const std::vector<std::string> kBenchmarks = {"swap_pause_load_module", "swap_pause_update", "swap_pause_arena",
-                                              "swap_pause_update_1MiB", "dispatch_overhead", "full_reload"};
+                                              "swap_pause_update_1MiB", "dispatch_overhead", "full_reload",
+                                              "rehearsal_cost"};
 
 // Fills `opt` from the command line. Returns the status to exit with instead
 // of running: 0 after --help, 2 for a bad command line.
@@ -500,6 +564,8 @@ int main(int argc, char** argv) {
     if (selected("swap_pause_update_1MiB")) bench_update(opt);
     if (selected("dispatch_overhead")) bench_dispatch(opt, variant);
     if (selected("full_reload")) hotswap::bench::bench_full_reload(opt.quick);
+    if (selected("rehearsal_cost"))
+      for (size_t mib : {1, 64, 512}) bench_rehearsal_cost(opt, mib << 20);
   } catch (const std::exception& e) {
     die(e.what());
   }

@@ -120,6 +120,7 @@ struct UpgradeCoordinator::Job {
   std::optional<RehearsalInput> rehearsal_input;
   std::shared_ptr<Rehearsal> rehearsal;  // while Rehearsing
   std::optional<RehearsalReport> rehearsal_report;
+  bool load_refused = false;  // the rehearsal failed loading the new code: a plain check refusal
   std::optional<PreparedUpgrade> prepared;
   std::string refusal;  // set when refused before anything paused
   UpgradeReport report;
@@ -307,11 +308,18 @@ void UpgradeCoordinator::plan(Job& job) {
   RehearsalInput input;
   input.plan = job.plan;
   input.target_config = job.target_config;
-  // The way back, for the round trip: target -> running, as a downgrade (or upgrade) would plan it.
-  try {
-    input.back = appup::make_plan(job.target, running, load_appup_of);
-  } catch (const std::exception& e) {
-    input.back_missing = std::string("no plan back to ") + running.version + ": " + e.what();
+  // The way back, for the round trip (an upgrade's downgrade must give the
+  // older state back byte for byte). Not for a downgrade: upgrading again may
+  // lawfully miss what the older version could not hold.
+  if (job.plan.direction != appup::Direction::Upgrade) {
+    input.back_missing = "a downgrade's round trip (upgrading again) may lawfully lose what the older version "
+                         "cannot hold";
+  } else {
+    try {
+      input.back = appup::make_plan(job.target, running, load_appup_of);
+    } catch (const std::exception& e) {
+      input.back_missing = std::string("no plan back to ") + running.version + ": " + e.what();
+    }
   }
   job.rehearsal_input = std::move(input);
 }
@@ -354,6 +362,11 @@ void UpgradeCoordinator::rehearsed(const std::shared_ptr<Job>& job, const Rehear
     spdlog::warn("{}", rehearsal.summary());
   if (stopping_) {
     job->refusal = kHostStopping;
+  } else if (rehearsal.outcome == RehearsalReport::Outcome::Failed && rehearsal.step == "load") {
+    // The check phase's own refusal (hash, ELF image, probe, descriptor),
+    // found first by the child: refused as the check refuses it.
+    job->refusal = rehearsal.error;
+    job->load_refused = true;
   } else if (!rehearsal.passed()) {
     job->refusal = rehearsal.summary();
   } else if (job->request.rehearse_only) {
@@ -400,7 +413,7 @@ void UpgradeCoordinator::prepared(const std::shared_ptr<Job>& job) {
     if (!job->refusal.empty()) report.error = job->refusal;
     if (job->rehearsal_report) {
       report.rehearsal = job->rehearsal_report->to_json();
-      report.rehearsal_failed = !job->rehearsal_report->passed();
+      report.rehearsal_failed = !job->rehearsal_report->passed() && !job->load_refused;
     }
     if (!job->request.rehearse_only) {
       emit_progress(job->progress, {{"event", "refused"}, {"error", report.error}});

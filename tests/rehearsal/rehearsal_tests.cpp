@@ -17,6 +17,7 @@
 #include <string>
 
 #include "../server/server_fixture.hpp"
+#include "cli/exit_status.hpp"
 #include "upgrade/rehearsal.hpp"
 
 namespace {
@@ -280,4 +281,12 @@ TEST_CASE("rehearsal: the report names the step a child died in, from its progre
   CHECK(failed.outcome == RehearsalReport::Outcome::Failed);
   CHECK(failed.error == "boom");
   CHECK(failed.step == "migrate");
+}
+
+TEST_CASE("rehearsal: a refusal by the live rehearsal has its own CLI exit status", "[rehearsal][cli]") {
+  using hotswap::cli::exit_status_of_reply;
+  CHECK(exit_status_of_reply({{"ok", false}, {"code", "rehearsal_failed"}, {"error", "x"}}) ==
+        hotswap::cli::kRehearsalFailed);
+  CHECK(hotswap::cli::kRehearsalFailed == 65);
+  CHECK(exit_status_of_reply({{"ok", false}, {"code", "refused"}, {"error", "x"}}) == hotswap::cli::kFailed);
 }

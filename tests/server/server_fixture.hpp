@@ -149,11 +149,13 @@ class RunningHost {
   }
 
   // Upgrades or downgrades and waits for the outcome.
-  host::UpgradeReport upgrade(const std::string& version) {
+  // `rehearse`: false skips the live rehearsal (to reach the live rollback path).
+  host::UpgradeReport upgrade(const std::string& version, bool rehearse = true) {
     std::promise<host::UpgradeReport> done;
     boost::asio::post(runtime_.io(), [&] {
       host::UpgradeRequest request;
       request.version = version;
+      request.rehearse = rehearse;
       runtime_.upgrade(request, {}, [&done](const host::UpgradeReport& r) { done.set_value(r); });
     });
     return done.get_future().get();

@@ -100,7 +100,7 @@ TEST_CASE("a migration that fails under traffic rolls back with no connection dr
   REQUIRE(client.wait_for_replies(500));
   for (int i = 0; i < 5; ++i) {
     uint64_t before = client.replies();
-    auto report = server.host->upgrade("2.0.1");
+    auto report = server.host->upgrade("2.0.1", /*rehearse=*/false);  // the live rollback path
     CHECK(report.outcome == hotswap::host::UpgradeReport::Outcome::RolledBack);
     CHECK_THAT(report.error, Catch::Contains("migration failed on purpose"));
     REQUIRE(client.wait_for_replies(before + 200));
