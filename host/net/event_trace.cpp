@@ -144,37 +144,62 @@ void EventTrace::record(const std::string& body) {
 
 void EventTrace::connect(std::string_view module, hotswap_conn_id conn, std::string_view listener,
                          std::string_view peer) {
-  if (finished_ || summary_.truncated) return record({});
-  record("\"ev\":\"connect\",\"module\":" + quoted(module) + ",\"conn\":" + std::to_string(conn) +
-         ",\"listener\":" + quoted(listener) + ",\"peer\":" + quoted(peer));
+  // Runs on the data path: building the line may throw (bad_alloc); a failure ends the recording.
+  try {
+    if (finished_ || summary_.truncated) return record({});
+    record("\"ev\":\"connect\",\"module\":" + quoted(module) + ",\"conn\":" + std::to_string(conn) +
+           ",\"listener\":" + quoted(listener) + ",\"peer\":" + quoted(peer));
+  } catch (...) {
+    summary_.truncated = true;
+  }
 }
 
 void EventTrace::message(std::string_view module, hotswap_conn_id conn, std::string_view data) {
-  if (finished_ || summary_.truncated) return record({});
-  // Encoding a frame larger than the room left would only be thrown away.
-  if (text_.size() + data.size() / 3 * 4 + kEndLineReserve > max_bytes_) {
+  // Runs on the data path: building the line may throw (bad_alloc); a failure ends the recording.
+  try {
+    if (finished_ || summary_.truncated) return record({});
+    // Encoding a frame larger than the room left would only be thrown away.
+    if (text_.size() + data.size() / 3 * 4 + kEndLineReserve > max_bytes_) {
+      summary_.truncated = true;
+      return record({});
+    }
+    record("\"ev\":\"message\",\"module\":" + quoted(module) + ",\"conn\":" + std::to_string(conn) + ",\"data\":\"" +
+           base64_encode(data) + "\"");
+  } catch (...) {
     summary_.truncated = true;
-    return record({});
   }
-  record("\"ev\":\"message\",\"module\":" + quoted(module) + ",\"conn\":" + std::to_string(conn) + ",\"data\":\"" +
-         base64_encode(data) + "\"");
 }
 
 void EventTrace::disconnect(std::string_view module, hotswap_conn_id conn, hotswap_disconnect_reason reason) {
-  if (finished_ || summary_.truncated) return record({});
-  record("\"ev\":\"disconnect\",\"module\":" + quoted(module) + ",\"conn\":" + std::to_string(conn) +
-         ",\"reason\":\"" + disconnect_reason_name(reason) + "\"");
+  // Runs on the data path: building the line may throw (bad_alloc); a failure ends the recording.
+  try {
+    if (finished_ || summary_.truncated) return record({});
+    record("\"ev\":\"disconnect\",\"module\":" + quoted(module) + ",\"conn\":" + std::to_string(conn) +
+           ",\"reason\":\"" + disconnect_reason_name(reason) + "\"");
+  } catch (...) {
+    summary_.truncated = true;
+  }
 }
 
 void EventTrace::tick(std::string_view module) {
-  if (finished_ || summary_.truncated) return record({});
-  record("\"ev\":\"tick\",\"module\":" + quoted(module));
+  // Runs on the data path: building the line may throw (bad_alloc); a failure ends the recording.
+  try {
+    if (finished_ || summary_.truncated) return record({});
+    record("\"ev\":\"tick\",\"module\":" + quoted(module));
+  } catch (...) {
+    summary_.truncated = true;
+  }
 }
 
 void EventTrace::timer(std::string_view module, hotswap_timer_id id, uint64_t tag, bool last) {
-  if (finished_ || summary_.truncated) return record({});
-  record("\"ev\":\"timer\",\"module\":" + quoted(module) + ",\"timer\":" + std::to_string(id) +
-         ",\"tag\":" + std::to_string(tag) + ",\"last\":" + (last ? "true" : "false"));
+  // Runs on the data path: building the line may throw (bad_alloc); a failure ends the recording.
+  try {
+    if (finished_ || summary_.truncated) return record({});
+    record("\"ev\":\"timer\",\"module\":" + quoted(module) + ",\"timer\":" + std::to_string(id) +
+           ",\"tag\":" + std::to_string(tag) + ",\"last\":" + (last ? "true" : "false"));
+  } catch (...) {
+    summary_.truncated = true;
+  }
 }
 
 std::string EventTrace::finish() {
@@ -230,6 +255,7 @@ Trace parse_trace(std::string_view text, const std::string& source) {
   Trace trace;
   trace.source = source;
   size_t line_number = 0;
+  bool header_seen = false;  // the header is the first line that is not empty
   size_t pos = 0;
   uint64_t last_time = 0;
   while (pos < text.size()) {
@@ -242,7 +268,8 @@ Trace parse_trace(std::string_view text, const std::string& source) {
     if (line.empty()) continue;
     json object = json::parse(line.begin(), line.end(), nullptr, false);
     if (object.is_discarded() || !object.is_object()) p.fail("not a JSON object");
-    if (line_number == 1) {
+    if (!header_seen) {
+      header_seen = true;
       if (object.value("format", json()) != kTraceFormat)
         p.fail(std::string("not a hotswap trace (the header's \"format\" must be \"") + kTraceFormat + "\")");
       const uint64_t version = p.number(object, "version");
@@ -264,6 +291,7 @@ Trace parse_trace(std::string_view text, const std::string& source) {
     }
     TraceEvent e;
     e.t_us = p.number(object, "t_us");
+    if (e.t_us > (uint64_t(1) << 53)) p.fail("t_us " + std::to_string(e.t_us) + " is out of range");
     if (e.t_us < last_time)
       p.fail("time goes backwards (" + std::to_string(e.t_us) + " us after " + std::to_string(last_time) + " us)");
     last_time = e.t_us;
@@ -304,7 +332,7 @@ Trace parse_trace(std::string_view text, const std::string& source) {
     }
     trace.events.push_back(std::move(e));
   }
-  if (line_number == 0) throw TraceFormatError(source + ": empty file (not a hotswap trace)");
+  if (!header_seen) throw TraceFormatError(source + ": empty file (not a hotswap trace)");
   return trace;
 }
 

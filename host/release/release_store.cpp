@@ -665,7 +665,8 @@ void ReleaseStore::commit(Bookkeeping next) {
   json document = {
       {"permanent", version_or_null(next.permanent)}, {"current", version_or_null(next.current)}, {"old", next.old}};
   if (!next.failed.empty()) document["failed"] = next.failed;
-  const std::string text = document.dump(2) + "\n";
+  // replace: a failed target's error text (a module's words) may not be valid UTF-8.
+  const std::string text = document.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   // A temporary file of this call's own in the same folder: another process
   // saving at the same moment writes its own, and rename stays atomic.
   fs::path temporary;

@@ -456,6 +456,12 @@ std::shared_ptr<Rehearsal> Rehearsal::start(asio::io_context& loop, ModuleRegist
     self->fail_now(std::string("could not make the report pipe: ") + std::strerror(errno));
     return self;
   }
+  // Every signal blocked across the fork: a SIGTERM or SIGHUP for the host must
+  // not run the host's handler in the child (it writes to Asio's signal pipe,
+  // shared with the parent) before the child resets its handlers and unmasks.
+  sigset_t all_signals, parent_mask;
+  ::sigfillset(&all_signals);
+  ::pthread_sigmask(SIG_BLOCK, &all_signals, &parent_mask);
   const Clock::time_point before_fork = Clock::now();
   const pid_t pid = ::fork();
   if (pid == 0) {
@@ -463,6 +469,7 @@ std::shared_ptr<Rehearsal> Rehearsal::start(asio::io_context& loop, ModuleRegist
     run_rehearsal_child(registry, loader, executor, input, pipe_fds[1]);
   }
   self->forked_at_ = Clock::now();
+  ::pthread_sigmask(SIG_SETMASK, &parent_mask, nullptr);
   self->report_.fork_ms = std::chrono::duration<double, std::milli>(self->forked_at_ - before_fork).count();
   ::close(pipe_fds[1]);
   if (pid < 0) {
@@ -472,13 +479,26 @@ std::shared_ptr<Rehearsal> Rehearsal::start(asio::io_context& loop, ModuleRegist
     return self;
   }
   self->pid_ = pid;
-  self->pipe_ = std::make_unique<asio::posix::stream_descriptor>(loop, pipe_fds[0]);
   const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
   if (pidfd < 0) {
-    self->fail_now(std::string("could not watch the child: pidfd_open failed: ") + std::strerror(errno));
+    const int error = errno;
+    ::close(pipe_fds[0]);
+    self->fail_now(std::string("could not watch the child: pidfd_open failed: ") + std::strerror(error));
     return self;  // the destructor kills and reaps it
   }
-  self->pidfd_ = std::make_unique<asio::posix::stream_descriptor>(loop, pidfd);
+  try {
+    // Each descriptor is owned by its stream_descriptor from here on, even when registering the other throws.
+    self->pipe_ = std::make_unique<asio::posix::stream_descriptor>(loop);
+    self->pidfd_ = std::make_unique<asio::posix::stream_descriptor>(loop);
+    self->pipe_->assign(pipe_fds[0]);
+    pipe_fds[0] = -1;
+    self->pidfd_->assign(pidfd);
+  } catch (const std::exception& e) {
+    if (pipe_fds[0] >= 0) ::close(pipe_fds[0]);
+    if (!self->pidfd_ || !self->pidfd_->is_open()) ::close(pidfd);
+    self->fail_now(std::string("could not watch the child: ") + e.what());
+    return self;  // the destructor kills and reaps it
+  }
   self->watch(timeout);
   return self;
 }
@@ -502,7 +522,9 @@ void Rehearsal::watch(std::chrono::milliseconds timeout) {
     do {
       got = ::waitpid(self->pid_, &status, WNOHANG);
     } while (got < 0 && errno == EINTR);
-    if (got == self->pid_) {
+    // ECHILD: SIGCHLD is ignored (a supervisor's inheritance) and the kernel reaped
+    // it; its status is lost, its report (if any) still says how it ended.
+    if (got == self->pid_ || (got < 0 && errno == ECHILD)) {
       self->reaped_ = true;
       self->exited_ = true;
       self->wait_status_ = status;
@@ -523,7 +545,8 @@ void Rehearsal::watch_exit_again() {
   pidfd_->async_wait(asio::posix::stream_descriptor::wait_read, [self](boost::system::error_code ec) {
     if (ec || self->finished_) return;
     int status = 0;
-    if (::waitpid(self->pid_, &status, WNOHANG) == self->pid_) {
+    const pid_t got = ::waitpid(self->pid_, &status, WNOHANG);
+    if (got == self->pid_ || (got < 0 && errno == ECHILD)) {
       self->reaped_ = true;
       self->exited_ = true;
       self->wait_status_ = status;
@@ -551,15 +574,21 @@ void Rehearsal::read_more() {
 }
 
 void Rehearsal::on_timeout() {
-  if (finished_ || exited_ || timed_out_) return;
+  if (finished_ || timed_out_) return;
   timed_out_ = true;
-  ::kill(pid_, SIGKILL);  // the pidfd then reports its end
+  if (!exited_)
+    ::kill(pid_, SIGKILL);  // the pidfd then reports its end
+  else
+    finish_if_done();  // it exited, but something it started still holds the report pipe open
 }
 
 void Rehearsal::cancel(const std::string& why) {
   if (finished_ || pid_ <= 0) return;
   cancelled_ = why;
-  if (!exited_) ::kill(pid_, SIGKILL);
+  if (!exited_)
+    ::kill(pid_, SIGKILL);
+  else
+    finish_if_done();
 }
 
 void Rehearsal::abandon() noexcept {

@@ -447,10 +447,15 @@ void UpgradeCoordinator::apply(Job& job) {
 void UpgradeCoordinator::finish(Job& job) {
   Clock::time_point start = Clock::now();
   // The target itself failed (not the host stopping): reload skips it from now on (ReleaseStore::reload_target).
+  // A rehearsal that did not pass (or that found the new code refused while
+  // loading) is the target's failure too; a rehearsal that could not run is not.
+  const bool rehearsal_failed = job.rehearsal_report && !job.rehearsal_report->passed() &&
+                                job.rehearsal_report->outcome != RehearsalReport::Outcome::NotRun;
   const bool target_failed =
       job.report.outcome == UpgradeReport::Outcome::RolledBack ||
-      (job.report.outcome == UpgradeReport::Outcome::Refused && job.prepared &&
-       (!job.prepared->ok() || (!job.refusal.empty() && job.refusal != kHostStopping)));
+      (job.report.outcome == UpgradeReport::Outcome::Refused && job.refusal != kHostStopping &&
+       !job.request.rehearse_only &&
+       ((job.prepared && (!job.prepared->ok() || !job.refusal.empty())) || rehearsal_failed || job.load_refused));
   job.prepared.reset();  // what a refused check loaded
   job.running.code.clear();  // a refusal before the check phase still holds the snapshot's libraries
   job.leaked = job.retired.close_all();

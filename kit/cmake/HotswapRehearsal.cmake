@@ -78,7 +78,7 @@ function(hotswap_add_rehearsal_test name)
   if(release_targets)
     add_dependencies(${name} ${release_targets})
   endif()
-  catch_discover_tests(${name} TEST_PREFIX "${name}:"
+  catch_discover_tests(${name} TEST_PREFIX "${name}:" EXTRA_ARGS --warn NoTests
     PROPERTIES TIMEOUT ${ARG_TIMEOUT} ENVIRONMENT "HOTSWAP_REHEARSAL_RELEASES=${dirs_escaped}")
   if(TARGET hotswap_tests)
     add_dependencies(hotswap_tests ${name})

@@ -21,13 +21,17 @@
 # Variables read where the function is called:
 #   HOTSWAP_RELEASE_STRIP (default ON)  strip the host binary put in the release;
 #     the unstripped one stays where it was built (gdb: `symbol-file <build>/hotswap`).
-#   HOTSWAP_RELEASE_CHECK (default OFF) also run `hotswap check <release dir>` at
-#     build time (needs a host whose CLI has the `check` command).
+#   HOTSWAP_RELEASE_CHECK (default ON, OFF when cross-compiling) run
+#     `hotswap check <release dir>` at build time: every sha256, every appup parsed by
+#     the runtime's own parser, every library loaded in a probe child with the
+#     expected name, version and ABI. A release it refuses fails the build, naming
+#     the file and the field. NO_CHECK skips it for one release (a test's
+#     deliberately broken one).
 # hotswap_script_path() and the scripts folder.
 include(${CMAKE_CURRENT_LIST_DIR}/HotswapModule.cmake)
 
 function(hotswap_add_release target)
-  cmake_parse_arguments(ARG "" "NAME;VERSION;CONFIG;OUTPUT_DIR" "MODULES;APPUPS" ${ARGN})
+  cmake_parse_arguments(ARG "NO_CHECK" "NAME;VERSION;CONFIG;OUTPUT_DIR" "MODULES;APPUPS" ${ARGN})
   if(NOT ARG_NAME OR NOT ARG_VERSION OR NOT ARG_MODULES)
     message(FATAL_ERROR "hotswap_add_release(${target}): NAME, VERSION and MODULES are required")
   endif()
@@ -52,7 +56,14 @@ function(hotswap_add_release target)
     set(strip_program ${CMAKE_STRIP})
   endif()
   set(check_command "")
-  if(HOTSWAP_RELEASE_CHECK)
+  if(NOT DEFINED HOTSWAP_RELEASE_CHECK)
+    if(CMAKE_CROSSCOMPILING)
+      set(HOTSWAP_RELEASE_CHECK OFF)  # the host binary cannot run here
+    else()
+      set(HOTSWAP_RELEASE_CHECK ON)
+    endif()
+  endif()
+  if(HOTSWAP_RELEASE_CHECK AND NOT ARG_NO_CHECK)
     set(check_command "$<TARGET_FILE:hotswap::hotswap>")
   endif()
   set(module_specs "")

@@ -150,6 +150,7 @@ endif()
 if(CHECK_COMMAND)
   execute_process(COMMAND ${CHECK_COMMAND} check ${dir} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
   if(NOT rc EQUAL 0)
+    file(REMOVE_RECURSE ${dir})  # nothing may read a release the check refused
     refuse("`hotswap check ${dir}` refused ${release}:\n${out}")
   endif()
 endif()

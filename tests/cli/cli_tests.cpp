@@ -643,7 +643,7 @@ TEST_CASE("a second daemon on the same root is refused, names the running host a
   root.must("stop");
 }
 
-TEST_CASE("an upgrade that commits but cannot record itself exits 74; make-permanent works once the disk does") {
+TEST_CASE("an upgrade that commits but cannot record itself exits 74, and make-permanent works once the disk does") {
   Root root;
   root.boot_first_release();
   root.must("unpack " + tarball("1.1.0").string());

@@ -72,7 +72,7 @@ TEST_CASE("broadcast_all sends to every connection of the module or of one liste
   CHECK(api.broadcast_all(&ctx, nullptr, nullptr, 2, &sent, &skipped) == HOTSWAP_BAD_ARGUMENT);
 }
 
-TEST_CASE("a staged instance's broadcast is held until commit; a detached one reaches nothing") {
+TEST_CASE("a staged instance's broadcast is held until commit, and a detached one reaches nothing") {
   RecordingServices services;
   serve_caster_connections(services);
   ModuleRegistry registry(services);

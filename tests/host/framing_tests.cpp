@@ -46,7 +46,7 @@ using Frames = std::vector<std::string>;
 
 }  // namespace
 
-TEST_CASE("line framing cuts at \\n, strips a \\r before it, and refuses NUL bytes and long lines", "[framing]") {
+TEST_CASE("line framing cuts at LF, strips a CR before it, and refuses NUL bytes and long lines", "[framing]") {
   CHECK(receive(Framing::Line, 16, {"one\ntwo\r\nthr", "ee\n\npartial"}).frames == Frames{"one", "two", "three", ""});
   CHECK(receive(Framing::Line, 16, {std::string("a\0b\n", 4)}).error == "NUL byte in a text line");
   CHECK(receive(Framing::Line, 4, {"abcde\n"}).error == "line longer than max_frame_bytes");
@@ -56,7 +56,7 @@ TEST_CASE("line framing cuts at \\n, strips a \\r before it, and refuses NUL byt
 
 // A line of exactly max_frame_bytes whose "\r" arrived in one read and "\n" in
 // the next was refused as too long: the same bytes in one read were accepted.
-TEST_CASE("a line at the limit is accepted however its \\r\\n is split across reads", "[framing]") {
+TEST_CASE("a line at the limit is accepted however its CR LF is split across reads", "[framing]") {
   CHECK(receive(Framing::Line, 4, {"abcd\r\n"}).frames == Frames{"abcd"});
   const Received split = receive(Framing::Line, 4, {"abcd\r", "\nef\n"});
   CHECK(split.error.empty());

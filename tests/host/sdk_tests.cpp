@@ -48,7 +48,7 @@ hotswap_create_args create_args(const char* config) {
 
 }  // namespace
 
-TEST_CASE("config and extra arrive parsed; text that is not JSON is a module error, not an exception") {
+TEST_CASE("config and extra arrive parsed, and text that is not JSON is a module error, not an exception") {
   static const hotswap_module_descriptor d = hotswap::detail::make_descriptor<JsonModule>("json", "1.0.0");
   hotswap_error err = error_out();
 

@@ -202,7 +202,7 @@ TEST_CASE("rehearsal: a good upgrade passes its rehearsal, then really upgrades 
   CHECK(after.total == totals.replies);
 }
 
-TEST_CASE("rehearsal: `rehearse` alone changes nothing; --no-rehearse and runtime.json turn it off", "[rehearsal]") {
+TEST_CASE("rehearsal: `rehearse` alone changes nothing, and --no-rehearse and runtime.json turn it off", "[rehearsal]") {
   TestRoot root;
   SECTION("rehearse only") {
     add_base(root, rehearsal_runtime());

@@ -98,11 +98,14 @@ class LogCapture {
 
 }  // namespace
 
-TEST_CASE("reload skips a release whose upgrade rolled back, until it is named; the purged event says new code") {
+TEST_CASE("reload skips a release whose upgrade rolled back, until it is named, and the purged event says new code") {
+  // No rehearsal: the live migration itself fails and rolls back.
+  nlohmann::json runtime = info_runtime();
+  runtime["rehearse"] = false;
   TestRoot root;
-  root.add_release("1.0.0", {{"counter", "1.0.0"}}, info_runtime());
+  root.add_release("1.0.0", {{"counter", "1.0.0"}}, runtime);
   RunningHost host(root.dir());
-  root.add_release("2.0.0", {counter_v2("migrate-error")}, info_runtime());
+  root.add_release("2.0.0", {counter_v2("migrate-error")}, runtime);
 
   // The first reload tries 2.0.0, which rolls back.
   Runtime::ReloadResult first = reload(host);
@@ -123,6 +126,25 @@ TEST_CASE("reload skips a release whose upgrade rolled back, until it is named; 
   const nlohmann::json* purged = event_named(named, "purged");
   REQUIRE(purged != nullptr);
   CHECK((*purged)["unloaded"] == "new");
+  CHECK(host.on_loop([&] { return host.runtime().registry().find("counter")->active().version(); }) == "1.0.0");
+}
+
+TEST_CASE("reload skips a release whose live rehearsal failed, and a named upgrade tries it again") {
+  TestRoot root;
+  root.add_release("1.0.0", {{"counter", "1.0.0"}}, info_runtime());
+  RunningHost host(root.dir());
+  root.add_release("2.0.0", {counter_v2("migrate-error")}, info_runtime());
+
+  Runtime::ReloadResult first = reload(host);
+  CHECK(action_of(first) == "upgrade");
+  CHECK(first.result["report"]["outcome"] == "refused");
+  const nlohmann::json recorded = releases_json(root);
+  REQUIRE(recorded.contains("failed"));
+  CHECK_THAT(recorded["failed"].value("2.0.0", ""), Catch::Contains("test module always fails"));
+
+  CHECK(action_of(reload(host)) == "none");
+  Outcome named = upgrade(host, "2.0.0");
+  CHECK(named.report.outcome == UpgradeReport::Outcome::Refused);
   CHECK(host.on_loop([&] { return host.runtime().registry().find("counter")->active().version(); }) == "1.0.0");
 }
 

@@ -801,8 +801,15 @@ struct Trampolines {
                                          hotswap_error* err) noexcept {
     return guarded(err, [&] {
       T* t = self<T>(instance);
-      static_cast<ModuleCommon<T>*>(t)->config_json_ = config_json ? config_json : "null";
-      t->on_config_change(static_cast<const ModuleCommon<T>*>(t)->config_json());
+      std::string& current = static_cast<ModuleCommon<T>*>(t)->config_json_;
+      std::string previous = current;
+      current = config_json ? config_json : "null";
+      try {
+        t->on_config_change(static_cast<const ModuleCommon<T>*>(t)->config_json());
+      } catch (...) {
+        current = std::move(previous);  // a refused config is not the module's config
+        throw;
+      }
     });
   }
   static hotswap_status on_stop(hotswap_instance* instance, hotswap_error* err) noexcept {
