@@ -108,7 +108,9 @@ TEST_CASE("an outside project finds the installed package alone and builds its m
   // find_package found the prefix's package, not this source tree.
   const std::string cache = read_file(kOutsideBuild / "CMakeCache.txt");
   CHECK_THAT(cache, Catch::Contains("hotswap_DIR:PATH=" + (kPrefix / "lib" / "cmake" / "hotswap").string()));
-  const json commands = json::parse(read_file(kOutsideBuild / "compile_commands.json"));
+  json commands = json::array();  // the modules' (the rehearsal test's are the kit's business)
+  for (const json& command : json::parse(read_file(kOutsideBuild / "compile_commands.json")))
+    if (fs::path(command.value("file", "")).filename() == "tally.cpp") commands.push_back(command);
   REQUIRE(commands.size() == 2);  // tally.cpp, once per version
   for (const json& command : commands) {
     const std::string line = command["command"];
