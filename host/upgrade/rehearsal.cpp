@@ -144,6 +144,7 @@ void rehearse(ModuleRegistry& registry, LibraryLoader& loader, UpgradeExecutor& 
   out.begin("isolate");
   Clock::time_point start = Clock::now();
   const size_t sockets = make_sockets_unreachable();
+  services.listing = &registry.services();
   registry.replace_services(services);
   if (input.drop_in_child) input.drop_in_child();
   out.end("isolate", start, {}, {{"sockets", sockets}});

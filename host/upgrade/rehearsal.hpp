@@ -141,6 +141,13 @@ class RecordingServices : public HostServices {
     ++timers_cancelled;
     return true;
   }
+  // The live connections as the parent had them at the fork: the child's copy
+  // of the server's bookkeeping, read from memory only (no descriptor touched).
+  bool list_connections(std::string_view module, const char* listener, std::vector<ConnectionRef>& out) override {
+    return listing != nullptr ? listing->list_connections(module, listener, out)
+                              : HostServices::list_connections(module, listener, out);
+  }
+  HostServices* listing = nullptr;  // the services the registry had before the child replaced them
   uint64_t sends = 0, closes = 0, timers_armed = 0, timers_cancelled = 0;
 };
 

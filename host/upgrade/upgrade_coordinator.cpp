@@ -367,6 +367,10 @@ void UpgradeCoordinator::rehearsed(const std::shared_ptr<Job>& job, const Rehear
     // found first by the child: refused as the check refuses it.
     job->refusal = rehearsal.error;
     job->load_refused = true;
+  } else if (rehearsal.outcome == RehearsalReport::Outcome::NotRun) {
+    // Not the target's fault (no fork, no pidfd): refused as any check failure, not as a failed rehearsal.
+    job->refusal = "the live rehearsal could not run: " + rehearsal.error +
+                   "; nothing changed (`--no-rehearse` upgrades without it)";
   } else if (!rehearsal.passed()) {
     job->refusal = rehearsal.summary();
   } else if (job->request.rehearse_only) {
@@ -413,7 +417,8 @@ void UpgradeCoordinator::prepared(const std::shared_ptr<Job>& job) {
     if (!job->refusal.empty()) report.error = job->refusal;
     if (job->rehearsal_report) {
       report.rehearsal = job->rehearsal_report->to_json();
-      report.rehearsal_failed = !job->rehearsal_report->passed() && !job->load_refused;
+      report.rehearsal_failed = !job->rehearsal_report->passed() && !job->load_refused &&
+                                job->rehearsal_report->outcome != RehearsalReport::Outcome::NotRun;
     }
     if (!job->request.rehearse_only) {
       emit_progress(job->progress, {{"event", "refused"}, {"error", report.error}});

@@ -118,6 +118,7 @@ std::map<hotswap_conn_id, std::vector<std::string>> ReplayResult::all() const {
 struct RehearsalHost::Impl : host::HostServices {
   struct Connection {
     std::string module;
+    std::string listener;
     std::vector<std::string> received;
     std::optional<std::string> closed_by_module;
     bool open = true;
@@ -185,6 +186,23 @@ struct RehearsalHost::Impl : host::HostServices {
     arm_timer(id, clock.now() + std::chrono::milliseconds(delay_ms));
   }
   bool cancel_timer(hotswap_timer_id id) override { return timers.erase(id) > 0; }
+  // As the live server lists them: open connections of `module`, by id; a
+  // listener the module does not own is unknown (false).
+  bool list_connections(std::string_view module, const char* listener,
+                        std::vector<ConnectionRef>& out) override {
+    out.clear();
+    if (listener != nullptr) {
+      bool known = std::string_view(listener) == kDefaultListener;
+      for (const auto& l : running().config.listeners) known = known || (l.module == module && l.name == listener);
+      if (!known) return false;
+    }
+    for (const auto& [id, c] : connections) {
+      if (c.module != module || !c.open || c.closed_by_module) continue;
+      if (listener != nullptr && c.listener != listener) continue;
+      out.push_back({id, c.listener.c_str()});
+    }
+    return true;
+  }
   uint64_t now_ms() const override { return clock.now_ms(); }
 
   void arm_timer(hotswap_timer_id id, host::TimerSource::Duration due) {
@@ -287,6 +305,7 @@ struct RehearsalHost::Impl : host::HostServices {
         }
     }
     connections[id].module = module;
+    connections[id].listener = listener;
     next_conn = std::max(next_conn, id + 1);
     registry->deliver_connect(*registry->find(module), id, listener, peer);
     flush();

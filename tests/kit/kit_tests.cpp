@@ -154,3 +154,19 @@ TEST_CASE("mistakes in a test throw RehearsalError saying what is wrong") {
   CHECK_THROWS_WITH(a.ask("bogus"), Contains("asked 'bogus' and got 0 messages back instead of one"));
   CHECK_THROWS_WITH(host.task("nope"), Contains("task nope failed"));
 }
+
+TEST_CASE("kit: a module lists its connections and broadcasts to them, per listener too, as on a live server") {
+  hotswap::kit::RehearsalHost host({boost::filesystem::path(CASTER_RELEASES_DIR) / "caster-1.0.0"}, "1.0.0");
+  auto a = host.connect("caster", "main");
+  auto b = host.connect("caster", "admin");
+  CHECK(a.ask("list") == "conns " + std::to_string(a.id()) + "@main " + std::to_string(b.id()) + "@admin");
+  CHECK(a.ask("list admin") == "conns " + std::to_string(b.id()) + "@admin");
+  CHECK_THAT(a.ask("list nowhere"), Catch::StartsWith("error "));
+  b.take_received();
+  a.take_received();
+  a.send("all hello");  // a gets the broadcast too, then the counts
+  CHECK(a.take_received() == std::vector<std::string>{"hello", "sent=2 skipped=0"});
+  CHECK(b.take_received() == std::vector<std::string>{"hello"});
+  b.disconnect();
+  CHECK(a.ask("list") == "conns " + std::to_string(a.id()) + "@main");
+}
