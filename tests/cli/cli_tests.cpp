@@ -206,6 +206,28 @@ TEST_CASE("unpack then plan then upgrade then make-permanent: a restart boots th
   root.must("stop");
 }
 
+TEST_CASE("rehearse runs only the rehearsal and status shows it, and upgrade --no-rehearse skips it") {
+  Root root;
+  root.boot_first_release();
+  uint16_t port = port_of(root);
+  CHECK(ask(port, "add 5") == "v1 total=5");
+  root.must("unpack " + tarball("2.0.0").string());
+  Result rehearsal = root.run("rehearse 2.0.0");
+  INFO(rehearsal.out);
+  CHECK(rehearsal.code == 0);
+  CHECK_THAT(rehearsal.out, Catch::Contains("rehearsal 1.0.0 -> 2.0.0: passed") &&
+                                Catch::Contains("cost to the live process: fork"));
+  CHECK(root.version() == "1.0.0");  // nothing changed
+  CHECK(ask(port, "get") == "v1 total=5");
+  CHECK(root.status()["last_rehearsal"]["outcome"] == "passed");
+  Result up = root.run("upgrade 2.0.0 --no-rehearse");
+  INFO(up.out);
+  CHECK(up.code == 0);
+  CHECK_THAT(up.out, Catch::Contains("committed") && !Catch::Contains("rehearsing"));
+  CHECK(ask(port, "get") == "v2 total=5");
+  root.must("stop");
+}
+
 TEST_CASE("a release that was installed but never made permanent is not booted after a restart") {
   Root root;
   root.boot_first_release();
