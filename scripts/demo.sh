@@ -32,8 +32,9 @@ swap() {
   out=$(hs "$@" 2>&1) || status=$?
   printf '%s\n' "$out" | sed 's/^/   /'
   local outcome pause
-  outcome=$(printf '%s\n' "$out" | grep -oE ': (committed|rolled_back|refused)' | tail -1 | tr -d ': ')
-  pause=$(printf '%s\n' "$out" | grep -oE 'pause [0-9.]+ us' | tail -1)
+  # A refused upgrade (its rehearsal failed) paused nothing: no pause line (grep finds none).
+  outcome=$(printf '%s\n' "$out" | { grep -oE ': (committed|rolled_back|refused)' || true; } | tail -1 | tr -d ': ')
+  pause=$(printf '%s\n' "$out" | { grep -oE 'pause [0-9.]+ us' || true; } | tail -1)
   pauses+=("$(printf '%-44s %-12s %s' "$label" "${outcome:-failed}" "${pause:-}")")
   return 0
 }
@@ -70,7 +71,7 @@ sleep 2
 swap "downgrade 2.0.0 -> 1.1.0 (update)" downgrade 1.1.0
 sleep 2
 hs unpack "$root/arena-2.0.1-bad.tar.gz" >/dev/null
-say "2.0.1 ships an appup whose extra the migration refuses: expect a rollback"
+say "2.0.1 ships an appup whose extra the migration refuses: its live rehearsal refuses it, nothing pauses"
 swap "upgrade   1.1.0 -> 2.0.1 (failing migration)" upgrade 2.0.1
 sleep 2
 swap "downgrade 1.1.0 -> 1.0.0 (load_module)" downgrade 1.0.0
