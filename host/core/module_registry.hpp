@@ -21,6 +21,8 @@
 
 namespace hotswap::host {
 
+struct SlotHandover;  // handover/handover_state.hpp
+
 struct ModuleEvent {
   enum class Kind { Connect, Message, Disconnect, Tick, Timer } kind;
   hotswap_conn_id conn = 0;
@@ -116,6 +118,18 @@ class ModuleRegistry {
   hotswap_timer_id allocate_timer_id() { return next_timer_id_++; }
   void arm_timer(ModuleSlot& slot, hotswap_timer_id id, uint64_t delay_ms, uint64_t repeat_ms, uint64_t tag);
   bool cancel_timer(ModuleSlot& slot, hotswap_timer_id id);
+
+  // ---- blue-green handover (handover/) ----
+  // Blue: the slot's bookkeeping that moves (tick number, queued events; the
+  // caller adds the state, the version and the timers' due times).
+  SlotHandover handover_bookkeeping(const ModuleSlot& slot) const;
+  // Green, before the loop serves: the slot continues from blue's tick
+  // number, its queued events are delivered first (in order) when it resumes,
+  // and blue's timers are armed under their own ids (registry and server).
+  void restore_from_handover(ModuleSlot& slot, const SlotHandover& from);
+  hotswap_timer_id next_timer_id() const { return next_timer_id_; }
+  // Never below an id in use; timer ids continue from blue's.
+  void set_next_timer_id(hotswap_timer_id next);
 
   // Graceful stop, first half: on_stop for every module (their sends are still delivered).
   void notify_stop();

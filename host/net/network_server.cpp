@@ -278,7 +278,8 @@ NetworkServer::~NetworkServer() {
   for (auto& [id, c] : connections) c->abort(HOTSWAP_DISCONNECT_SHUTDOWN);
 }
 
-uint16_t NetworkServer::listen(const ListenerConfig& config) {
+uint16_t NetworkServer::listen(const ListenerConfig& config, bool accept_now) {
+  (void)accept_now;  // TODO(handover, s1): not accepting until start_adopted()
   auto listener = std::make_shared<Listener>(io_, config);
   boost::system::error_code ec;
   auto address = asio::ip::make_address(config.address, ec);

@@ -14,7 +14,9 @@
 
 #include "core/host_services.hpp"
 #include "core/module_registry.hpp"
+#include "handover/handover_state.hpp"
 #include "net/timer_source.hpp"
+#include "os/fd.hpp"
 #include "release/runtime_config.hpp"
 
 namespace hotswap::host {
@@ -71,7 +73,9 @@ class NetworkServer : public HostServices {
 
   // Binds and starts accepting; returns the bound port (the OS's pick for port 0).
   // Throws std::runtime_error naming the listener and address when binding fails.
-  uint16_t listen(const ListenerConfig& config);
+  // `accept_now` false: bound and listening, but not accepting until
+  // start_adopted() (green opens the target's new listeners this way).
+  uint16_t listen(const ListenerConfig& config, bool accept_now = true);
   // Stops accepting on every listener (queued connections stay in the kernel's backlog until close).
   void stop_accepting();
   std::vector<ListenerStatus> listeners() const;
@@ -91,6 +95,48 @@ class NetworkServer : public HostServices {
   // trace must stay alive until it is unset.
   void set_event_trace(EventTrace* trace) { trace_ = trace; }
   EventTrace* event_trace() const { return trace_; }
+
+  // ---- blue-green handover (handover/), loop thread --------------------------
+  // Blue. Stops accepting (the listeners stay open with their backlog) and
+  // stops reading and writing every connection, synchronously: when it
+  // returns, no read or write is in flight and every byte the server holds is
+  // in the result. Nothing is closed, no module hears of it, timers and ticks
+  // keep running. Connections of a listener not in `moving_listeners` are not
+  // exported (they stay with blue, paused like the rest). Descriptors in the
+  // result stay owned by the server.
+  struct HandoverExport {
+    std::vector<ListenerHandover> listeners;
+    std::vector<ConnectionHandover> connections;
+    hotswap_conn_id next_conn_id = 1;
+  };
+  HandoverExport pause_for_handover();
+  // Blue, the handover failed: accepting, reading and writing resume on every
+  // listener and connection as if nothing happened; no byte was lost.
+  void resume_after_handover();
+  // Blue, green committed: forgets every exported listener and connection with
+  // close(2) only (never shutdown(2): green holds the same sockets) and without
+  // disconnect events; cancels every timer and tick. What stays (connections
+  // of listeners the target removed) is closed gracefully by the caller's stop().
+  void release_after_handover();
+  // A timer's due time as a handover carries it.
+  std::vector<TimerHandover> timers_of(const std::string& module) const;
+
+  // Green. A listener received from blue: registered under `config` (its name
+  // must be unique) but not accepting until start_adopted(). Throws
+  // std::runtime_error naming the listener when the descriptor is not a
+  // listening TCP socket.
+  void adopt_listener(const ListenerConfig& config, os::Fd fd);
+  // A connection received from blue, under its own id, on the adopted or
+  // opened listener it names (throws std::runtime_error when none has that
+  // name). Neither read nor written, and no on_connect, until start_adopted().
+  void adopt_connection(ConnectionHandover connection, os::Fd fd);
+  // Connection ids continue from blue's (never below the adopted ones).
+  void set_next_connection_id(hotswap_conn_id next);
+  // Green, on Commit: every adopted listener accepts, every adopted connection
+  // delivers its unread input (complete frames first), writes its unsent
+  // output and reads again. Listeners opened with listen() while adopting do
+  // not accept before this either (see listen()'s `accept_now`).
+  void start_adopted();
 
   size_t connection_count() const { return connections_.size(); }
   const ServerStats& stats() const { return stats_; }

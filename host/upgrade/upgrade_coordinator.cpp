@@ -96,6 +96,8 @@ const char* to_string(UpgradeCoordinator::State state) {
       return "preparing";
     case UpgradeCoordinator::State::Applying:
       return "applying";
+    case UpgradeCoordinator::State::HandingOver:
+      return "handing_over";
     case UpgradeCoordinator::State::Finishing:
       return "finishing";
   }

@@ -40,6 +40,7 @@
 
 #include "core/library_loader.hpp"
 #include "core/module_registry.hpp"
+#include "handover/handover_state.hpp"
 #include "release/release_store.hpp"
 #include "release/runtime_config.hpp"
 #include "upgrade/rehearsal.hpp"
@@ -60,6 +61,24 @@ struct UpgradeRequest {
   // Only the rehearsal: the upgrade stops after it, whatever its outcome
   // (`hotswap rehearse`); the report's `rehearsal` holds the outcome.
   bool rehearse_only = false;
+  // `hotswap upgrade VSN --blue-green`: a blue-green handover even when the
+  // change could be made in place.
+  bool blue_green = false;
+};
+
+// An upgrade that cannot be made in place, handed to the host to run as a
+// blue-green handover (handover/handover_blue.hpp).
+struct BlueGreenRequest {
+  appup::ReleaseManifest target;
+  RuntimeConfig target_config;
+  appup::Plan plan;  // per module: Update steps carry their extra; the direction
+  // Why not in place, one line each, for `plan`, the report and the log:
+  // "forced (--blue-green)", "module chat: chat-2.0.0.appup.json up[0].instructions[0]
+  // requires a blue-green handover (new wire format)", "the listeners change",
+  // "the host binary changes (sha256 ...)", "module chat is built for module ABI 3,
+  // this host runs 2". Never empty.
+  std::vector<std::string> reasons;
+  boost::filesystem::path host_binary;  // the target release's bin/hotswap
 };
 
 // What the check phase may know of the running host, copied on the loop when
@@ -100,7 +119,7 @@ extern const char* const kHostStopping;
 
 class UpgradeCoordinator {
  public:
-  enum class State { Idle, Planning, Rehearsing, Preparing, Applying, Finishing };
+  enum class State { Idle, Planning, Rehearsing, Preparing, Applying, HandingOver, Finishing };
   using Done = std::function<void(const UpgradeReport&)>;
 
   // What the coordinator asks of the host it serves, always on the loop thread.
@@ -109,6 +128,13 @@ class UpgradeCoordinator {
     std::function<void(const appup::ReleaseManifest& target, const RuntimeConfig& target_config)> commit;
     // Every upgrade that started ends here, whatever its outcome, just before its `done`.
     std::function<void(const UpgradeReport& report)> finished;
+    // The plan needs a blue-green handover: the host runs it and calls `done`
+    // exactly once, on the loop, with its figures (committed: green serves and
+    // this process is about to exit; otherwise this process serves on). The
+    // coordinator is HandingOver meanwhile. Unset: such a plan is refused.
+    std::function<void(const BlueGreenRequest& request, const ProgressListener& progress,
+                       std::function<void(const HandoverFigures& figures)> done)>
+        hand_over;
   };
 
   // Starts the worker thread (at a low priority). Reads the store's bookkeeping
