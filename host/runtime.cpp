@@ -73,11 +73,22 @@ Runtime::Runtime(const fs::path& root, std::shared_ptr<ModuleProbe> probe, os::O
                       commit_release(target, target_config);
                     },
                     [this](const UpgradeReport& report) {
+                      if (handed_over_) {
+                        // Posted: the report's `done` (the operator's reply) runs right after this.
+                        asio::post(io_, [this] { retire_after_handover(); });
+                        return;
+                      }
                       if (report.committed() && !stopping_) schedule_auto_permanent();
+                    },
+                    [this](const BlueGreenRequest& request, const ProgressListener& progress,
+                           std::function<void(const HandoverFigures&)> done) {
+                      start_handover(request, progress, std::move(done));
                     }}),
-      auto_permanent_timer_(io_) {
+      auto_permanent_timer_(io_),
+      handover_(BlueSide{io_, server_, registry_, os, root, nullptr}) {
   watchdog_.set_limits(watchdog_limits(config_.watchdog));
   watchdog_.start_thread(kWatchdogPeriod);
+  signals_.add(SIGUSR2);
   wait_for_signals();
 }
 
@@ -85,8 +96,11 @@ Runtime::Runtime(const fs::path& root, std::shared_ptr<ModuleProbe> probe, os::O
 // the worker never touches the registry.
 Runtime::~Runtime() { registry_.stop_all(); }
 
-void Runtime::boot() {
-  std::string version = store_.boot_version();
+// Reads release `version` and loads its modules' libraries in boot order;
+// with `start`, each module starts at once (boot), otherwise the libraries
+// wait in handover_libraries_ (the new process of a handover). The config is
+// read into config_ but not applied.
+void Runtime::boot_modules(const std::string& version, bool start) {
   fs::path dir = store_.release_dir(version);
   appup::ReleaseManifest manifest = load_release_manifest(dir);
   fs::path config_file = store_.runtime_config_path(version);
@@ -95,22 +109,56 @@ void Runtime::boot() {
 
   for (const auto& [name, section] : config.modules) registry_.set_module_config(name, section.config.dump());
   for (const appup::ModuleEntry* m : boot_order(manifest)) {
-    registry_.start(loader_.load(m->file, {m->name, m->version, m->sha256}));
+    std::shared_ptr<LoadedLibrary> library = loader_.load(m->file, {m->name, m->version, m->sha256});
+    if (!start) {
+      handover_libraries_.push_back(std::move(library));
+      continue;
+    }
+    registry_.start(std::move(library));
     spdlog::info("module {} {} started", m->name, m->version);
   }
   manifest_ = std::move(manifest);
-  apply_config(config, /*at_boot=*/true);
+  config_ = std::move(config);
+}
+
+void Runtime::boot() {
+  const std::string version = store_.boot_version();
+  boot_modules(version, /*start=*/true);
+  apply_config(config_, /*at_boot=*/true);
   for (const ListenerConfig& listener : config_.listeners) server_.listen(listener);
   store_.mark_current(version);        // a release that ran before a restart but was never made permanent is now old
   coordinator_.refresh_bookkeeping();  // the loop does not run yet: reading the store here stalls nobody
-  spdlog::info("release {} {} booted from {} ({} module(s), {} listener(s))", manifest_->name, version, dir.string(),
-               manifest_->modules.size(), config_.listeners.size());
+  spdlog::info("release {} {} booted from {} ({} module(s), {} listener(s))", manifest_->name, version,
+               manifest_->dir.string(), manifest_->modules.size(), config_.listeners.size());
 }
 
-void Runtime::open_admin(AdminHandler handler) {
-  admin_ = std::make_unique<AdminServer>(io_, store_.run_dir() / "admin.sock", config_.admin_max_request_bytes,
-                                         std::move(handler));
+std::vector<std::shared_ptr<LoadedLibrary>> Runtime::load_for_handover(const std::string& version) {
+  boot_modules(version, /*start=*/false);
+  return handover_libraries_;
+}
+
+void Runtime::apply_handover_config() {
+  handover_libraries_.clear();
+  apply_config(config_, /*at_boot=*/true);
+}
+
+void Runtime::commit_handover() {
+  store_.mark_current(manifest_->version);
+  coordinator_.refresh_bookkeeping();
+  spdlog::info("release {} {} took over from the previous process ({} module(s), {} listener(s), {} connection(s))",
+               manifest_->name, manifest_->version, manifest_->modules.size(), config_.listeners.size(),
+               server_.connection_count());
+}
+
+void Runtime::open_admin(AdminHandler handler, os::Fd adopted) {
+  const fs::path path = store_.run_dir() / "admin.sock";
+  if (adopted)
+    admin_ = std::make_unique<AdminServer>(io_, path, std::move(adopted), config_.admin_max_request_bytes,
+                                           std::move(handler));
+  else
+    admin_ = std::make_unique<AdminServer>(io_, path, config_.admin_max_request_bytes, std::move(handler));
   admin_->set_max_output_bytes(config_.admin_max_output_bytes);
+  handover_.set_admin(admin_.get());
 }
 
 void Runtime::apply_config(const RuntimeConfig& next, bool at_boot) {
@@ -377,14 +425,18 @@ nlohmann::json Runtime::status() const {
       {"busy", busy()},
       {"leaked_libraries", loader_.leaked()},
       {"last_upgrade", last_upgrade ? last_upgrade->to_json() : nlohmann::json(nullptr)},
-      {"last_rehearsal", coordinator_.last_rehearsal()}};
+      {"last_rehearsal", coordinator_.last_rehearsal()},
+      {"handover", {{"running", handover_.running()}, {"last", handover_.last_figures()}}}};
   return status;
 }
 
 void Runtime::wait_for_signals() {
   signals_.async_wait([this](boost::system::error_code ec, int signal) {
     if (ec) return;
-    if (signal == SIGHUP && !stopping_) {
+    if (signal == SIGUSR2 && !stopping_) {
+      spdlog::info("SIGUSR2: blue-green handover to the newest unpacked release");
+      hand_over_to_newest();
+    } else if (signal == SIGHUP && !stopping_) {
       spdlog::info("SIGHUP: reloading");
       reload({}, [](const ReloadResult& reload) {
         if (!reload.error.empty())
@@ -400,6 +452,81 @@ void Runtime::wait_for_signals() {
     }
     if (!stopped_) wait_for_signals();
   });
+}
+
+void Runtime::start_handover(const BlueGreenRequest& request, const ProgressListener& progress,
+                             std::function<void(const HandoverFigures&)> done) {
+  spdlog::info("blue-green handover to release {}: {}", request.target.version,
+               [&] {
+                 std::string reasons;
+                 for (const std::string& r : request.reasons) reasons += (reasons.empty() ? "" : "; ") + r;
+                 return reasons;
+               }());
+  if (handover_listener_) handover_listener_(true, 0);
+  handover_.start(request, config_.handover_timeout, progress,
+                  [this, done = std::move(done)](const HandoverFigures& figures) {
+                    if (figures.committed) handed_over_ = true;
+                    if (handover_listener_) handover_listener_(false, figures.committed ? handover_.green_pid() : 0);
+                    done(figures);
+                  });
+}
+
+// The successor serves every connection and listener now; this process only
+// finishes writing its admin replies (the operator's `upgrade` waits for its
+// report), bounded, then ends its loop without on_stop or a disconnect.
+void Runtime::retire_after_handover() {
+  if (stopped_) return;
+  stopping_ = true;
+  auto_permanent_timer_.cancel();
+  boost::system::error_code ec;
+  signals_.cancel(ec);
+  coordinator_.stop([this] { worker_idle_ = true; });
+  retire_timer_ = std::make_unique<asio::steady_timer>(io_);
+  exit_once_replies_written(std::chrono::steady_clock::now() + std::chrono::seconds(2));
+}
+
+void Runtime::exit_once_replies_written(std::chrono::steady_clock::time_point give_up) {
+  const bool written = !admin_ || admin_->queued_output_bytes() == 0;
+  if (!(written && worker_idle_) && std::chrono::steady_clock::now() < give_up) {
+    retire_timer_->expires_after(std::chrono::milliseconds(10));
+    retire_timer_->async_wait([this, give_up](boost::system::error_code ec) {
+      if (!ec) exit_once_replies_written(give_up);
+    });
+    return;
+  }
+  stopped_ = true;
+  if (admin_) admin_->close();
+  registry_.stop_all();
+  spdlog::info("handed over to pid {}; this process (pid {}) exits", handover_.green_pid(), ::getpid());
+  io_.stop();
+}
+
+void Runtime::hand_over_to_newest() {
+  const std::string running = manifest_->version;
+  auto newer = std::make_shared<std::optional<std::string>>();
+  auto error = std::make_shared<std::string>();
+  bool posted = coordinator_.run_on_worker(
+      [this, running, newer, error] {
+        try {
+          *newer = store_.reload_target(running);
+        } catch (const std::exception& e) {
+          *error = e.what();
+        }
+      },
+      [this, newer, error] {
+        if (!error->empty()) return spdlog::error("SIGUSR2: cannot look for a newer release: {}", *error);
+        if (!*newer) return spdlog::warn("SIGUSR2: no newer unpacked release to hand over to; nothing done");
+        UpgradeRequest request;
+        request.version = **newer;
+        request.blue_green = true;
+        upgrade(request, {}, [](const UpgradeReport& report) {
+          if (report.committed())
+            spdlog::info("SIGUSR2: {}", report.summary());
+          else
+            spdlog::error("SIGUSR2: {}", report.summary());
+        });
+      });
+  if (!posted) spdlog::info("SIGUSR2: the host is stopping");
 }
 
 void Runtime::run() { io_.run(); }

@@ -19,6 +19,7 @@
 #include "core/library_loader.hpp"
 #include "core/watchdog.hpp"
 #include "core/module_registry.hpp"
+#include "handover/handover_blue.hpp"
 #include "net/network_server.hpp"
 #include "os/os_sys_calls.hpp"
 #include "release/release_store.hpp"
@@ -31,7 +32,8 @@ namespace hotswap::host {
 
 class Runtime {
  public:
-  // Registers SIGTERM, SIGINT (graceful stop) and SIGHUP (reload) at once, so
+  // Registers SIGTERM, SIGINT (graceful stop), SIGHUP (reload) and SIGUSR2
+  // (blue-green handover to the newest unpacked release) at once, so
   // that a signal arriving during boot is handled as soon as the loop runs.
   // `probe` loads every module library in a child first (LibraryLoader); nullptr: none.
   // The release store's file writes go through `os` (a test's fake), which must outlive the Runtime.
@@ -55,7 +57,30 @@ class Runtime {
   void boot();
 
   // Opens ROOT/run/admin.sock with `handler` answering requests (see admin_commands.hpp).
-  void open_admin(AdminHandler handler);
+  // `adopted`: the admin socket a blue-green handover passed on (listening
+  // already, at that path); invalid: bind a new one.
+  void open_admin(AdminHandler handler, os::Fd adopted = {});
+
+  // ---- the new process of a blue-green handover (handover/handover_green.hpp) ----
+  // Loads release `version` (manifest, runtime config, every module library,
+  // in boot order) without starting a module or opening a listener. Throws
+  // like boot().
+  std::vector<std::shared_ptr<LoadedLibrary>> load_for_handover(const std::string& version);
+  // Once the modules run with blue's state: applies the runtime config (ticks, limits).
+  void apply_handover_config();
+  // After Commit: records the release as current (RELEASES.json) and reads the bookkeeping.
+  void commit_handover();
+
+  // True once this process handed everything to a successor (blue-green
+  // committed): it retires, and its pid file now names the successor.
+  bool handed_over() const { return handed_over_; }
+  // The successor's pid, once handed over (0 before).
+  pid_t successor_pid() const { return handover_.green_pid(); }
+  // Called on the loop when this process hands over (committed: the
+  // successor's pid) and when a handover fails (0), for the service manager.
+  void set_handover_listener(std::function<void(bool started, pid_t successor)> listener) {
+    handover_listener_ = std::move(listener);
+  }
 
   // Runs the event loop until stop() finishes. SIGHUP reloads; SIGTERM and SIGINT stop.
   void run();
@@ -125,6 +150,16 @@ class Runtime {
   void schedule_auto_permanent();
   bool runs_unrecorded_or_current(const std::string& version) const;
   void wait_for_signals();
+  // SIGUSR2: a blue-green handover to the newest unpacked newer release.
+  void hand_over_to_newest();
+  // The coordinator's hand_over: runs the handover from this process.
+  void start_handover(const BlueGreenRequest& request, const ProgressListener& progress,
+                      std::function<void(const HandoverFigures&)> done);
+  // After a committed handover's report went out: stop without touching a
+  // connection (they are the successor's), once admin replies are written.
+  void retire_after_handover();
+  void exit_once_replies_written(std::chrono::steady_clock::time_point give_up);
+  void boot_modules(const std::string& version, bool start);
   void finish_stop();  // once the connections are closed and the worker is back
 
   boost::asio::io_context io_;
@@ -149,6 +184,11 @@ class Runtime {
   bool worker_idle_ = false;         // stop: every worker hop came back
   bool stopped_ = false;
   std::unique_ptr<AdminServer> admin_;
+  HandoverBlue handover_;  // declared after the server, registry and admin socket it pauses
+  bool handed_over_ = false;
+  std::vector<std::shared_ptr<LoadedLibrary>> handover_libraries_;
+  std::function<void(bool started, pid_t successor)> handover_listener_;
+  std::unique_ptr<boost::asio::steady_timer> retire_timer_;
 };
 
 }  // namespace hotswap::host

@@ -1,5 +1,6 @@
 #include "admin/admin_server.hpp"
 
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -202,6 +203,8 @@ AdminServer::AdminServer(asio::io_context& io, boost::filesystem::path socket_pa
   boost::filesystem::remove(path_, ec);  // a stale socket of a host that died; PidFile rules out a live one
   local::endpoint endpoint(path_.string());
   acceptor_.open(endpoint.protocol());
+  // Close-on-exec: a handover's new process inherits only its handover socket.
+  ::fcntl(acceptor_.native_handle(), F_SETFD, FD_CLOEXEC);
   mode_t old_mask = ::umask(0177);  // the socket file is created 0600
   acceptor_.bind(endpoint, ec);
   ::umask(old_mask);
@@ -211,7 +214,26 @@ AdminServer::AdminServer(asio::io_context& io, boost::filesystem::path socket_pa
   accept_next();
 }
 
+AdminServer::AdminServer(asio::io_context& io, boost::filesystem::path socket_path, os::Fd listening,
+                         size_t max_request_bytes, AdminHandler handler)
+    : io_(io),
+      path_(std::move(socket_path)),
+      max_request_bytes_(max_request_bytes),
+      handler_(std::move(handler)),
+      acceptor_(io) {
+  boost::system::error_code ec;
+  acceptor_.assign(local::stream_protocol{}, listening.get(), ec);
+  if (ec) throw std::runtime_error("cannot adopt the admin socket " + path_.string() + ": " + ec.message());
+  listening.release();
+  accept_next();
+}
+
 AdminServer::~AdminServer() { close(); }
+
+void AdminServer::release_after_handover() {
+  boost::system::error_code ec;
+  acceptor_.close(ec);  // close(2) of this copy only; the path stays the successor's
+}
 
 void AdminServer::close() {
   boost::system::error_code ec;
@@ -235,6 +257,7 @@ void AdminServer::accept_next() {
       if (ec != asio::error::operation_aborted) spdlog::warn("admin socket: accept failed: {}", ec.message());
       if (!acceptor_.is_open()) return;
     } else {
+      ::fcntl(socket.native_handle(), F_SETFD, FD_CLOEXEC);  // see the constructor
       auto session = std::make_shared<AdminSession>(*this, std::move(socket));
       sessions_.insert(session);
       session->start();

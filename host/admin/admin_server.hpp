@@ -23,6 +23,8 @@
 #include <set>
 #include <string>
 
+#include "os/fd.hpp"
+
 namespace hotswap::host {
 
 class AdminSession;
@@ -52,7 +54,18 @@ class AdminServer {
   // Binds the socket (replacing a stale one). Throws std::runtime_error on failure.
   AdminServer(boost::asio::io_context& io, boost::filesystem::path socket_path, size_t max_request_bytes,
               AdminHandler handler);
+  // Serves on `listening`, an admin socket already bound and listening at
+  // `socket_path` (passed on by a blue-green handover): the file is left as it is.
+  AdminServer(boost::asio::io_context& io, boost::filesystem::path socket_path, os::Fd listening,
+              size_t max_request_bytes, AdminHandler handler);
   ~AdminServer();
+
+  // The listening socket (a handover passes it on); -1 once closed.
+  int listening_fd() { return acceptor_.is_open() ? acceptor_.native_handle() : -1; }
+  // A handover committed: stop accepting and close this process's copy of the
+  // listening socket, leaving the socket file to the successor. Sessions stay
+  // open until their replies are written (close() ends them).
+  void release_after_handover();
 
   const boost::filesystem::path& path() const { return path_; }
   void set_max_request_bytes(size_t n) { max_request_bytes_ = n; }

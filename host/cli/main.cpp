@@ -20,6 +20,7 @@
 #include "cli/commands.hpp"
 #include "cli/exit_status.hpp"
 #include "cli/probe_module_command.hpp"
+#include "cli/run_host.hpp"
 #include "release/runtime_config.hpp"
 
 namespace {
@@ -49,6 +50,7 @@ int main(int argc, char** argv) {
     return kUsage;
   }
   if (is_probe_module_command(words)) return run_probe_module_command(words);  // the loader's probe child
+  if (std::optional<int> status = run_handover_target_command(words)) return *status;  // a handover's new process
   const std::string prefix = words[0][0] == '-' ? "hotswap: " : "hotswap " + words[0] + ": ";
   try {
     std::optional<Invocation> invocation = parse_command_line(words, std::cout);

@@ -23,6 +23,8 @@
 #include "core/allocator_tuning.hpp"
 #include "core/crash_trace.hpp"
 #include "core/module_probe.hpp"
+#include "handover/handover_channel.hpp"
+#include "handover/handover_green.hpp"
 #include "os/pid_file.hpp"
 #include "release/release_store.hpp"
 #include "release/runtime_config.hpp"
@@ -76,6 +78,8 @@ int serve(const fs::path& root, const std::string& log_level) {
     runtime.open_admin(host::make_admin_handler(runtime));
     spdlog::info("hotswap host pid {} serving root {}", ::getpid(), root.string());
     runtime.run();
+    // The successor took the pid file over (renamed its own over the path): ours is nameless now.
+    if (runtime.handed_over()) pid_file.release_without_unlink();
     return kOk;
   } catch (const host::ConfigError& e) {
     spdlog::critical("{}", e.what());
@@ -98,7 +102,74 @@ bool redirect_standard_descriptors(const fs::path& log_file) {
   return true;
 }
 
+// The new process of a blue-green handover (handover/handover_green.hpp):
+// every failure before Commit is told to blue (which kills this process and
+// serves on) and ends this process; nothing here was served yet.
+int serve_handover_target(const fs::path& root, const std::string& version, int handover_fd) {
+  using host::handover::HandoverChannel;
+  using host::handover::MessageType;
+  host::tune_allocator_for_short_pauses();
+  raise_descriptor_limit();
+  HandoverChannel channel{os::Fd(handover_fd)};
+  // Blue kills this process past its own timeout; this bound only keeps an orphan from waiting forever.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::hours(24);
+  try {
+    channel.send(MessageType::Hello, host::handover::encode_hello({host::handover::kProtocolVersion, ::getpid(), version}));
+    host::Runtime runtime(root, host::ChildProcessProbe::of_this_program());
+    host::HandoverGreen green(channel, runtime.server(), runtime.registry(), runtime.load_for_handover(version),
+                              runtime.config(), deadline);
+    channel.send(MessageType::Loaded, host::handover::encode_loaded(green.loaded_modules()));
+    green.receive();
+    runtime.apply_handover_config();
+    channel.send(MessageType::Ready);
+    channel.expect(MessageType::Commit, deadline);
+    // From here this process serves: blue has let go of everything.
+    green.start_serving();
+    host::ReleaseStore store(root);
+    host::PidFile pid_file = host::PidFile::take_over(store.run_dir() / "hotswap.pid");
+    host::install_crash_handler(store.run_dir() / kCrashFileName);
+    runtime.commit_handover();
+    runtime.open_admin(host::make_admin_handler(runtime), green.take_admin_listener());
+    spdlog::info("hotswap host pid {} took over root {} (release {}: {} connection(s), {} listener(s) adopted, {} opened)",
+                 ::getpid(), root.string(), version, green.counts().connections, green.counts().listeners_adopted,
+                 green.counts().listeners_opened);
+    runtime.run();
+    if (runtime.handed_over()) pid_file.release_without_unlink();
+    return kOk;
+  } catch (const std::exception& e) {
+    spdlog::critical("handover target: {}", e.what());
+    try {
+      channel.send(MessageType::Error, host::handover::encode_error(e.what()));
+    } catch (const std::exception&) {
+      // Blue is gone or the socket broke: blue sees this process exit instead.
+    }
+    return kFailed;
+  }
+}
+
 }  // namespace
+
+std::optional<int> run_handover_target_command(const std::vector<std::string>& words) {
+  if (words.empty() || words[0] != "handover-target") return std::nullopt;
+  std::string root, version;
+  int fd = -1;
+  for (size_t i = 1; i + 1 < words.size(); i += 2) {
+    if (words[i] == "--root")
+      root = words[i + 1];
+    else if (words[i] == "--version")
+      version = words[i + 1];
+    else if (words[i] == "--fd")
+      fd = std::atoi(words[i + 1].c_str());
+  }
+  if (root.empty() || version.empty() || fd < 3 || words.size() != 7) {
+    std::cerr << "hotswap handover-target: started by a running host for a blue-green handover "
+                 "(--root ROOT --version VSN --fd N), never by hand\n";
+    return kUsage;
+  }
+  ignore_sigpipe();
+  setup_logging("");
+  return serve_handover_target(root, version, fd);
+}
 
 int run_host_in_foreground(const fs::path& root, const std::string& log_level) {
   ignore_sigpipe();

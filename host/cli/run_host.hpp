@@ -4,7 +4,9 @@
 #pragma once
 
 #include <boost/filesystem/path.hpp>
+#include <optional>
 #include <string>
+#include <vector>
 
 namespace hotswap::cli {
 
@@ -15,5 +17,11 @@ int run_host_in_foreground(const boost::filesystem::path& root, const std::strin
 // Forks a host into its own session and returns once it answers on the admin
 // socket (kOk), or with the host's own exit status when it fails to boot.
 int run_host_as_daemon(const boost::filesystem::path& root, const std::string& log_level);
+
+// `hotswap handover-target --root ROOT --version VSN --fd N`: the new process
+// of a blue-green handover, started by the running host with the handover
+// socket at fd N (handover/handover_green.hpp). nullopt when `words` is
+// another command; otherwise the exit status.
+std::optional<int> run_handover_target_command(const std::vector<std::string>& words);
 
 }  // namespace hotswap::cli

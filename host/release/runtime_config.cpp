@@ -244,7 +244,7 @@ RuntimeConfig parse_substituted(const JsonReader& reader, const json& document) 
   reader.expect_object(document, "",
                        {"log_level", "max_output_bytes", "max_total_output_bytes", "admin_max_request_bytes",
                         "admin_max_output_bytes", "shutdown_timeout_ms", "auto_permanent_after_s", "watchdog",
-                        "listeners", "modules", "rehearse", "rehearsal_timeout_s"});
+                        "listeners", "modules", "rehearse", "rehearsal_timeout_s", "handover_timeout_s"});
   RuntimeConfig config;
   optional_field(document, "log_level", [&](const json& v, const std::string& key) {
     config.log_level = reader.expect_one_of(v, key, {"trace", "debug", "info", "warn", "error", "critical", "off"});
@@ -287,6 +287,10 @@ RuntimeConfig parse_substituted(const JsonReader& reader, const json& document) 
     const double s = reader.expect_number(v, key, 0.001, kMaxWatchdogSeconds, NumberText::Accepted);
     config.rehearsal_timeout = std::chrono::milliseconds(static_cast<int64_t>(std::ceil(s * 1000)));
   });
+  optional_field(document, "handover_timeout_s", [&](const json& v, const std::string& key) {
+    const double s = reader.expect_number(v, key, 0.001, kMaxWatchdogSeconds, NumberText::Accepted);
+    config.handover_timeout = std::chrono::milliseconds(static_cast<int64_t>(std::ceil(s * 1000)));
+  });
   optional_field(document, "modules",
                  [&](const json& v, const std::string&) { config.modules = parse_modules(reader, v); });
   return config;
@@ -305,6 +309,7 @@ bool RuntimeConfig::operator==(const RuntimeConfig& other) const {
          admin_max_output_bytes == other.admin_max_output_bytes && shutdown_timeout == other.shutdown_timeout &&
          auto_permanent_after == other.auto_permanent_after && watchdog == other.watchdog &&
          rehearse == other.rehearse && rehearsal_timeout == other.rehearsal_timeout &&
+         handover_timeout == other.handover_timeout &&
          std::equal(modules.begin(), modules.end(), other.modules.begin(), other.modules.end(),
                     [](const auto& a, const auto& b) { return a.first == b.first && same_module(a.second, b.second); });
 }

@@ -68,6 +68,9 @@ struct RuntimeConfig {
   // runs longer than the timeout is killed and refuses the upgrade.
   bool rehearse = true;
   std::chrono::milliseconds rehearsal_timeout{30'000};
+  // Blue-green handover (handover/): how long the new process may take from
+  // its start to ready; past it, it is killed and this process serves on.
+  std::chrono::milliseconds handover_timeout{30'000};
 
   bool operator==(const RuntimeConfig& other) const;
 
