@@ -222,7 +222,7 @@ AdminServer::AdminServer(asio::io_context& io, boost::filesystem::path socket_pa
       handler_(std::move(handler)),
       acceptor_(io) {
   boost::system::error_code ec;
-  acceptor_.assign(local::stream_protocol{}, listening.get(), ec);
+  acceptor_.assign(local(), listening.get(), ec);
   if (ec) throw std::runtime_error("cannot adopt the admin socket " + path_.string() + ": " + ec.message());
   listening.release();
   accept_next();
