@@ -425,6 +425,7 @@ class Reader {
 };
 
 // Smallest encodings, for the element-count checks.
+constexpr size_t kMinLoadedModuleBytes = 8 + 8 + 4;
 constexpr size_t kMinListenerBytes = 8 + 8 + 4;
 constexpr size_t kMinConnectionBytes = 8 + 8 + 8 + 8 + 8 + 8 + 1;
 constexpr size_t kMinSlotBytes = 8 + 8 + 4 + 1 + 8 + 8 + 8 + 4 + 4;
@@ -450,6 +451,35 @@ Hello decode_hello(std::string_view body) {
   hello.target_version = in.str("target_version");
   in.finish();
   return hello;
+}
+
+std::string encode_loaded(const std::vector<LoadedModule>& modules) {
+  Writer out;
+  out.count(modules.size());
+  for (const LoadedModule& module : modules) {
+    out.str(module.name);
+    out.str(module.version);
+    out.u32(module.schema);
+  }
+  return out.take();
+}
+
+std::vector<LoadedModule> decode_loaded(std::string_view body) {
+  Reader in(body, "Loaded");
+  const size_t n = in.count("module count", kMinLoadedModuleBytes);
+  std::vector<LoadedModule> modules(n);
+  std::set<std::string> names;
+  for (size_t i = 0; i < n; ++i) {
+    in.at("module", i);
+    LoadedModule& module = modules[i];
+    module.name = in.str("name");
+    if (module.name.empty()) in.fail("name", "empty");
+    if (!names.insert(module.name).second) in.fail("name", "\"" + module.name + "\" appears twice");
+    module.version = in.str("version");
+    module.schema = in.u32("schema");
+  }
+  in.finish();
+  return modules;
 }
 
 std::string encode_error(const std::string& message) {

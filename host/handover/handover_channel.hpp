@@ -23,7 +23,8 @@
 //
 // Conversation (G = green, B = blue):
 //   G→B Hello            {u32 protocol, i64 pid, str target_version}
-//   G→B Loaded           {}                      the target release is loaded
+//   G→B Loaded           {u32 n, n × {str name, str version, u32 schema}}
+//                        the target release is loaded (its modules)
 //   B→G Listeners        {u32 n, n × listener}   + n descriptors, same order
 //   B→G ConnectionBatch  {u32 n, n × connection} + n descriptors (n ≤ 252)
 //   G→B BatchAck         {u32 n}                 after every batch
@@ -38,6 +39,7 @@
 // each decoder checks every length against what remains and throws
 // HandoverError naming the field on anything malformed (green and blue treat
 // each other's bytes as untrusted: bounded, never a crash).
+//   loaded module {str name, str version, u32 schema}  name non-empty, unique
 //   listener    {str name, str address, u32 port}   name non-empty, unique; port <= 65535
 //   connection  {u64 id, str listener, str peer, str unread_input,
 //                str unsent_output, u64 idle_ms, bool close_after_output}  id != 0, unique in a batch
@@ -145,6 +147,16 @@ struct Hello {
 };
 std::string encode_hello(const Hello& hello);
 Hello decode_hello(std::string_view body);
+
+// Loaded: what green loaded, so that blue can tell which state each module
+// can take (a downgrade's migrate_down needs the older schema).
+struct LoadedModule {
+  std::string name;
+  std::string version;
+  uint32_t schema = 0;
+};
+std::string encode_loaded(const std::vector<LoadedModule>& modules);
+std::vector<LoadedModule> decode_loaded(std::string_view body);
 
 std::string encode_error(const std::string& message);
 std::string decode_error(std::string_view body);

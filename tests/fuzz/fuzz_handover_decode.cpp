@@ -1,7 +1,7 @@
 // Every body decoder of the blue-green handover protocol
 // (handover/handover_channel.hpp): blue and green treat each other's bytes as
-// untrusted. The first byte picks the decoder (its value modulo 6: Hello,
-// Error, Listeners, ConnectionBatch, BatchAck, Slots), the rest is the body.
+// untrusted. The first byte picks the decoder (its value modulo 7: Hello,
+// Error, Listeners, ConnectionBatch, BatchAck, Slots, Loaded), the rest is the body.
 // A refusal (HandoverError) is a normal outcome; anything else thrown, a crash
 // or a leak is a bug. What decodes must re-encode to the very same bytes (the
 // encoding is canonical) and keep the decoders' promises (no descriptor, no
@@ -18,7 +18,7 @@ using namespace hotswap::host;
 using namespace hotswap::host::handover;
 
 std::string decode_and_reencode(uint8_t which, std::string_view body) {
-  switch (which % 6) {
+  switch (which % 7) {
     case 0: {
       const Hello hello = decode_hello(body);
       HOTSWAP_FUZZ_CHECK(hello.pid > 0);
@@ -39,6 +39,11 @@ std::string decode_and_reencode(uint8_t which, std::string_view body) {
     }
     case 4:
       return encode_count(decode_count(body));
+    case 6: {
+      const std::vector<LoadedModule> modules = decode_loaded(body);
+      for (const LoadedModule& module : modules) HOTSWAP_FUZZ_CHECK(!module.name.empty());
+      return encode_loaded(modules);
+    }
     default: {
       const SlotsMessage slots = decode_slots(body);
       HOTSWAP_FUZZ_CHECK(slots.counters.next_conn_id != 0 && slots.counters.next_timer_id != 0);

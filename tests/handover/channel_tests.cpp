@@ -178,6 +178,8 @@ std::string error_of(Call&& call) {
 }
 
 // Samples with every field set, every enum value used.
+std::vector<LoadedModule> sample_loaded() { return {{"counter", "2.0.0", 4}, {"echo", "1.0.0", 0}}; }
+
 std::vector<ListenerHandover> sample_listeners() {
   return {{"game", "0.0.0.0", 7000, -1}, {"admin", "127.0.0.1", 65535, -1}};
 }
@@ -298,6 +300,7 @@ std::vector<Decoder> decoders() {
       {"ConnectionBatch", [](std::string_view b) { return encode_connections(decode_connections(b)); }},
       {"BatchAck", [](std::string_view b) { return encode_count(decode_count(b)); }},
       {"Slots", [](std::string_view b) { return encode_slots(decode_slots(b)); }},
+      {"Loaded", [](std::string_view b) { return encode_loaded(decode_loaded(b)); }},
   };
 }
 // A good body for each decoder, in the same order.
@@ -307,7 +310,8 @@ std::vector<std::string> sample_bodies() {
           encode_listeners(sample_listeners()),
           encode_connections(sample_connections()),
           encode_count(252),
-          encode_slots(sample_slots())};
+          encode_slots(sample_slots()),
+          encode_loaded(sample_loaded())};
 }
 
 }  // namespace
@@ -319,7 +323,7 @@ TEST_CASE("every message of the conversation crosses with its body and descripto
   Pipe listener_a, listener_b, conn_a, conn_b, conn_c;
 
   channels.green.send(MessageType::Hello, encode_hello({kProtocolVersion, 4321, "2.0.0"}));
-  channels.green.send(MessageType::Loaded);
+  channels.green.send(MessageType::Loaded, encode_loaded(sample_loaded()));
   channels.blue.send(MessageType::Listeners, encode_listeners(sample_listeners()),
                      {listener_a.write_end.get(), listener_b.write_end.get()});
   channels.blue.send(MessageType::ConnectionBatch, encode_connections(sample_connections()),
@@ -336,8 +340,13 @@ TEST_CASE("every message of the conversation crosses with its body and descripto
   CHECK(decoded_hello.pid == 4321);
   CHECK(decoded_hello.target_version == "2.0.0");
   CHECK(hello.fds.empty());
-  const Message loaded = channels.blue.expect(MessageType::Loaded, backstop());
-  CHECK(loaded.body.empty());
+  const std::vector<LoadedModule> loaded = decode_loaded(channels.blue.expect(MessageType::Loaded, backstop()).body);
+  REQUIRE(loaded.size() == 2);
+  for (size_t i = 0; i < 2; ++i) {
+    CHECK(loaded[i].name == sample_loaded()[i].name);
+    CHECK(loaded[i].version == sample_loaded()[i].version);
+    CHECK(loaded[i].schema == sample_loaded()[i].schema);
+  }
 
   const Message listeners = channels.green.expect(MessageType::Listeners, backstop());
   const std::vector<ListenerHandover> decoded_listeners = decode_listeners(listeners.body);
@@ -789,6 +798,7 @@ TEST_CASE("every body round-trips through its codec, canonically", "[handover][c
     CHECK(all[i].decode_and_reencode(bodies[i]) == bodies[i]);
   }
   CHECK(decode_listeners(encode_listeners({})).empty());
+  CHECK(decode_loaded(encode_loaded({})).empty());
   CHECK(decode_connections(encode_connections({})).empty());
   CHECK(decode_slots(encode_slots({})).slots.empty());
   CHECK(decode_error(encode_error("")).empty());
@@ -867,6 +877,15 @@ TEST_CASE("malformed fields are refused, naming the element and the field", "[ha
   SECTION("BatchAck") {
     CHECK_THAT(error_of([&] { decode_count("abc"); }),
                Equals("handover: decoding BatchAck: count: needs 4 bytes, 3 left in the body"));
+  }
+  SECTION("Loaded") {
+    CHECK_THAT(error_of([&] { decode_loaded(u32(2) + str("a") + str("1") + u32(1) + str("a") + str("2") + u32(2)); }),
+               Equals("handover: decoding Loaded: module 1 name: \"a\" appears twice"));
+    CHECK_THAT(error_of([&] { decode_loaded(u32(1) + str("") + str("1") + u32(1)); }),
+               Equals("handover: decoding Loaded: module 0 name: empty"));
+    CHECK_THAT(error_of([&] { decode_loaded(u32(3) + str("a") + str("1") + u32(1)); }),
+               Equals("handover: decoding Loaded: module count: 3 elements of at least 20 bytes, 22 bytes left in "
+                      "the body"));
   }
   SECTION("Listeners") {
     CHECK_THAT(error_of([&] { decode_listeners(u32(0xffffffffu)); }),
