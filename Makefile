@@ -13,7 +13,7 @@ JOBS ?= 2
 STRESS_RUNS ?= 3
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= fuzz_appup fuzz_manifest fuzz_runtime_config fuzz_admin_request fuzz_framing
+FUZZ_TARGETS ?= fuzz_appup fuzz_manifest fuzz_runtime_config fuzz_admin_request fuzz_framing fuzz_handover_decode
 # The test programs that run threads or child processes: the live server, the
 # CLI against a daemon, the arena and the host (loader, executor).
 TSAN_TESTS ?= ^(server_tests|cli_tests|arena_tests|host_tests|rehearsal_tests):

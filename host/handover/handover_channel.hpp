@@ -39,6 +39,20 @@
 // each decoder checks every length against what remains and throws
 // HandoverError naming the field on anything malformed (green and blue treat
 // each other's bytes as untrusted: bounded, never a crash).
+//   loaded module {str name, str version, u32 schema}  name non-empty, unique
+//   listener    {str name, str address, u32 port}   name non-empty, unique; port <= 65535
+//   connection  {u64 id, str listener, str peer, str unread_input,
+//                str unsent_output, u64 idle_ms, bool close_after_output}  id != 0, unique in a batch
+//   counters    {u64 next_conn_id, u64 next_timer_id}  neither 0
+//   slot        {str module, str version, u32 schema, u8 arrival (StateArrival
+//                1..3), str state, str extra_json, u64 tick_number,
+//                u32 n, n × timer, u32 m, m × event}  module non-empty, unique
+//   timer       {u64 id, u64 remaining_ms, u64 repeat_ms, u64 tag}  id != 0, unique in its slot
+//   event       {u8 kind (Connect 1, Message 2, Disconnect 3, Tick 4, Timer 5),
+//                u64 conn, str payload, str peer, u32 reason
+//                (hotswap_disconnect_reason 0..5), u64 number, u64 timer}
+//   Hello's pid is > 0. Trailing bytes and unknown enum values are refused;
+//   the encoding is canonical (a decoded body re-encodes to the same bytes).
 #pragma once
 
 #include <chrono>
@@ -98,7 +112,12 @@ class HandoverChannel {
   // Sends one message: the header packet with `fds` attached (at most
   // kMaxFdsPerMessage; the descriptors stay the caller's), then the body.
   // Throws HandoverError (sendmsg failed, the peer is gone: EPIPE, too many fds).
-  void send(MessageType type, std::string_view body = {}, const std::vector<int>& fds = {});
+  // While the socket buffer is full (the peer has not read yet) it waits for
+  // room, until `deadline` (by default for as long as it takes); then throws.
+  // The socket's O_NONBLOCK flag does not matter (each call is MSG_DONTWAIT).
+  // After any HandoverError (either direction) the channel is unusable.
+  void send(MessageType type, std::string_view body = {}, const std::vector<int>& fds = {},
+            Clock::time_point deadline = Clock::time_point::max());
 
   // The next message, waiting until `deadline`. When `watch_fd` (a pidfd of
   // the peer, or -1) becomes readable first, throws HandoverError("the peer

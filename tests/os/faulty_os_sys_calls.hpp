@@ -36,6 +36,16 @@ class FaultyOsSysCalls : public os::RealOsSysCalls {
     std::lock_guard<std::mutex> lock(mutex_);
     faults_.push_back({call, path_part, 0, message, 0, 1});
   }
+  // The recvmsg calls on a descriptor matching `path_part` are made for real,
+  // then come back with `msg_flags` or-ed into the message's flags (MSG_CTRUNC:
+  // what the kernel reports when the receiver is out of descriptors); `skip`
+  // and `times` as for fail().
+  void add_recvmsg_flags(const std::string& path_part, int msg_flags, int skip = 0, int times = 1) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    faults_.push_back({"recvmsg", path_part, 0, {}, skip, times, msg_flags});
+  }
+  // Logs and matches `fd` (a socket, a pipe) as `path` from now on.
+  void name_fd(int fd, const std::string& path) { remember(fd, path); }
   // Runs before every call (outside the fake's lock: it may make calls itself).
   void set_hook(Hook hook) {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -139,6 +149,24 @@ class FaultyOsSysCalls : public os::RealOsSysCalls {
     return RealOsSysCalls::spawn(request);
   }
 
+  // Sockets: matched with the name given by name_fd() ("fd N" otherwise); a
+  // poll with the path of its first descriptor.
+  os::SysCallSizeResult sendmsg(int fd, const msghdr& message, int flags) override {
+    if (const auto error = enter("sendmsg", path_of(fd))) return {-1, *error};
+    return RealOsSysCalls::sendmsg(fd, message, flags);
+  }
+  os::SysCallSizeResult recvmsg(int fd, msghdr& message, int flags) override {
+    const std::optional<Fault> fault = enter_any("recvmsg", path_of(fd));
+    if (fault && fault->msg_flags == 0) return {-1, fault->error};
+    const os::SysCallSizeResult received = RealOsSysCalls::recvmsg(fd, message, flags);
+    if (fault && received.ok()) message.msg_flags |= fault->msg_flags;
+    return received;
+  }
+  os::SysCallIntResult poll(struct pollfd* fds, size_t count, int timeout_ms) override {
+    if (const auto error = enter("poll", count > 0 ? path_of(fds[0].fd) : std::string())) return {-1, *error};
+    return RealOsSysCalls::poll(fds, count, timeout_ms);
+  }
+
   os::DlResult<void*> dlopen(const std::string& path, int flags) override {
     if (const auto message = enter_dl("dlopen", path)) return {nullptr, *message};
     os::DlResult<void*> opened = RealOsSysCalls::dlopen(path, flags);
@@ -168,6 +196,7 @@ class FaultyOsSysCalls : public os::RealOsSysCalls {
     std::string message;
     int skip;
     int times;
+    int msg_flags = 0;  // recvmsg: or-ed into the received message's flags instead of failing
   };
 
   // Logs the call, runs the hook, and returns the fault that applies, if any.
