@@ -2,7 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <stdexcept>
+
+#include "handover/handover_state.hpp"
 
 namespace hotswap::host {
 
@@ -217,6 +220,47 @@ void ModuleRegistry::stop_all() {
     slot->timers_.clear();
   }
   destroy_all_slots();
+}
+
+SlotHandover ModuleRegistry::handover_bookkeeping(const ModuleSlot& slot) const {
+  SlotHandover out;
+  out.module = slot.name_;
+  if (slot.active_) out.version = slot.active_->version();
+  out.tick_number = slot.tick_number_;
+  // Copied, not moved: if the handover fails, blue resumes and delivers them itself.
+  out.queued.assign(slot.queue_.begin(), slot.queue_.end());
+  return out;
+}
+
+void ModuleRegistry::restore_from_handover(ModuleSlot& slot, const SlotHandover& from) {
+  // Every id is checked before anything changes: a clash leaves the slot as it was.
+  std::set<hotswap_timer_id> incoming;
+  for (const TimerHandover& timer : from.timers) {
+    if (timer.id == 0 || !incoming.insert(timer.id).second)
+      throw std::invalid_argument("module " + slot.name_ + ": the handover carries timer id " +
+                                  std::to_string(timer.id) + (timer.id == 0 ? ", not a timer id" : " twice"));
+    for (const auto& [name, other] : slots_)
+      if (other->timers_.count(timer.id) != 0)
+        throw std::invalid_argument("module " + slot.name_ + ": timer id " + std::to_string(timer.id) +
+                                    " from the handover is already in use by module " + name);
+  }
+  slot.tick_number_ = from.tick_number;
+  // Ahead of anything queued here meanwhile, in blue's order.
+  slot.queue_.insert(slot.queue_.begin(), from.queued.begin(), from.queued.end());
+  slot.stats_.queued_total += from.queued.size();
+  if (slot.queue_.size() > slot.stats_.max_queue) slot.stats_.max_queue = slot.queue_.size();
+  for (const TimerHandover& timer : from.timers)
+    arm_timer(slot, timer.id, timer.remaining_ms, timer.repeat_ms, timer.tag);
+  if (!incoming.empty()) next_timer_id_ = std::max(next_timer_id_, *incoming.rbegin() + 1);
+  // A slot already serving delivers them now; a suspended one on resume.
+  if (!slot.suspended_ && !slot.queue_.empty()) resume(slot);
+}
+
+void ModuleRegistry::set_next_timer_id(hotswap_timer_id next) {
+  hotswap_timer_id floor = 1;
+  for (const auto& [name, slot] : slots_)
+    if (!slot->timers_.empty()) floor = std::max(floor, *slot->timers_.rbegin() + 1);
+  next_timer_id_ = std::max({next, floor, next_timer_id_});
 }
 
 }  // namespace hotswap::host

@@ -126,6 +126,9 @@ class ModuleRegistry {
   // Green, before the loop serves: the slot continues from blue's tick
   // number, its queued events are delivered first (in order) when it resumes,
   // and blue's timers are armed under their own ids (registry and server).
+  // A slot that is not suspended gets its queued events at once. Throws
+  // std::invalid_argument (and changes nothing) when a timer id is 0,
+  // repeated, or already in use by any slot.
   void restore_from_handover(ModuleSlot& slot, const SlotHandover& from);
   hotswap_timer_id next_timer_id() const { return next_timer_id_; }
   // Never below an id in use; timer ids continue from blue's.

@@ -10,7 +10,9 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstring>
 #include <deque>
+#include <set>
 #include <stdexcept>
 
 #include "net/event_trace.hpp"
@@ -35,6 +37,11 @@ struct NetworkServer::Listener {
   tcp::acceptor acceptor;
   tcp protocol = tcp::v4();  // of the listening address, given to the connections it accepts
   bool accepting = true;
+  // Bumped whenever accepting stops: a wait or a retry armed before does nothing.
+  uint64_t generation = 0;
+  bool awaiting_start = false;  // green: opened or adopted, accepting from start_adopted()
+  bool exported = false;        // blue: handed to green by the current pause
+  bool accepted_before_pause = false;
   Listener(asio::io_context& io, ListenerConfig c) : config(std::move(c)), acceptor(io) {}
 };
 
@@ -42,6 +49,7 @@ struct NetworkServer::Timer {
   hotswap_timer_id id;
   std::string module;
   uint64_t repeat_ms, tag;
+  TimerSource::Duration due{};  // of the armed alarm (a handover carries the remaining time)
   std::unique_ptr<TimerSource::Alarm> alarm;
   Timer(hotswap_timer_id i, std::string m, uint64_t r, uint64_t t) : id(i), module(std::move(m)), repeat_ms(r), tag(t) {}
 };
@@ -56,6 +64,14 @@ struct NetworkServer::Tick {
 
 // One client connection. Reads frames and hands them to the owning module;
 // writes whatever the module sends, through a bounded queue.
+//
+// I/O is readiness-based: the loop waits for the socket to become readable or
+// writable (async_wait) and then reads or writes with non-blocking calls of its
+// own. So no byte is ever inside an Asio operation: a pause (blue-green
+// handover) cancels the waits and every byte read and not delivered is in
+// input_, every byte not written is in output_ (from front_offset_ on). The
+// reactor is edge-triggered, so a wait is armed only after a call that
+// returned EAGAIN; starting or resuming always tries the call first.
 class NetworkServer::Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(NetworkServer& server, tcp::socket socket, hotswap_conn_id id, std::shared_ptr<Listener> listener)
@@ -64,22 +80,137 @@ class NetworkServer::Connection : public std::enable_shared_from_this<Connection
   hotswap_conn_id id() const { return id_; }
   const std::string& module() const { return listener_->config.module; }
   const std::string& listener_name() const { return listener_->config.name; }
+  const std::shared_ptr<Listener>& listener() const { return listener_; }
   // Neither closing nor closed: it still takes messages.
   bool open() const { return !closing_ && !finished_; }
+  bool paused() const { return paused_; }
+  // Adopted from blue and not started yet (start_adopted()).
+  bool awaiting_start() const { return awaiting_start_; }
 
   void start() {
     boost::system::error_code ec;
     auto peer = socket_.remote_endpoint(ec);
-    std::string peer_text = ec ? "unknown" : peer.address().to_string() + ":" + std::to_string(peer.port());
+    peer_ = ec ? "unknown" : peer.address().to_string() + ":" + std::to_string(peer.port());
     socket_.set_option(tcp::no_delay(true), ec);
-    if (server_.trace_) server_.trace_->connect(module(), id_, listener_->config.name, peer_text);
+    socket_.non_blocking(true, ec);
+    last_message_ = server_.timer_source_->now();  // a handover carries the idle time from here
+    if (server_.trace_) server_.trace_->connect(module(), id_, listener_->config.name, peer_);
     if (ModuleSlot* slot = server_.registry_.find(module()))
-      server_.registry_.deliver_connect(*slot, id_, listener_->config.name, peer_text);
+      server_.registry_.deliver_connect(*slot, id_, listener_->config.name, peer_);
+    if (listener_->config.idle_timeout.count() > 0 && !closing_)
+      arm_idle_alarm(last_message_ + listener_->config.idle_timeout);
+    read_ready();
+  }
+
+  // Green: a connection blue handed over, neither read nor written until start_adopted().
+  void adopt(ConnectionHandover&& from) {
+    boost::system::error_code ec;
+    socket_.set_option(tcp::no_delay(true), ec);
+    socket_.non_blocking(true, ec);
+    peer_ = std::move(from.peer);
+    input_ = std::move(from.unread_input);
+    adopted_idle_ms_ = from.idle_ms;
+    if (!from.unsent_output.empty()) {
+      output_bytes_ = from.unsent_output.size();
+      server_.output_queued(output_bytes_);
+      output_.push_back(std::move(from.unsent_output));
+    }
+    closing_ = from.close_after_output;
+    if (closing_) reason_ = HOTSWAP_DISCONNECT_CLOSED_BY_MODULE;
+    awaiting_start_ = true;
+    paused_ = true;
+  }
+
+  // Green, on commit: no on_connect (the module knows the connection from
+  // blue); the complete frames blue read are delivered first, then the output
+  // is written and reading starts.
+  void start_adopted() {
+    awaiting_start_ = false;
+    paused_ = false;
     if (listener_->config.idle_timeout.count() > 0 && !closing_) {
-      last_message_ = server_.timer_source_->now();
+      last_message_ = server_.timer_source_->now() - std::chrono::milliseconds(adopted_idle_ms_);
       arm_idle_alarm(last_message_ + listener_->config.idle_timeout);
     }
-    read_more();
+    auto self = shared_from_this();
+    if (!closing_ && !input_.empty()) {
+      const uint64_t frames_before = server_.stats_.frames_in;
+      if (!deliver_frames()) return;
+      if (server_.stats_.frames_in != frames_before) last_message_ = server_.timer_source_->now();
+    }
+    if (closing_) {
+      // Closing gracefully: blue already shut its receive side down.
+      if (output_.empty()) return finish();
+      return write_ready();
+    }
+    write_ready();
+    if (!finished_) read_ready();
+  }
+
+  // Blue: stops reading and writing at once. Late wait handlers see the new
+  // generation and touch nothing; nothing is closed.
+  void pause() {
+    if (paused_ || finished_) return;
+    paused_ = true;
+    ++generation_;
+    read_waiting_ = false;
+    write_waiting_ = false;
+    boost::system::error_code ec;
+    socket_.cancel(ec);
+    paused_at_ = server_.timer_source_->now();
+    idle_alarm_.reset();
+  }
+
+  // Blue, the handover failed: as if the pause had not happened (its time
+  // does not count against the idle timeout).
+  void resume() {
+    if (!paused_ || finished_) return;
+    paused_ = false;
+    if (listener_->config.idle_timeout.count() > 0) {
+      last_message_ += server_.timer_source_->now() - paused_at_;
+      if (!closing_) arm_idle_alarm(last_message_ + listener_->config.idle_timeout);
+    }
+    if (closing_) {
+      boost::system::error_code ec;
+      socket_.shutdown(tcp::socket::shutdown_receive, ec);  // a close_gracefully deferred by the pause
+      if (output_.empty()) return finish();
+    }
+    write_ready();
+    if (!finished_) read_ready();
+  }
+
+  // What a handover carries of this connection (paused).
+  ConnectionHandover exported() {
+    ConnectionHandover out;
+    out.id = id_;
+    out.listener = listener_->config.name;
+    out.peer = peer_;
+    out.unread_input = input_;
+    out.unsent_output.reserve(output_bytes_);
+    for (size_t i = 0; i < output_.size(); ++i) {
+      if (i == 0)
+        out.unsent_output.append(output_.front(), front_offset_, std::string::npos);
+      else
+        out.unsent_output += output_[i];
+    }
+    const TimerSource::Duration idle = paused_at_ - last_message_;
+    out.idle_ms = idle.count() > 0 ? uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(idle).count()) : 0;
+    out.close_after_output = closing_;
+    out.fd = socket_.native_handle();
+    return out;
+  }
+
+  // Blue, green committed: the socket is green's now. Closed with close(2)
+  // only, no shutdown(2), no disconnect event.
+  void release() {
+    if (finished_) return;
+    finished_ = true;
+    ++generation_;
+    boost::system::error_code ec;
+    socket_.close(ec);
+    idle_alarm_.reset();
+    std::deque<std::string>().swap(output_);
+    server_.output_released(output_bytes_);
+    output_bytes_ = 0;
   }
 
   size_t output_bytes() const { return output_bytes_; }
@@ -106,7 +237,9 @@ class NetworkServer::Connection : public std::enable_shared_from_this<Connection
     output_.push_back(std::move(frame));
     queue_peak_frames_ = std::max(queue_peak_frames_, output_.size());
     ++server_.stats_.frames_out;
-    if (!writing_) write_more();
+    // While this connection delivers its frames, the replies gather and are
+    // written together afterwards (one gather write per read).
+    if (!delivering_) write_ready();
     return HOTSWAP_OK;
   }
 
@@ -115,9 +248,12 @@ class NetworkServer::Connection : public std::enable_shared_from_this<Connection
     if (closing_ || finished_) return;
     closing_ = true;
     reason_ = reason;
+    // Paused (a handover): the socket may be green's too; resume() shuts down
+    // the receive side if blue keeps it.
+    if (paused_) return;
     boost::system::error_code ec;
     socket_.shutdown(tcp::socket::shutdown_receive, ec);
-    if (!writing_) finish();
+    if (output_.empty() && !delivering_) finish();
   }
 
   // Close now, dropping pending output.
@@ -129,46 +265,74 @@ class NetworkServer::Connection : public std::enable_shared_from_this<Connection
   }
 
  private:
-  void read_more() {
-    if (closing_) return;
-    auto self = shared_from_this();
-    socket_.async_read_some(asio::buffer(chunk_), [this, self](boost::system::error_code ec, size_t n) {
-      if (finished_) return;
-      if (ec) {
-        if (!closing_) abort(ec == asio::error::eof ? HOTSWAP_DISCONNECT_PEER_CLOSED : HOTSWAP_DISCONNECT_IO_ERROR);
-        return;
-      }
+  // Reads what the socket holds, a bounded amount per turn so that one busy
+  // connection cannot starve the loop, and waits on EAGAIN.
+  void read_ready() {
+    constexpr int kReadsPerTurn = 4;
+    for (int reads = 0; reads < kReadsPerTurn; ++reads) {
+      if (closing_ || paused_ || finished_ || read_waiting_) return;
+      boost::system::error_code ec;
+      const size_t n = socket_.read_some(asio::buffer(chunk_), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) return wait_readable();
+      if (ec == asio::error::interrupted) continue;
+      if (ec) return abort(ec == asio::error::eof ? HOTSWAP_DISCONNECT_PEER_CLOSED : HOTSWAP_DISCONNECT_IO_ERROR);
       input_.append(chunk_.data(), n);
       // Only this connection's frames are counted while it delivers (one loop thread).
       const uint64_t frames_before = server_.stats_.frames_in;
       if (!deliver_frames()) return;
       if (server_.stats_.frames_in != frames_before) last_message_ = server_.timer_source_->now();
       if (input_.capacity() > kRetainedBufferBytes && input_.size() < kRetainedBufferBytes / 2) input_.shrink_to_fit();
-      read_more();
+    }
+    if (closing_ || paused_ || finished_) return;
+    auto self = shared_from_this();
+    asio::post(server_.io_, [this, self, generation = generation_] {
+      if (finished_ || generation != generation_) return;
+      read_ready();
     });
   }
 
-  // Hands every complete frame in input_ to the module. False when the
-  // connection was closed (protocol error, or the module closed it).
+  void wait_readable() {
+    read_waiting_ = true;
+    auto self = shared_from_this();
+    socket_.async_wait(tcp::socket::wait_read, [this, self, generation = generation_](boost::system::error_code ec) {
+      if (finished_ || generation != generation_) return;
+      read_waiting_ = false;
+      if (ec) {
+        if (!closing_) abort(HOTSWAP_DISCONNECT_IO_ERROR);
+        return;
+      }
+      read_ready();
+    });
+  }
+
+  // Hands every complete frame in input_ to the module, then writes the
+  // replies gathered meanwhile. False when the connection was closed
+  // (protocol error, or the module closed it).
   bool deliver_frames() {
     ModuleSlot* slot = server_.registry_.find(module());
     const ListenerConfig& cfg = listener_->config;
     FrameScanner scanner{cfg.framing, cfg.max_frame_bytes, scan_from_};
     size_t start = 0;
+    delivering_ = true;
     while (!closing_) {
       const FrameCut cut = scanner.next(input_, start);
-      if (cut.kind == FrameCut::Kind::Error) return protocol_error(cut.error);
+      if (cut.kind == FrameCut::Kind::Error) {
+        delivering_ = false;
+        return protocol_error(cut.error);
+      }
       if (cut.kind == FrameCut::Kind::Incomplete) break;
       ++server_.stats_.frames_in;
       if (server_.trace_) server_.trace_->message(module(), id_, cut.frame);
       if (slot != nullptr) server_.registry_.deliver_message(*slot, id_, cut.frame);
       start = cut.next;
     }
+    delivering_ = false;
     if (finished_) return false;
     input_.erase(0, start);
     scanner.consumed(start);
     scan_from_ = scanner.scan_from;
-    return !closing_;
+    write_ready();  // also finishes a connection the module closed once its output is out
+    return !closing_ && !finished_;
   }
 
   bool protocol_error(const std::string& what) {
@@ -184,7 +348,7 @@ class NetworkServer::Connection : public std::enable_shared_from_this<Connection
   void arm_idle_alarm(TimerSource::Duration due) {
     idle_alarm_ = server_.timer_source_->schedule(due, [this, weak = weak_from_this()] {
       std::shared_ptr<Connection> self = weak.lock();
-      if (!self || closing_ || finished_) return;
+      if (!self || closing_ || finished_ || paused_) return;
       const TimerSource::Duration deadline = last_message_ + listener_->config.idle_timeout;
       if (server_.timer_source_->now() < deadline) return arm_idle_alarm(deadline);
       ++server_.stats_.idle_timeouts;
@@ -194,46 +358,62 @@ class NetworkServer::Connection : public std::enable_shared_from_this<Connection
     });
   }
 
-  void write_more() {
-    if (output_.empty() && queue_peak_frames_ > kRetainedQueueFrames) {
+  // Writes the queue with non-blocking gather writes (up to 64 frames each),
+  // until it is empty or the socket takes no more (then waits to be writable).
+  void write_ready() {
+    while (!finished_ && !paused_ && !write_waiting_ && !output_.empty()) {
+      buffers_.clear();
+      const size_t frames = std::min<size_t>(output_.size(), 64);
+      buffers_.push_back(asio::buffer(output_.front()) + front_offset_);
+      for (size_t i = 1; i < frames; ++i) buffers_.push_back(asio::buffer(output_[i]));
+      boost::system::error_code ec;
+      size_t written = socket_.write_some(buffers_, ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) return wait_writable();
+      if (ec == asio::error::interrupted) continue;
+      if (ec) return abort(HOTSWAP_DISCONNECT_IO_ERROR);
+      output_bytes_ -= written;
+      server_.output_released(written);
+      while (written > 0) {
+        const size_t left_in_front = output_.front().size() - front_offset_;
+        if (written < left_in_front) {
+          front_offset_ += written;
+          break;
+        }
+        written -= left_in_front;
+        front_offset_ = 0;
+        output_.pop_front();
+      }
+    }
+    if (!output_.empty() || finished_) return;
+    if (queue_peak_frames_ > kRetainedQueueFrames) {
       std::deque<std::string>().swap(output_);
       queue_peak_frames_ = 0;
     }
-    if (output_.empty() || finished_) {
-      writing_ = false;
-      if (closing_ && !finished_) finish();
-      return;
-    }
-    writing_ = true;
-    buffers_.clear();
-    in_flight_ = std::min<size_t>(output_.size(), 64);
-    for (size_t i = 0; i < in_flight_; ++i) buffers_.push_back(asio::buffer(output_[i]));
+    if (closing_ && !paused_ && !delivering_) finish();
+  }
+
+  void wait_writable() {
+    write_waiting_ = true;
     auto self = shared_from_this();
-    asio::async_write(socket_, buffers_, [this, self](boost::system::error_code ec, size_t) {
-      if (finished_) return;
-      if (ec) {
-        abort(HOTSWAP_DISCONNECT_IO_ERROR);
-        return;
-      }
-      size_t written = 0;
-      for (size_t i = 0; i < in_flight_; ++i) {
-        written += output_.front().size();
-        output_.pop_front();
-      }
-      output_bytes_ -= written;
-      server_.output_released(written);
-      write_more();
+    socket_.async_wait(tcp::socket::wait_write, [this, self, generation = generation_](boost::system::error_code ec) {
+      if (finished_ || generation != generation_) return;
+      write_waiting_ = false;
+      if (ec) return abort(HOTSWAP_DISCONNECT_IO_ERROR);
+      write_ready();
     });
   }
 
   void finish() {
     if (finished_) return;
     finished_ = true;
+    ++generation_;
     boost::system::error_code ec;
-    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    // Paused for a handover, green may hold the same socket: close(2) only.
+    if (!paused_) socket_.shutdown(tcp::socket::shutdown_both, ec);
     socket_.close(ec);
     idle_alarm_.reset();
     std::deque<std::string>().swap(output_);
+    front_offset_ = 0;
     const size_t dropped = output_bytes_;
     output_bytes_ = 0;
     server_.output_released(dropped);
@@ -244,17 +424,26 @@ class NetworkServer::Connection : public std::enable_shared_from_this<Connection
   tcp::socket socket_;
   hotswap_conn_id id_;
   std::shared_ptr<Listener> listener_;
+  std::string peer_;
   std::array<char, 16 * 1024> chunk_{};
   std::string input_;
   size_t scan_from_ = 0;
   std::deque<std::string> output_;
+  size_t front_offset_ = 0;  // bytes of output_.front() already written
   std::vector<asio::const_buffer> buffers_;
-  size_t in_flight_ = 0;
-  size_t output_bytes_ = 0;
+  size_t output_bytes_ = 0;       // unsent: output_ minus front_offset_
   size_t queue_peak_frames_ = 0;  // the most frames output_ held since it was last replaced
   TimerSource::Duration last_message_{};
+  TimerSource::Duration paused_at_{};
+  uint64_t adopted_idle_ms_ = 0;
   std::unique_ptr<TimerSource::Alarm> idle_alarm_;
-  bool writing_ = false;
+  // Bumped by pause and finish: a wait handler from before does nothing.
+  uint64_t generation_ = 0;
+  bool read_waiting_ = false;
+  bool write_waiting_ = false;
+  bool delivering_ = false;
+  bool paused_ = false;
+  bool awaiting_start_ = false;
   bool closing_ = false;
   bool finished_ = false;
   hotswap_disconnect_reason reason_ = HOTSWAP_DISCONNECT_PEER_CLOSED;
@@ -279,7 +468,6 @@ NetworkServer::~NetworkServer() {
 }
 
 uint16_t NetworkServer::listen(const ListenerConfig& config, bool accept_now) {
-  (void)accept_now;  // TODO(handover, s1): not accepting until start_adopted()
   auto listener = std::make_shared<Listener>(io_, config);
   boost::system::error_code ec;
   auto address = asio::ip::make_address(config.address, ec);
@@ -304,7 +492,12 @@ uint16_t NetworkServer::listen(const ListenerConfig& config, bool accept_now) {
   listeners_.push_back(listener);
   spdlog::info("listener {} on {}:{} ({} framing) for module {}", config.name, config.address, listener->config.port,
                config.framing == Framing::Line ? "line" : "length-prefixed", config.module);
-  accept_next(listener);
+  if (accept_now) {
+    accept_next(listener);
+  } else {
+    listener->accepting = false;
+    listener->awaiting_start = true;
+  }
   return listener->config.port;
 }
 
@@ -312,19 +505,46 @@ uint16_t NetworkServer::listen(const ListenerConfig& config, bool accept_now) {
 // listener to be readable and accepts with accept4 itself.
 void NetworkServer::accept_next(const std::shared_ptr<Listener>& listener) {
   if (!listener->accepting) return;
-  listener->acceptor.async_wait(tcp::acceptor::wait_read, [this, listener](boost::system::error_code ec) {
-    if (!listener->accepting) return;
-    if (ec) {
-      if (ec == asio::error::operation_aborted) return;
-      spdlog::warn("listener {}: waiting for connections failed: {}", listener->config.name, ec.message());
-    } else if (accept_ready(listener)) {
-      accept_next(listener);
-      return;
-    }
-    // Out of descriptors (or another resource): accepting again at once would
-    // spin on the same error; pending clients wait in the backlog meanwhile.
-    auto retry = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(100));
-    retry->async_wait([this, listener, retry](boost::system::error_code) { accept_next(listener); });
+  listener->acceptor.async_wait(
+      tcp::acceptor::wait_read, [this, listener, generation = listener->generation](boost::system::error_code ec) {
+        if (!listener->accepting || generation != listener->generation) return;
+        if (ec) {
+          if (ec == asio::error::operation_aborted) return;
+          spdlog::warn("listener {}: waiting for connections failed: {}", listener->config.name, ec.message());
+          return retry_accept_later(listener);
+        }
+        accept_then_wait(listener);
+      });
+}
+
+void NetworkServer::accept_then_wait(const std::shared_ptr<Listener>& listener) {
+  if (!listener->accepting) return;
+  if (accept_ready(listener)) return accept_next(listener);
+  retry_accept_later(listener);
+}
+
+// Out of descriptors (or another resource): accepting again at once would
+// spin on the same error; pending clients wait in the backlog meanwhile. The
+// retry accepts before it waits: the reactor is edge-triggered, and the
+// clients already queued raise no new event.
+void NetworkServer::retry_accept_later(const std::shared_ptr<Listener>& listener) {
+  auto retry = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(100));
+  retry->async_wait([this, listener, retry, generation = listener->generation](boost::system::error_code) {
+    if (generation != listener->generation) return;
+    accept_then_wait(listener);
+  });
+}
+
+// Accepting again after a pause, or for the first time on a listener that was
+// not: connections that queued meanwhile raise no new readiness event, so the
+// backlog is taken first (posted: no module is called from inside the caller).
+void NetworkServer::start_accepting(const std::shared_ptr<Listener>& listener) {
+  listener->accepting = true;
+  listener->awaiting_start = false;
+  ++listener->generation;
+  asio::post(io_, [this, listener, generation = listener->generation] {
+    if (generation != listener->generation) return;
+    accept_then_wait(listener);
   });
 }
 
@@ -365,6 +585,8 @@ bool NetworkServer::accept_ready(const std::shared_ptr<Listener>& listener) {
 void NetworkServer::stop_accepting() {
   for (auto& l : listeners_) {
     l->accepting = false;
+    l->awaiting_start = false;
+    ++l->generation;
     boost::system::error_code ec;
     l->acceptor.close(ec);
   }
@@ -494,6 +716,7 @@ void NetworkServer::schedule_timer(ModuleSlot& owner, hotswap_timer_id id, uint6
 
 void NetworkServer::arm_timer(const std::shared_ptr<Timer>& timer, uint64_t delay_ms) {
   TimerSource::Duration due = timer_source_->now() + std::chrono::milliseconds(delay_ms);
+  timer->due = due;
   // Weak: a cancelled timer is erased from timers_ and must not be kept alive by its own alarm.
   timer->alarm = timer_source_->schedule(due, [this, weak = std::weak_ptr<Timer>(timer)] {
     std::shared_ptr<Timer> timer = weak.lock();
@@ -577,6 +800,179 @@ void NetworkServer::shutdown(std::chrono::milliseconds timeout, std::function<vo
   });
   auto all = connections_;
   for (auto& [id, c] : all) c->close_gracefully(HOTSWAP_DISCONNECT_SHUTDOWN);
+}
+
+// ---- blue-green handover ----------------------------------------------------
+
+NetworkServer::HandoverExport NetworkServer::pause_for_handover() {
+  std::set<std::string> every_listener;
+  for (const auto& l : listeners_) every_listener.insert(l->config.name);
+  return pause_for_handover(every_listener);
+}
+
+NetworkServer::HandoverExport NetworkServer::pause_for_handover(const std::set<std::string>& moving_listeners) {
+  if (handover_paused_) throw std::logic_error("the network server is already paused for a handover");
+  handover_paused_ = true;
+  HandoverExport out;
+  for (auto& l : listeners_) {
+    // Not closed: the backlog stays in the kernel, for green (or for blue again).
+    l->accepted_before_pause = l->accepting;
+    l->accepting = false;
+    ++l->generation;
+    boost::system::error_code ec;
+    l->acceptor.cancel(ec);
+    l->exported = moving_listeners.count(l->config.name) != 0;
+    if (l->exported)
+      out.listeners.push_back({l->config.name, l->config.address, l->config.port, l->acceptor.native_handle()});
+  }
+  for (auto& [id, connection] : connections_) {
+    connection->pause();
+    if (connection->listener()->exported) out.connections.push_back(connection->exported());
+  }
+  out.next_conn_id = next_conn_id_;
+  return out;
+}
+
+void NetworkServer::resume_after_handover() {
+  if (!handover_paused_) return;
+  handover_paused_ = false;
+  for (auto& l : listeners_) {
+    l->exported = false;
+    if (l->accepted_before_pause && l->acceptor.is_open()) start_accepting(l);
+  }
+  auto connections = connections_;  // resuming may close one (its peer left meanwhile)
+  for (auto& [id, connection] : connections) connection->resume();
+}
+
+void NetworkServer::release_after_handover() {
+  if (!handover_paused_) throw std::logic_error("release_after_handover without pause_for_handover");
+  handover_paused_ = false;
+  auto connections = connections_;
+  for (auto& [id, connection] : connections) {
+    if (connection->listener()->exported) {
+      connection->release();
+      connections_.erase(id);
+    }
+  }
+  std::vector<std::shared_ptr<Listener>> kept;
+  for (auto& l : listeners_) {
+    if (!l->exported) {
+      kept.push_back(l);
+      continue;
+    }
+    // Asio's close takes the descriptor out of the reactor (EPOLL_CTL_DEL: an
+    // assigned descriptor may be a dup, as green's copy is) and close(2)s it:
+    // no shutdown(2).
+    boost::system::error_code ec;
+    l->acceptor.close(ec);
+  }
+  listeners_ = std::move(kept);
+  // What stays with blue (listeners the target removed) serves on until the
+  // caller's graceful stop; those listeners do not accept again.
+  for (auto& [id, connection] : connections_) connection->resume();
+  timers_.clear();  // their alarms are cancelled as they go
+  ticks_.clear();
+}
+
+std::vector<TimerHandover> NetworkServer::timers_of(const std::string& module) const {
+  std::vector<TimerHandover> out;
+  const TimerSource::Duration now = timer_source_->now();
+  for (const auto& [id, timer] : timers_) {
+    if (timer->module != module) continue;
+    const TimerSource::Duration left = timer->due > now ? timer->due - now : TimerSource::Duration{};
+    // Rounded up: a timer must never fire before its time.
+    const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
+    out.push_back({id, static_cast<uint64_t>(ms), timer->repeat_ms, timer->tag});
+  }
+  return out;
+}
+
+namespace {
+// Why `fd` cannot be a listener to adopt, or empty when it can.
+std::string not_a_tcp_listener(int fd, int& family) {
+  int value = 0;
+  socklen_t length = sizeof value;
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &value, &length) != 0)
+    return std::string("not a socket (") + std::strerror(errno) + ")";
+  if (value != SOCK_STREAM) return "not a stream socket";
+  length = sizeof value;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &value, &length) != 0 || value != IPPROTO_TCP) return "not TCP";
+  length = sizeof value;
+  if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &value, &length) != 0 || value == 0) return "not listening";
+  sockaddr_storage address{};
+  length = sizeof address;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) return "without a local address";
+  family = address.ss_family;
+  if (family != AF_INET && family != AF_INET6) return "neither IPv4 nor IPv6";
+  return {};
+}
+}  // namespace
+
+void NetworkServer::adopt_listener(const ListenerConfig& config, os::Fd fd) {
+  for (const auto& l : listeners_)
+    if (l->config.name == config.name)
+      throw std::runtime_error("listener " + config.name + ": a listener of that name is already open");
+  int family = AF_INET;
+  const std::string wrong = not_a_tcp_listener(fd.get(), family);
+  if (!wrong.empty())
+    throw std::runtime_error("listener " + config.name + ": the descriptor handed over (fd " +
+                             std::to_string(fd.get()) + ") is " + wrong + ", not a listening TCP socket");
+  auto listener = std::make_shared<Listener>(io_, config);
+  listener->protocol = family == AF_INET6 ? tcp::v6() : tcp::v4();
+  boost::system::error_code ec;
+  listener->acceptor.assign(listener->protocol, fd.get(), ec);
+  if (ec) throw std::runtime_error("listener " + config.name + ": cannot adopt its descriptor: " + ec.message());
+  fd.release();  // the acceptor owns it now
+  listener->acceptor.non_blocking(true, ec);
+  const tcp::endpoint local = listener->acceptor.local_endpoint(ec);
+  if (!ec) listener->config.port = local.port();
+  listener->accepting = false;
+  listener->awaiting_start = true;
+  listeners_.push_back(listener);
+  spdlog::info("listener {} on {}:{} adopted for module {} (accepting from commit)", config.name, config.address,
+               listener->config.port, config.module);
+}
+
+void NetworkServer::adopt_connection(ConnectionHandover connection, os::Fd fd) {
+  std::shared_ptr<Listener> listener;
+  for (const auto& l : listeners_)
+    if (l->config.name == connection.listener) listener = l;
+  if (!listener)
+    throw std::runtime_error("connection " + std::to_string(connection.id) + ": no listener named '" +
+                             connection.listener + "' to adopt it on");
+  if (connection.id == 0 || connections_.count(connection.id) != 0)
+    throw std::runtime_error("connection " + std::to_string(connection.id) + ": that id is " +
+                             (connection.id == 0 ? "not a connection id" : "already in use"));
+  int type = 0;
+  socklen_t length = sizeof type;
+  if (::getsockopt(fd.get(), SOL_SOCKET, SO_TYPE, &type, &length) != 0 || type != SOCK_STREAM)
+    throw std::runtime_error("connection " + std::to_string(connection.id) + ": the descriptor handed over (fd " +
+                             std::to_string(fd.get()) + ") is not a stream socket");
+  tcp::socket socket(io_);
+  boost::system::error_code ec;
+  socket.assign(listener->protocol, fd.get(), ec);
+  if (ec)
+    throw std::runtime_error("connection " + std::to_string(connection.id) +
+                             ": cannot adopt its descriptor: " + ec.message());
+  fd.release();  // the socket owns it now
+  const hotswap_conn_id id = connection.id;
+  auto adopted = std::make_shared<Connection>(*this, std::move(socket), id, listener);
+  adopted->adopt(std::move(connection));
+  connections_.emplace(id, adopted);
+  next_conn_id_ = std::max(next_conn_id_, id + 1);
+}
+
+void NetworkServer::set_next_connection_id(hotswap_conn_id next) {
+  hotswap_conn_id floor = connections_.empty() ? 1 : connections_.rbegin()->first + 1;
+  next_conn_id_ = std::max({next, floor, next_conn_id_});
+}
+
+void NetworkServer::start_adopted() {
+  auto connections = connections_;  // delivering may close some
+  for (auto& [id, connection] : connections)
+    if (connection->awaiting_start()) connection->start_adopted();
+  for (auto& l : listeners_)
+    if (l->awaiting_start) start_accepting(l);
 }
 
 }  // namespace hotswap::host

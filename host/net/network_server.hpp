@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -110,6 +111,11 @@ class NetworkServer : public HostServices {
     hotswap_conn_id next_conn_id = 1;
   };
   HandoverExport pause_for_handover();
+  // The same, moving only the listeners named in `moving_listeners` (and their
+  // connections); the others stay with blue, paused, and after
+  // release_after_handover() serve on (not accepting) until the caller stops.
+  // Throws std::logic_error when already paused.
+  HandoverExport pause_for_handover(const std::set<std::string>& moving_listeners);
   // Blue, the handover failed: accepting, reading and writing resume on every
   // listener and connection as if nothing happened; no byte was lost.
   void resume_after_handover();
@@ -162,6 +168,9 @@ class NetworkServer : public HostServices {
   friend class Connection;
 
   void accept_next(const std::shared_ptr<Listener>& listener);
+  void accept_then_wait(const std::shared_ptr<Listener>& listener);
+  void retry_accept_later(const std::shared_ptr<Listener>& listener);
+  void start_accepting(const std::shared_ptr<Listener>& listener);
   // Accepts what the backlog holds; false after an error that calls for a pause.
   bool accept_ready(const std::shared_ptr<Listener>& listener);
   void connection_closed(hotswap_conn_id id, hotswap_disconnect_reason reason, const std::string& module);
@@ -189,6 +198,7 @@ class NetworkServer : public HostServices {
   size_t output_peak_since_trim_ = 0;
   bool trim_posted_ = false;
   bool shutting_down_ = false;
+  bool handover_paused_ = false;  // between pause_for_handover and resume / release
   std::function<void()> on_all_closed_;
   std::unique_ptr<boost::asio::steady_timer> shutdown_timer_;
   EventTrace* trace_ = nullptr;  // set_event_trace
