@@ -74,7 +74,8 @@ Runtime::Runtime(const fs::path& root, std::shared_ptr<ModuleProbe> probe, os::O
                     },
                     [this](const UpgradeReport& report) {
                       if (report.committed() && !stopping_) schedule_auto_permanent();
-                    }}),
+                    },
+                    {}}),
       auto_permanent_timer_(io_) {
   watchdog_.set_limits(watchdog_limits(config_.watchdog));
   watchdog_.start_thread(kWatchdogPeriod);
