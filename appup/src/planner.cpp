@@ -116,6 +116,7 @@ class Planner {
     plan_implicit_additions();
     plan_implicit_deletions();
     plan.steps = ordered_steps();
+    plan.blue_green = blue_green_;
     return plan;
   }
 
@@ -181,8 +182,16 @@ class Planner {
     Group group;
     group.owner = to.name;
     add_manifest_dependencies(group, to);
+    bool needs_blue_green = false;
     for (const Instruction& instruction : entry.instructions) {
       const std::string origin = appup.source + " " + instruction.field;
+      if (instruction.op == Op::BlueGreen) {
+        // No step: the plan as a whole goes through a blue-green handover.
+        blue_green_.push_back("module " + to.name + ": " + origin + " requires a blue-green handover" +
+                              (instruction.reason.empty() ? "" : " (" + instruction.reason + ")"));
+        needs_blue_green = true;
+        continue;
+      }
       PlanStep step = step_for(instruction, origin, from, to, direction);
       step.timeout = instruction.timeout;
       step.origin = origin;
@@ -191,7 +200,15 @@ class Planner {
       if (step.kind == StepKind::AddModule) add_manifest_dependencies(group, *step.code);
       group.steps.push_back(std::move(step));
     }
-    if (std::none_of(group.steps.begin(), group.steps.end(), [](const PlanStep& s) { return swaps_code(s.kind); })) {
+    const bool changes_code =
+        std::any_of(group.steps.begin(), group.steps.end(), [](const PlanStep& s) { return swaps_code(s.kind); });
+    if (!changes_code && needs_blue_green) {
+      // The entry only says "not in place": green loads the new code and takes
+      // the state over unchanged (import_state checks the schema), as load_module would.
+      PlanStep step = code_step(StepKind::LoadModule, from, to, direction);
+      step.origin = appup.source + " " + entry.field + " (blue_green)";
+      group.steps.insert(group.steps.begin(), std::move(step));
+    } else if (!changes_code) {
       throw PlanError("module " + to.name + ": " + appup.source + " " + entry.field +
                       ": instructions never change the code of " + to.name +
                       " (add load_module, update or restart_module)");
@@ -216,11 +233,9 @@ class Planner {
       case Op::Apply: return apply_step(instruction, to.name, origin);
       case Op::AddModule: return add_step(instruction.module, to.name, origin);
       case Op::DeleteModule: return delete_step(instruction.module, to.name, origin);
-      case Op::BlueGreen: break;
+      case Op::BlueGreen: break;  // group_for_entry records it as a reason, never as a step
     }
-    throw PlanError("module " + to.name + ": " + origin + " requires a blue-green handover" +
-                    (instruction.reason.empty() ? "" : " (" + instruction.reason + ")") +
-                    ", which this host cannot perform yet");
+    throw PlanError("module " + to.name + ": " + origin + " has no step");
   }
 
   static PlanStep code_step(StepKind kind, const ModuleEntry& from, const ModuleEntry& to, Direction direction) {
@@ -408,6 +423,7 @@ class Planner {
   std::vector<Group> groups_;
   std::map<std::string, std::string> added_;    // module -> the instruction that adds it
   std::map<std::string, std::string> deleted_;  // module -> the instruction that deletes it
+  std::vector<std::string> blue_green_;         // Plan::blue_green, in the order met
 };
 
 std::string step_details(const PlanStep& step) {
@@ -469,6 +485,10 @@ std::string Plan::describe() const {
   for (size_t i = 0; i < steps.size(); ++i) {
     text += "  " + std::to_string(i + 1) + ". " + steps[i].describe() + "  [" + steps[i].origin + "]\n";
   }
+  if (!blue_green.empty()) {
+    text += "  needs a blue-green handover:\n";
+    for (const std::string& reason : blue_green) text += "    - " + reason + "\n";
+  }
   return text;
 }
 
@@ -479,7 +499,8 @@ nlohmann::json Plan::to_json() const {
           {"release", release_name},
           {"from", from_release},
           {"to", to_release},
-          {"steps", std::move(step_list)}};
+          {"steps", std::move(step_list)},
+          {"blue_green", blue_green}};
 }
 
 void check_appup_is_of(const Appup& appup, const ModuleEntry& module) {

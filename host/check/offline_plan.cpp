@@ -5,6 +5,9 @@
 #include <memory>
 #include <set>
 
+#include <boost/filesystem/operations.hpp>
+
+#include "core/sha256.hpp"
 #include "release/release_files.hpp"
 #include "release/runtime_config.hpp"
 #include "upgrade/upgrade_check.hpp"
@@ -38,6 +41,7 @@ class OfflinePlanner {
       refuse(e, which_release_failed_);
     }
     // A tarball's temporary folder is gone once the sources are: name its files by the tarball.
+    for (std::string& reason : result_.handover_reasons) reason = shown(reason);
     if (result_.plan)
       for (appup::PlanStep& step : result_.plan->steps) {
         step.origin = shown(step.origin);
@@ -62,7 +66,25 @@ class OfflinePlanner {
     result_.plan = appup::make_plan(running, target, load_appup_of);
     std::set<std::string> listener_owners;
     for (const ListenerConfig& listener : running_config.listeners) listener_owners.insert(listener.module);
-    check_upgradable_in_place(*result_.plan, listener_owners, running_config, target_config);
+    result_.handover_reasons = blue_green_reasons(*result_.plan, listener_owners, running_config, target_config);
+    // No host runs: the host binary changes when both releases ship one and they differ.
+    const fs::path running_binary = release_host_binary(from_.dir());
+    if (fs::exists(running_binary)) {
+      const auto binary_change =
+          host_binary_change(from_.dir(), to_.dir(), [&] { return sha256_file(running_binary); });
+      if (binary_change) result_.handover_reasons.push_back(*binary_change);
+    }
+    if (!result_.handover_reasons.empty()) {
+      // Green loads and checks the new code itself; the in-place check phase does not apply.
+      if (!fs::exists(release_host_binary(to_.dir())))
+      {
+        std::string reasons;
+        for (const std::string& reason : result_.handover_reasons) reasons += (reasons.empty() ? "" : ", ") + reason;
+        throw std::runtime_error("release " + target.version + " needs a blue-green handover (" + reasons +
+                                 "), but it has no bin/hotswap to hand over to");
+      }
+      return;
+    }
     which_release_failed_ = &from_;
     const RunningCode running_code = load_running_code(running);
     which_release_failed_ = nullptr;
@@ -134,17 +156,26 @@ class OfflinePlanner {
 json OfflinePlan::to_json() const {
   json problem_list = json::array();
   for (const CheckProblem& problem : problems) problem_list.push_back(problem.to_json());
-  json document = {{"ok", ok()}, {"from", from}, {"to", to}, {"error", error}, {"problems", problem_list}};
+  json document = {{"ok", ok()},          {"from", from},         {"to", to},
+                   {"error", error},       {"problems", problem_list},
+                   {"blue_green", !handover_reasons.empty()}, {"blue_green_reasons", handover_reasons}};
   if (plan) {
     document["plan"] = plan->to_json();
-    document["text"] = plan->describe();
+    document["text"] = describe();
   }
   return document;
 }
 
 std::string OfflinePlan::describe() const {
-  if (ok() && plan) return plan->describe();
-  return "refused: " + error + "\n";
+  if (!ok() || !plan) return "refused: " + error + "\n";
+  if (handover_reasons.empty()) return plan->describe();
+  // The appup's own blue_green lines are among the reasons: print the steps only.
+  appup::Plan steps_only = *plan;
+  steps_only.blue_green.clear();
+  std::string text = steps_only.describe() + "by a blue-green handover (a new process on the target release takes " +
+                     "the listeners, connections and module state over), because:\n";
+  for (const std::string& reason : handover_reasons) text += "  - " + reason + "\n";
+  return text;
 }
 
 OfflinePlan plan_offline(const ReleaseSource& from, const ReleaseSource& to, LibraryLoader& loader,

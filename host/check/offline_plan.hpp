@@ -2,10 +2,12 @@
 // two releases (folders or tarballs), with no host running. It runs what a
 // live host runs before it pauses anything (UpgradeCoordinator::prepare): the
 // target's runtime config and its listeners, the real planner
-// (appup::make_plan, which decides whether the step is up or down), the
-// in-place rules (check_upgradable_in_place), and the check phase
-// (check_upgrade) with A's libraries loaded as the running code, so a
-// load_module across a state schema change is refused in the live host's words.
+// (appup::make_plan, which decides whether the step is up or down), whether
+// it needs a blue-green handover (blue_green_reasons, and the two releases'
+// bin/hotswap), and for an in-place plan the check phase (check_upgrade) with
+// A's libraries loaded as the running code, so a load_module across a state
+// schema change is refused in the live host's words. A handover plan is not
+// checked in place (green loads the new code) but needs B's bin/hotswap.
 #pragma once
 
 #include <boost/filesystem/path.hpp>
@@ -30,11 +32,16 @@ struct OfflinePlan {
   // The refusal pointing at a file and field where one is known (an appup
   // instruction, a manifest field, a runtime config key).
   std::vector<CheckProblem> problems;
+  // Why the upgrade goes through a blue-green handover (blue_green_reasons);
+  // empty: in place.
+  std::vector<std::string> handover_reasons;
 
   bool ok() const { return error.empty(); }
-  // {"ok", "from", "to", "plan" (appup::Plan::to_json, when planned), "text", "error", "problems"}
+  // {"ok", "from", "to", "plan" (appup::Plan::to_json, when planned), "text", "error", "problems",
+  //  "blue_green" (bool), "blue_green_reasons"}
   nlohmann::json to_json() const;
-  // The plan's steps (appup::Plan::describe), or "refused: <error>".
+  // The plan's steps (appup::Plan::describe) and, for a handover, "by a
+  // blue-green handover ..., because:" and the reasons; or "refused: <error>".
   std::string describe() const;
 };
 

@@ -178,7 +178,8 @@ class ReleaseChecker {
         warning({file, instruction.field,
                  "requires a blue-green handover" +
                      (instruction.reason.empty() ? std::string() : " (" + instruction.reason + ")") +
-                     ", which this host cannot perform yet: this step will be refused"});
+                     ": an upgrade through this entry is made by handing the listeners, connections and "
+                     "module state over to a new process on the target release (its bin/hotswap)"});
       }
       const bool here = manifest.find(instruction.module) != nullptr;
       const std::string& name = instruction.module;

@@ -9,10 +9,12 @@
 
 #include <atomic>
 #include <boost/asio/post.hpp>
+#include <boost/filesystem/operations.hpp>
 #include <chrono>
 #include <hotswap/appup/planner.hpp>
 #include <map>
 
+#include "core/sha256.hpp"
 #include "release/release_files.hpp"
 #include "upgrade/retired_libraries.hpp"
 
@@ -133,6 +135,10 @@ struct UpgradeCoordinator::Job {
   std::chrono::nanoseconds purge_time{0};  // closing the libraries, on the worker
   std::string record_error;
   std::optional<ReleaseBookkeeping> bookkeeping;
+
+  // Why the plan needs a blue-green handover (empty: in place), set while planning.
+  std::vector<std::string> handover_reasons;
+  bool handed_over = false;  // the handover ran and reported (committed or not)
 };
 
 UpgradeCoordinator::UpgradeCoordinator(asio::io_context& loop, ReleaseStore& store, LibraryLoader& loader,
@@ -267,21 +273,86 @@ void UpgradeCoordinator::start(const UpgradeRequest& request, RunningRelease run
   hop([this, job] { plan(*job); }, [this, job] { planned(job); });
 }
 
-void check_upgradable_in_place(const appup::Plan& plan, const std::set<std::string>& listener_owners,
-                               const RuntimeConfig& running_config, const RuntimeConfig& target_config) {
-  for (const appup::PlanStep& step : plan.steps)
-    if (step.kind == appup::StepKind::DeleteModule && listener_owners.count(step.module) != 0)
-      throw std::runtime_error("refusing to delete module " + step.module +
-                               ": it owns a listener and its connections; change the listener's module in "
-                               "runtime.json and restart first");
-  if (!running_config.same_listeners(target_config))
-    throw std::runtime_error(
-        "the target release's runtime config changes the listeners; a listener change needs a "
-        "restart (a blue-green handover is not available yet)");
+namespace {
+
+const ListenerConfig* find_listener(const RuntimeConfig& config, const std::string& name) {
+  for (const ListenerConfig& listener : config.listeners)
+    if (listener.name == name) return &listener;
+  return nullptr;
 }
 
-void UpgradeCoordinator::check_upgradable(const Job& job, const appup::Plan& plan) const {
-  check_upgradable_in_place(plan, job.running.listener_owners, job.running.config, job.target_config);
+std::string join_names(const std::vector<std::string>& names) {
+  std::string text;
+  for (const std::string& name : names) text += (text.empty() ? "" : ", ") + name;
+  return text;
+}
+
+// "adds game2, removes admin2, changes main" (or "reorders them").
+std::string listener_changes(const RuntimeConfig& running, const RuntimeConfig& target) {
+  std::vector<std::string> added, removed, changed;
+  for (const ListenerConfig& listener : target.listeners) {
+    const ListenerConfig* before = find_listener(running, listener.name);
+    if (before == nullptr) {
+      added.push_back(listener.name);
+      continue;
+    }
+    RuntimeConfig one_before, one_after;
+    one_before.listeners = {*before};
+    one_after.listeners = {listener};
+    if (!one_before.same_listeners(one_after)) changed.push_back(listener.name);
+  }
+  for (const ListenerConfig& listener : running.listeners)
+    if (find_listener(target, listener.name) == nullptr) removed.push_back(listener.name);
+  std::vector<std::string> parts;
+  if (!added.empty()) parts.push_back("adds " + join_names(added));
+  if (!removed.empty()) parts.push_back("removes " + join_names(removed));
+  if (!changed.empty()) parts.push_back("changes " + join_names(changed));
+  if (parts.empty()) parts.push_back("reorders them");
+  return join_names(parts);
+}
+
+}  // namespace
+
+std::vector<std::string> blue_green_reasons(const appup::Plan& plan, const std::set<std::string>& listener_owners,
+                                            const RuntimeConfig& running_config, const RuntimeConfig& target_config) {
+  std::vector<std::string> reasons = plan.blue_green;
+  if (!running_config.same_listeners(target_config))
+    reasons.push_back("the listeners change: the target's runtime config " +
+                      listener_changes(running_config, target_config));
+  for (const appup::PlanStep& step : plan.steps)
+    if (step.kind == appup::StepKind::DeleteModule && listener_owners.count(step.module) != 0)
+      reasons.push_back("module " + step.module + " is deleted but owns a listener and its connections");
+  return reasons;
+}
+
+fs::path release_host_binary(const fs::path& release_dir) { return release_dir / "bin" / "hotswap"; }
+
+std::optional<std::string> host_binary_change(const fs::path& running_release_dir, const fs::path& target_release_dir,
+                                              const std::function<std::string()>& running_program_sha256) {
+  const fs::path target_binary = release_host_binary(target_release_dir);
+  if (!fs::exists(target_binary)) return std::nullopt;
+  const std::string target_sha = sha256_file(target_binary);
+  const fs::path running_binary = release_host_binary(running_release_dir);
+  if (fs::exists(running_binary) && sha256_file(running_binary) == target_sha) return std::nullopt;
+  const std::string running_sha = running_program_sha256();
+  if (running_sha == target_sha) return std::nullopt;
+  return "the host binary changes (sha256 " + running_sha.substr(0, 12) + "... -> " + target_sha.substr(0, 12) +
+         "...)";
+}
+
+std::vector<std::string> UpgradeCoordinator::handover_reasons(const Job& job) {
+  std::vector<std::string> reasons;
+  if (job.request.blue_green) reasons.push_back("forced (--blue-green)");
+  for (std::string& reason :
+       blue_green_reasons(job.plan, job.running.listener_owners, job.running.config, job.target_config))
+    reasons.push_back(std::move(reason));
+  const std::optional<std::string> binary_change = host_binary_change(
+      store_.release_dir(job.running.manifest.version), store_.release_dir(job.request.version), [this] {
+        if (running_program_sha256_.empty()) running_program_sha256_ = sha256_file(running_program_);
+        return running_program_sha256_;
+      });
+  if (binary_change) reasons.push_back(*binary_change);
+  return reasons;
 }
 
 void UpgradeCoordinator::plan(Job& job) {
@@ -300,7 +371,16 @@ void UpgradeCoordinator::plan(Job& job) {
       throw std::runtime_error(request.version + " is " + (newer ? "newer" : "older") + " than the running release " +
                                running.version + ": use `hotswap " + (newer ? "upgrade" : "downgrade") + "`");
     }
-    check_upgradable(job, job.plan);
+    job.handover_reasons = handover_reasons(job);
+    if (!job.handover_reasons.empty()) {
+      if (!fs::exists(release_host_binary(store_.release_dir(request.version))))
+        throw std::runtime_error("release " + request.version + " needs a blue-green handover (" +
+                                 join_names(job.handover_reasons) + "), but it has no bin/hotswap to hand over to");
+      if (request.rehearse_only)
+        throw std::runtime_error("release " + request.version + " needs a blue-green handover (" +
+                                 join_names(job.handover_reasons) + "), which is not rehearsed");
+      return;  // no rehearsal, no in-place prepare
+    }
   } catch (const std::exception& e) {
     job.refusal = e.what();
     return;
@@ -328,6 +408,7 @@ void UpgradeCoordinator::plan(Job& job) {
 
 void UpgradeCoordinator::planned(const std::shared_ptr<Job>& job) {
   if (stopping_ && job->refusal.empty()) job->refusal = kHostStopping;
+  if (job->refusal.empty() && !job->handover_reasons.empty()) return hand_over(job);
   if (!job->refusal.empty() || !job->rehearsal_input) {
     if (job->refusal.empty() && job->request.rehearse_only)
       job->refusal = job->plan.steps.empty() ? "the plan to " + job->request.version + " has no step to rehearse"
@@ -351,6 +432,56 @@ void UpgradeCoordinator::planned(const std::shared_ptr<Job>& job) {
                                       run_guarded("event loop", [&] { rehearsed(job, report); });
                                       notify_if_idle();
                                     });
+}
+
+void UpgradeCoordinator::hand_over(const std::shared_ptr<Job>& job) {
+  if (!host_.hand_over) {
+    job->refusal = "release " + job->request.version + " needs a blue-green handover (" +
+                   join_names(job->handover_reasons) + "), but this host cannot hand over";
+    return prepared(job);
+  }
+  state_ = State::HandingOver;
+  spdlog::info("upgrade to {} by a blue-green handover: {}", job->request.version, join_names(job->handover_reasons));
+  emit_progress(job->progress, {{"event", "handover"}, {"reasons", job->handover_reasons}});
+  BlueGreenRequest request;
+  request.target = job->target;
+  request.target_config = job->target_config;
+  request.plan = job->plan;
+  request.reasons = job->handover_reasons;
+  request.host_binary = release_host_binary(store_.release_dir(job->request.version));
+  ++hops_in_flight_;  // stop() waits for the handover's end too
+  auto answered = std::make_shared<bool>(false);
+  run_guarded("event loop", [&] {
+    host_.hand_over(request, job->progress, [this, job, answered](const HandoverFigures& figures) {
+      if (*answered) {
+        spdlog::error("the handover to {} reported its end twice; the second is ignored", job->request.version);
+        return;
+      }
+      *answered = true;
+      --hops_in_flight_;
+      run_guarded("event loop", [&] { handed_over(job, figures); });
+      notify_if_idle();
+    });
+  });
+}
+
+void UpgradeCoordinator::handed_over(const std::shared_ptr<Job>& job, const HandoverFigures& figures) {
+  job->handed_over = true;
+  UpgradeReport& report = job->report;
+  report = refused_report(job->running.manifest, job->request.version, {});
+  report.direction = job->plan.direction;
+  report.outcome = figures.committed ? UpgradeReport::Outcome::Committed : UpgradeReport::Outcome::RolledBack;
+  report.error = figures.committed ? "" : (figures.error.empty() ? "the handover failed" : figures.error);
+  report.handover = handover_json(figures, job->handover_reasons);
+  nlohmann::json event = report.handover;
+  event["event"] = "handover_end";
+  emit_progress(job->progress, event);
+  if (figures.committed)
+    spdlog::info("{}", report.summary());
+  else
+    spdlog::warn("{}", report.summary());
+  state_ = State::Finishing;
+  hop([this, job] { finish(*job); }, [this, job] { complete(job); });
 }
 
 void UpgradeCoordinator::rehearsed(const std::shared_ptr<Job>& job, const RehearsalReport& rehearsal) {
@@ -468,6 +599,8 @@ void UpgradeCoordinator::finish(Job& job) {
   job.leaked = job.retired.close_all();
   job.purge_time = Clock::now() - start;
   if (target_failed) record_failed_target(store_, job.request.version, job.report.error);
+  // Green runs the target now and records it as current itself; this process is about to exit.
+  if (job.handed_over && job.report.committed()) return;
   if (!job.report.committed()) {
     // Nothing changed what runs; a record that failed before may be repaired now.
     if (!unrecorded_release_) return;
@@ -495,7 +628,7 @@ void UpgradeCoordinator::complete(const std::shared_ptr<Job>& job) {
   // One measurement for the event, the reply and status: the loop's part (the
   // old instances' destroy) plus the worker's (closing the libraries).
   report.purge_time += job->purge_time;
-  if (report.outcome != UpgradeReport::Outcome::Refused)
+  if (report.outcome != UpgradeReport::Outcome::Refused && !job->handed_over)
     emit_progress(job->progress, purged_event(report));
   if (!job->record_error.empty()) {
     report.record_error = job->record_error;

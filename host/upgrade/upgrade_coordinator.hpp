@@ -3,6 +3,7 @@
 // states, one upgrade at a time:
 //
 //   Idle -> Planning -> [Rehearsing] -> Preparing -> Applying -> Finishing -> Idle
+//   Idle -> Planning -> HandingOver -> Finishing -> Idle      (a blue-green handover)
 //
 //   Planning   worker: read the target release and its config, plan (no dlopen).
 //   Rehearsing loop + a forked child (upgrade/rehearsal.hpp): the loop forks
@@ -15,6 +16,12 @@
 //   Preparing  worker: load and check the new code, run the pre-upgrade task.
 //              It reads a RunningRelease snapshot taken on the loop, never live state.
 //   Applying   loop: pause, migrate, commit or roll back, resume (UpgradeExecutor).
+//   HandingOver loop: the plan cannot run in place (blue_green_reasons, the
+//              host binary, or the request forces it): no rehearsal, no
+//              prepare; HostCallbacks::hand_over runs it and reports its
+//              figures. A committed handover is not recorded here (green
+//              records its release as current); a failed one marks the target
+//              failed as a rollback does.
 //   Finishing  worker: close the retired libraries, record the release as
 //              current; then `done` on the loop.
 //
@@ -103,12 +110,29 @@ struct ReleaseBookkeeping {
 void check_config_matches(const RuntimeConfig& config, const appup::ReleaseManifest& manifest,
                           const boost::filesystem::path& config_file);
 
-// Refuses what an in-place upgrade cannot do (a blue-green handover's job):
-// deleting a module that owns a listener (`listener_owners`), or a target
-// runtime config whose listeners differ from the running one's. Throws
-// std::runtime_error. The coordinator and the offline `hotswap plan` run it.
-void check_upgradable_in_place(const appup::Plan& plan, const std::set<std::string>& listener_owners,
-                               const RuntimeConfig& running_config, const RuntimeConfig& target_config);
+// Why `plan` cannot run in place, one line each (BlueGreenRequest::reasons);
+// empty: it can. The plan's appup blue_green reasons, then a target runtime
+// config whose listeners differ from the running one's ("the listeners change:
+// adds game2, removes admin2, changes main"), then each deleted module that
+// owns a listener (`listener_owners`). The coordinator, the live and the
+// offline `hotswap plan` run it.
+std::vector<std::string> blue_green_reasons(const appup::Plan& plan, const std::set<std::string>& listener_owners,
+                                            const RuntimeConfig& running_config, const RuntimeConfig& target_config);
+
+// The target release's host binary: <release dir>/bin/hotswap.
+boost::filesystem::path release_host_binary(const boost::filesystem::path& release_dir);
+
+// "the host binary changes (sha256 <running, 12 digits>... -> <target>...)" when
+// the target release has a bin/hotswap that differs both from the running
+// release's bin/hotswap and from the running program (`running_program_sha256`,
+// called only when needed: hashing /proc/self/exe takes a while); nullopt when
+// the target has none or either matches. Comparing with the running release's
+// copy too keeps a host that runs from another path (the unstripped build, the
+// .deb's /usr/bin) from handing over when both releases ship the same host.
+// Throws std::runtime_error naming the file when one cannot be read.
+std::optional<std::string> host_binary_change(const boost::filesystem::path& running_release_dir,
+                                              const boost::filesystem::path& target_release_dir,
+                                              const std::function<std::string()>& running_program_sha256);
 
 // The manifest of the unpacked release `version`; throws naming the release
 // when it is not unpacked. Reads files: not on the loop while traffic flows.
@@ -192,6 +216,9 @@ class UpgradeCoordinator {
   // anything is read, so a test can hold an upgrade in Preparing. Set it
   // before starting the upgrade it should see.
   void set_check_hook(std::function<void()> hook) { check_hook_ = std::move(hook); }
+  // For tests: the program whose sha256 stands for the running host binary
+  // (default /proc/self/exe). Set it before the first upgrade starts.
+  void set_running_program(boost::filesystem::path program) { running_program_ = std::move(program); }
 
  private:
   struct Job;
@@ -205,7 +232,10 @@ class UpgradeCoordinator {
   void apply(Job& job);                            // loop
   void finish(Job& job);                           // worker
   void complete(const std::shared_ptr<Job>& job);  // loop
-  void check_upgradable(const Job& job, const appup::Plan& plan) const;
+  // Worker: the handover reasons of the planned job, in BlueGreenRequest's order.
+  std::vector<std::string> handover_reasons(const Job& job);
+  void hand_over(const std::shared_ptr<Job>& job);                                   // loop
+  void handed_over(const std::shared_ptr<Job>& job, const HandoverFigures& figures);  // loop
   ReleaseBookkeeping read_bookkeeping() const;  // worker (or before the loop runs)
   // Worker: records unrecorded_release_ as current; the error, empty on success.
   std::string repair_record();
@@ -233,6 +263,9 @@ class UpgradeCoordinator {
   bool stopping_ = false;
   std::function<void()> on_idle_;
   std::function<void()> check_hook_;
+  boost::filesystem::path running_program_ = "/proc/self/exe";
+  // Worker only: the running program's sha256, hashed on first need.
+  std::string running_program_sha256_;
 
   // Last member: joined first, while everything its work refers to is alive.
   boost::asio::thread_pool worker_{1};

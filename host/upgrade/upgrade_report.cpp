@@ -11,6 +11,17 @@ namespace hotswap::host {
 
 double to_ms(std::chrono::nanoseconds d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
+nlohmann::json handover_json(const HandoverFigures& figures, const std::vector<std::string>& reasons) {
+  return {{"connections", figures.connections},
+          {"listeners", figures.listeners},
+          {"bytes", figures.bytes},
+          {"duration_ms", figures.duration_ms},
+          {"max_stall_ms", figures.max_stall_ms},
+          {"committed", figures.committed},
+          {"error", figures.error},
+          {"reasons", reasons}};
+}
+
 nlohmann::json purged_event(const UpgradeReport& report) {
   return {{"event", "purged"},
           {"purge_ms", to_ms(report.purge_time)},
@@ -70,6 +81,7 @@ nlohmann::json UpgradeReport::to_json() const {
           {"record_error", record_error}};
   if (!rehearsal.is_null()) report["rehearsal"] = rehearsal;
   if (rehearsal_failed) report["rehearsal_failed"] = true;
+  if (!handover.is_null()) report["handover"] = handover;
   return report;
 }
 
@@ -77,7 +89,11 @@ std::string UpgradeReport::summary() const {
   std::ostringstream out;
   out << (direction == appup::Direction::Upgrade ? "upgrade " : "downgrade ") << release_name << " " << from_release
       << " -> " << to_release << ": " << to_string(outcome);
-  if (outcome == Outcome::Committed || outcome == Outcome::RolledBack)
+  if (!handover.is_null())
+    out << " by a blue-green handover (" << handover.value("connections", uint64_t(0)) << " connection(s) in "
+        << handover.value("duration_ms", 0.0) << " ms, longest stall " << handover.value("max_stall_ms", 0.0)
+        << " ms)";
+  else if (outcome == Outcome::Committed || outcome == Outcome::RolledBack)
     out << ", pause " << std::chrono::duration<double, std::micro>(pause).count() << " us";
   if (!error.empty()) out << ": " << error;
   if (!leaked.empty()) out << " (" << leaked.size() << " library(ies) stayed mapped)";

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "handover/handover_state.hpp"
+
 namespace hotswap::host {
 
 struct StepReport {
@@ -49,6 +51,10 @@ struct UpgradeReport {
   // `rehearsal_failed`: the upgrade was refused because its rehearsal failed.
   nlohmann::json rehearsal = nullptr;
   bool rehearsal_failed = false;
+  // An upgrade made by a blue-green handover (handover_json): its figures and
+  // reasons; null for one made in place. Committed: green serves the target;
+  // RolledBack: this process serves on, `error` says why.
+  nlohmann::json handover = nullptr;
 
   bool committed() const { return outcome == Outcome::Committed; }
   nlohmann::json to_json() const;
@@ -65,6 +71,11 @@ using ProgressListener = std::function<void(const nlohmann::json& event)>;
 void emit_progress(const ProgressListener& progress, const nlohmann::json& event);
 
 double to_ms(std::chrono::nanoseconds d);
+
+// {"connections", "listeners", "bytes", "duration_ms", "max_stall_ms",
+//  "committed", "error", "reasons"}: a handover's figures for the report, the
+// progress event that ends it and `status`.
+nlohmann::json handover_json(const HandoverFigures& figures, const std::vector<std::string>& reasons);
 
 // The "purged" progress event of a finished upgrade: purge_ms (the report's
 // purge_time, the same figure its to_json gives), the libraries that stayed

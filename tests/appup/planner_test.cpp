@@ -378,14 +378,53 @@ TEST_CASE("Dependencies on unchanged modules impose no order", "[planner]") {
         std::vector<std::string>{"update counter 1.0.0 -> 2.0.0"});
 }
 
-TEST_CASE("A blue_green instruction is refused with its reason", "[planner]") {
+TEST_CASE("A blue_green-only entry yields a load_module step and its reason", "[planner]") {
   const Appups appups =
       Appups().add("counter", "2.0.0",
                    R"([{"from": "1.0.0", "instructions": [{"op": "blue_green", "reason": "new wire format"}]}])");
-  CHECK_THROWS_MATCHES(
-      make_plan(kCounterV1, kCounterV2, appups.source()), PlanError,
-      Catch::Message("module counter: counter-2.0.0.appup.json up[0].instructions[0] requires a blue-green "
-                     "handover (new wire format), which this host cannot perform yet"));
+  const Plan plan = make_plan(kCounterV1, kCounterV2, appups.source());
+  CHECK(plan.blue_green == std::vector<std::string>{"module counter: counter-2.0.0.appup.json up[0].instructions[0] "
+                                                    "requires a blue-green handover (new wire format)"});
+  REQUIRE(plan.steps.size() == 1);
+  CHECK(plan.steps[0].kind == StepKind::LoadModule);
+  CHECK(plan.steps[0].from_version == "1.0.0");
+  CHECK(plan.steps[0].to_version == "2.0.0");
+  CHECK(plan.steps[0].origin == "counter-2.0.0.appup.json up[0] (blue_green)");
+  CHECK(plan.describe() ==
+        "upgrade arena 1.0.0 -> 2.0.0 (1 step)\n"
+        "  1. load_module counter 1.0.0 -> 2.0.0  [counter-2.0.0.appup.json up[0] (blue_green)]\n"
+        "  needs a blue-green handover:\n"
+        "    - module counter: counter-2.0.0.appup.json up[0].instructions[0] requires a blue-green handover "
+        "(new wire format)\n");
+  CHECK(plan.to_json()["blue_green"] == json::array({plan.blue_green[0]}));
+}
+
+TEST_CASE("A blue_green instruction beside others keeps their steps", "[planner]") {
+  const Appups appups = Appups().add("counter", "2.0.0",
+                                     R"([{"from": "1.0.0", "instructions": [
+          {"op": "apply", "task": "flush"}, {"op": "blue_green"}, {"op": "update", "extra": {"k": 1}}]}])");
+  const Plan plan = make_plan(kCounterV1, kCounterV2, appups.source());
+  CHECK(described(plan) ==
+        std::vector<std::string>{"apply counter task 'flush'", "update counter 1.0.0 -> 2.0.0 (extra {\"k\":1})"});
+  CHECK(plan.steps[1].origin == "counter-2.0.0.appup.json up[0].instructions[2]");
+  // No reason given: the line stops after "handover".
+  CHECK(plan.blue_green == std::vector<std::string>{"module counter: counter-2.0.0.appup.json up[0].instructions[1] "
+                                                    "requires a blue-green handover"});
+}
+
+TEST_CASE("A plan without blue_green instructions has no reasons", "[planner]") {
+  const Appups appups =
+      Appups().add("counter", "2.0.0", R"([{"from": "1.0.0", "instructions": [{"op": "load_module"}]}])");
+  const Plan plan = make_plan(kCounterV1, kCounterV2, appups.source());
+  CHECK(plan.blue_green.empty());
+  CHECK(plan.to_json()["blue_green"] == json::array());
+  CHECK(plan.describe().find("blue-green") == std::string::npos);
+}
+
+TEST_CASE("An entry changing no code and holding no blue_green is still refused", "[planner]") {
+  const Appups appups =
+      Appups().add("counter", "2.0.0", R"([{"from": "1.0.0", "instructions": [{"op": "apply", "task": "t"}]}])");
+  CHECK_THROWS_AS(make_plan(kCounterV1, kCounterV2, appups.source()), PlanError);
 }
 
 TEST_CASE("Same module version with another sha256 is refused", "[planner]") {

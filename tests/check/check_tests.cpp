@@ -359,14 +359,62 @@ TEST_CASE("the offline plan refuses what the live host would refuse", "[check][p
   CHECK_FALSE(same.ok());
   CHECK_THAT(same.error, Catch::StartsWith("already at release counter 1.0.0"));
 
-  // A listener change needs a restart, offline as live.
+  // A listener change needs a blue-green handover, offline as live: refused
+  // for a release without a host binary to hand over to (ReleaseCopy drops bin/).
   ReleaseCopy moved("1.1.0");
   json config = read_json(moved.dir / "runtime.json");
   config["listeners"][0]["max_frame_bytes"] = 2048;
   write_json(moved.dir / "runtime.json", config);
   const auto listeners = hotswap::host::plan_offline(kReleases / "counter-1.0.0", moved.dir, *loader);
   CHECK_FALSE(listeners.ok());
-  CHECK_THAT(listeners.error, Catch::Contains("changes the listeners"));
+  CHECK(listeners.error == "release 1.1.0 needs a blue-green handover (the listeners change: the target's runtime "
+                           "config changes " + config["listeners"][0]["name"].get<std::string>() +
+                           "), but it has no bin/hotswap to hand over to");
+}
+
+TEST_CASE("the offline plan shows a blue-green handover and why", "[check][plan]") {
+  auto loader = scratch_loader();
+  ReleaseCopy moved("1.1.0");
+  fs::create_directories(moved.dir / "bin");
+  fs::copy_file(kReleases / "counter-1.1.0" / "bin" / "hotswap", moved.dir / "bin" / "hotswap");
+  json config = read_json(moved.dir / "runtime.json");
+  json added = config["listeners"][0];
+  added["name"] = "second";
+  config["listeners"].push_back(added);
+  write_json(moved.dir / "runtime.json", config);
+  const auto listeners = hotswap::host::plan_offline(kReleases / "counter-1.0.0", moved.dir, *loader);
+  INFO(listeners.error);
+  REQUIRE(listeners.ok());
+  CHECK(listeners.handover_reasons ==
+        std::vector<std::string>{"the listeners change: the target's runtime config adds second"});
+  CHECK_THAT(listeners.describe(), Catch::Contains("1. load_module counter 1.0.0 -> 1.1.0") &&
+                                       Catch::Contains("by a blue-green handover") &&
+                                       Catch::Contains("  - the listeners change: the target's runtime config adds "
+                                                       "second\n"));
+  CHECK(listeners.to_json()["blue_green"] == true);
+  CHECK(listeners.to_json()["blue_green_reasons"] == json::array({listeners.handover_reasons[0]}));
+
+  // An appup blue_green instruction, and another host binary in the target.
+  ReleaseCopy marked("1.1.0");
+  json appup = read_json(marked.appup());
+  appup["up"][0]["instructions"] = json::array({{{"op", "blue_green"}, {"reason", "new wire format"}}});
+  write_json(marked.appup(), appup);
+  fs::create_directories(marked.dir / "bin");
+  write_text(marked.dir / "bin" / "hotswap", "#!/bin/sh\n");
+  const auto marked_plan = hotswap::host::plan_offline(kReleases / "counter-1.0.0", marked.dir, *loader);
+  INFO(marked_plan.error);
+  REQUIRE(marked_plan.ok());
+  REQUIRE(marked_plan.handover_reasons.size() == 2);
+  CHECK(marked_plan.handover_reasons[0] == "module counter: " + marked_plan.to + "/appups/counter-1.1.0.appup.json "
+                                           "up[0].instructions[0] requires a blue-green handover (new wire format)");
+  CHECK_THAT(marked_plan.handover_reasons[1], Catch::StartsWith("the host binary changes (sha256 "));
+
+  // The same in place: no handover, no reasons.
+  const auto plain = hotswap::host::plan_offline(kReleases / "counter-1.0.0", kReleases / "counter-1.1.0", *loader);
+  REQUIRE(plain.ok());
+  CHECK(plain.handover_reasons.empty());
+  CHECK(plain.to_json()["blue_green"] == false);
+  CHECK_THAT(plain.describe(), !Catch::Contains("blue-green"));
 }
 
 TEST_CASE("the hotswap binary: check and plan --from --to, exit status and --json", "[check][cli]") {

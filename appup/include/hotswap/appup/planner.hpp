@@ -51,8 +51,14 @@ struct Plan {
   std::string from_release;
   std::string to_release;
   std::vector<PlanStep> steps;
+  // Why this plan cannot run in place, one line per appup `blue_green`
+  // instruction ("module chat: chat-2.0.0.appup.json up[0].instructions[0]
+  // requires a blue-green handover (new wire format)"). Non-empty: the host
+  // hands over to a new process instead; `steps` then tell that process what
+  // each module's code change is (how its state arrives).
+  std::vector<std::string> blue_green;
 
-  std::string describe() const;  // numbered lines, for `hotswap plan`
+  std::string describe() const;  // numbered lines (and the blue-green reasons), for `hotswap plan`
   nlohmann::json to_json() const;
 };
 
@@ -68,9 +74,12 @@ using AppupSource = std::function<Appup(const ModuleEntry&)>;
 //    instruction already adds/deletes it).
 // Each module's steps keep their appup order; modules are ordered so that a
 // module's steps come after those of the modules it depends on (manifest
-// depends_on plus instruction depends_on); deletions come last. Throws PlanError
-// (no matching entry, a blue_green instruction, a dependency cycle naming its
-// members, inconsistent add/delete) or InputError (a malformed appup).
+// depends_on plus instruction depends_on); deletions come last. A blue_green
+// instruction yields no step but a line in Plan::blue_green; an entry whose
+// instructions change no code but hold a blue_green gets a load_module step
+// (origin "<file> up[0] (blue_green)"). Throws PlanError (no matching entry, a
+// dependency cycle naming its members, inconsistent add/delete) or InputError
+// (a malformed appup).
 Plan make_plan(const ReleaseManifest& current, const ReleaseManifest& target, const AppupSource& appups);
 
 // Checks that `appup` is the one `module` ships with: same module name and
