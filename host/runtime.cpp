@@ -482,7 +482,12 @@ void Runtime::retire_after_handover() {
   signals_.cancel(ec);
   coordinator_.stop([this] { worker_idle_ = true; });
   retire_timer_ = std::make_unique<asio::steady_timer>(io_);
-  exit_once_replies_written(std::chrono::steady_clock::now() + std::chrono::seconds(2));
+  // What stayed here (connections of listeners the target dropped) closes
+  // gracefully; everything else is the successor's already.
+  server_.shutdown(config_.shutdown_timeout, [this] {
+    connections_closed_ = true;
+    exit_once_replies_written(std::chrono::steady_clock::now() + std::chrono::seconds(2));
+  });
 }
 
 void Runtime::exit_once_replies_written(std::chrono::steady_clock::time_point give_up) {

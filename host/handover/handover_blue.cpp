@@ -9,7 +9,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <map>
+#include <set>
 
 #include "admin/admin_server.hpp"
 #include "core/module_registry.hpp"
@@ -49,21 +49,15 @@ double ms_between(Clock::time_point from, Clock::time_point to) {
   return std::chrono::duration<double, std::milli>(to - from).count();
 }
 
-// The target's listener that takes over `running`: same name and address, and
+// Whether the target keeps the running listener: same name and address, and
 // the same port (or port 0 in the target: any).
-const ListenerConfig* kept_listener(const RuntimeConfig& target, const ListenerHandover& running) {
+bool target_keeps(const RuntimeConfig& target, const ListenerStatus& running) {
   for (const ListenerConfig& l : target.listeners)
-    if (l.name == running.name && l.address == running.address && (l.port == 0 || l.port == running.port)) return &l;
-  return nullptr;
+    if (l.name == running.name && l.address == running.address && (l.port == 0 || l.port == running.port)) return true;
+  return false;
 }
 
 }  // namespace
-
-nlohmann::json to_json(const HandoverFigures& f) {
-  return {{"committed", f.committed},         {"connections", f.connections}, {"listeners", f.listeners},
-          {"bytes", f.bytes},                 {"duration_ms", f.duration_ms}, {"max_stall_ms", f.max_stall_ms},
-          {"error", f.error.empty() ? nlohmann::json(nullptr) : nlohmann::json(f.error)}};
-}
 
 // One handover from spawn to commit or abort.
 struct HandoverBlue::Run : std::enable_shared_from_this<HandoverBlue::Run> {
@@ -181,7 +175,12 @@ struct HandoverBlue::Run : std::enable_shared_from_this<HandoverBlue::Run> {
     paused_at = Clock::now();
     paused = true;
     for (ModuleSlot* slot : side.registry.slots()) side.registry.suspend(*slot);
-    exported = side.server.pause_for_handover();
+    // Listeners the target drops stay here with their connections, which
+    // close gracefully once this process retires.
+    std::set<std::string> moving;
+    for (const ListenerStatus& l : side.server.listeners())
+      if (target_keeps(request.target_config, l)) moving.insert(l.name);
+    exported = side.server.pause_for_handover(moving);
     asio::post(side.io, [self = shared_from_this()] { self->transfer(); });
   }
 
@@ -201,17 +200,10 @@ struct HandoverBlue::Run : std::enable_shared_from_this<HandoverBlue::Run> {
     commit();
   }
 
-  std::set<std::string> moving_listeners;
-
   void send_listeners() {
-    std::vector<ListenerHandover> moving;
+    std::vector<ListenerHandover> moving = exported.listeners;
     std::vector<int> fds;
-    for (const ListenerHandover& l : exported.listeners)
-      if (kept_listener(request.target_config, l) != nullptr) {
-        moving.push_back(l);
-        fds.push_back(l.fd);
-        moving_listeners.insert(l.name);
-      }
+    for (const ListenerHandover& l : moving) fds.push_back(l.fd);
     if (side.admin != nullptr) {
       moving.push_back({kAdminListenerName, side.admin->path().string(), 0, side.admin->listening_fd()});
       fds.push_back(side.admin->listening_fd());
@@ -237,8 +229,6 @@ struct HandoverBlue::Run : std::enable_shared_from_this<HandoverBlue::Run> {
       fds.clear();
     };
     for (const ConnectionHandover& c : exported.connections) {
-      // Connections of a listener the target drops stay here and close with it at commit.
-      if (moving_listeners.count(c.listener) == 0) continue;
       batch.push_back(c);
       fds.push_back(c.fd);
       figures.bytes += c.unread_input.size() + c.unsent_output.size();
@@ -374,12 +364,10 @@ struct HandoverBlue::Run : std::enable_shared_from_this<HandoverBlue::Run> {
   }
 
   void finish() {
-    owner.last_figures_ = to_json(figures);
+    owner.last_figures_ = handover_json(figures, request.reasons);
     if (figures.committed) owner.last_green_ = green;
     Done finished_done = std::move(done);
     owner.run_.reset();  // `this` lives on in the handler that called us
-    emit_progress(progress, {{"event", figures.committed ? "handover_committed" : "handover_failed"},
-                             {"handover", to_json(figures)}});
     finished_done(figures);
   }
 };

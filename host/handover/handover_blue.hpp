@@ -75,6 +75,4 @@ class HandoverBlue {
   pid_t last_green_ = 0;  // of the last handover that committed
 };
 
-nlohmann::json to_json(const HandoverFigures& figures);
-
 }  // namespace hotswap::host
