@@ -202,10 +202,15 @@ void Runtime::plan(const std::string& version, PlanDone done) {
     std::string error;
   };
   auto planned = std::make_shared<Planned>();
+  std::set<std::string> listener_owners;
+  for (const auto& listener : server_.listeners()) listener_owners.insert(listener.module);
   bool posted = coordinator_.run_on_worker(
-      [this, planned, running = *manifest_, version] {
+      [this, planned, running = *manifest_, config = config_, listener_owners, version] {
         try {
           planned->plan = appup::make_plan(running, load_unpacked_release(store_, version), load_appup_of);
+          // Every reason for a blue-green handover, so that describe() and to_json() show them.
+          planned->plan->blue_green =
+              coordinator_.handover_reasons(version, running, config, listener_owners, *planned->plan);
         } catch (const std::exception& e) {
           planned->error = e.what();
         }

@@ -8,6 +8,7 @@ packages=(
   libboost-dev libboost-filesystem-dev
   libspdlog-dev nlohmann-json3-dev catch2
   libssl-dev libarchive-dev libcli11-dev libedit-dev libre2-dev
+  libsystemd-dev  # sd_notify: Type=notify-reload under systemd (host/os/service_notifier.hpp)
   clang-14 libclang-rt-14-dev  # make fuzz: libFuzzer targets (tests/fuzz/)
   dpkg-dev  # make package / cpack -G DEB: dpkg-shlibdeps computes the .deb's Depends
 )

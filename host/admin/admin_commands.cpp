@@ -60,6 +60,7 @@ void start_upgrade(Runtime& runtime, const nlohmann::json& request, const AdminR
   upgrade.pre_task = pre_task_arg(request);
   upgrade.expected_direction = direction;
   upgrade.rehearse = bool_arg(request, "rehearse", true);  // false: --no-rehearse
+  upgrade.blue_green = bool_arg(request, "blue_green", false);  // true: --blue-green
   runtime.upgrade(
       upgrade, [respond](const nlohmann::json& event) { respond.event(event); },
       [respond](const UpgradeReport& report) { reply_with_report(respond, report); });

@@ -120,14 +120,19 @@ class Grammar {
     } else if (name == "downgrade" || name == "make-permanent" || name == "remove" || name == "rehearse") {
       version_operand("a release version");
       json_flag();
-      if (name == "downgrade")
+      if (name == "downgrade") {
         cmd->add_flag("--no-rehearse", invocation_.no_rehearse, "skip the live rehearsal of this downgrade");
+        cmd->add_flag("--blue-green", invocation_.blue_green,
+                      "hand over to a new process on the release even when the downgrade could be made in place");
+      }
     } else if (name == "upgrade") {
       version_operand("the newer release version");
       cmd->add_option("--pre-task", invocation_.pre_task,
                       "run this task of the new code first; the upgrade goes ahead only if it succeeds")
           ->type_name("MODULE:TASK[:JSON]");
       cmd->add_flag("--no-rehearse", invocation_.no_rehearse, "skip the live rehearsal of this upgrade");
+      cmd->add_flag("--blue-green", invocation_.blue_green,
+                    "hand over to a new process on the release even when the upgrade could be made in place");
       json_flag();
     } else if (name == "task") {
       cmd->add_option("MODULE", invocation_.task_module, "the module")->required();

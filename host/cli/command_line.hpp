@@ -36,6 +36,7 @@ struct Invocation {
   std::string trace_action;
   uint64_t trace_max_bytes = 0;  // trace start: --max-bytes N; 0: the host's default (64 MiB)
   bool no_rehearse = false;  // upgrade, downgrade: --no-rehearse (skip the live rehearsal)
+  bool blue_green = false;   // upgrade, downgrade: --blue-green (hand over to a new process even if not needed)
 };
 
 // A name `hotswap` knows as a command.

@@ -189,6 +189,7 @@ json admin_request_for(const Invocation& invocation) {
   json request = {{"cmd", command}, {"version", invocation.version}};
   if (!invocation.pre_task.empty()) request["pre_task"] = pre_task_request(invocation.pre_task);
   if (invocation.no_rehearse) request["rehearse"] = false;
+  if (invocation.blue_green) request["blue_green"] = true;
   return request;
 }
 

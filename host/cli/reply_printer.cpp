@@ -111,6 +111,14 @@ void print_event(const json& e) {
     std::cout << "  rehearsing " << e.value("steps", 0) << " step(s) in a forked copy of the host\n";
   else if (kind == "rehearsed" && e.contains("report") && e["report"].is_object())
     print_rehearsal(e["report"], "  ");
+  else if (kind == "handover" && e.contains("reasons") && e["reasons"].is_array()) {
+    std::cout << "  blue-green handover to a new process, because:\n";
+    for (const json& reason : e["reasons"]) std::cout << "    - " << (reason.is_string() ? reason.get<std::string>() : reason.dump()) << "\n";
+  } else if (kind == "handover_end")
+    std::cout << "  handover " << (e.value("committed", false) ? "committed" : "FAILED: " + e.value("error", ""))
+              << ": " << e.value("connections", uint64_t(0)) << " connection(s), " << e.value("bytes", uint64_t(0))
+              << " bytes in " << as_double(e, "duration_ms") << " ms, longest stall " << as_double(e, "max_stall_ms")
+              << " ms\n";
   else if (kind == "record_failed")
     std::cout << "  recording the release in RELEASES.json FAILED: " << e.value("error", "") << "\n";
   else if (kind == "purged")

@@ -62,11 +62,40 @@ PidFile::PidFile(boost::filesystem::path file, os::OsSysCalls& os) : file_(std::
   }
 }
 
+PidFile::PidFile(TakeOver, boost::filesystem::path file, pid_t pid, os::OsSysCalls& os)
+    : file_(std::move(file)), os_(os) {
+  const std::string path = file_.string();
+  const std::string temporary = path + "." + std::to_string(pid) + ".new";
+  const auto fail = [&](const std::string& what, const std::string& error) {
+    os_.unlink(temporary);
+    fd_.close();
+    throw std::runtime_error("cannot take " + path + " over: " + what + ": " + error);
+  };
+  const os::SysCallIntResult opened = os_.open(temporary, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (!opened.ok()) throw std::runtime_error("cannot take " + path + " over: open " + temporary + ": " + opened.error_text());
+  fd_ = os::Fd(opened, os_);
+  // Nobody else knows the temporary name, so the lock is ours at once.
+  if (const os::SysCallIntResult locked = os_.flock(fd_.get(), LOCK_EX | LOCK_NB); !locked.ok())
+    fail("flock " + temporary, locked.error_text());
+  const std::string text = std::to_string(pid) + "\n";
+  const os::SysCallSizeResult written = os_.pwrite(fd_.get(), text.data(), text.size(), 0);
+  if (!written.ok() || written.value != static_cast<ssize_t>(text.size()))
+    fail("write " + temporary, written.ok() ? std::string("short write") : written.error_text());
+  // The one step that changes what the path names: before it, blue's locked inode; after it, ours.
+  if (const os::SysCallIntResult renamed = os_.rename(temporary, path); !renamed.ok())
+    fail("rename " + temporary, renamed.error_text());
+}
+
+bool PidFile::owns_path() const { return fd_ && names_same_inode(os_, file_.string(), fd_.get()); }
+
+void PidFile::hand_over_name() { fd_.close(); }
+
 PidFile::~PidFile() {
   // While we hold the lock nobody else owns the name, so the unlink removes
-  // our file and never a successor's; a contender that opened it before is
-  // turned away by its inode check.
-  os_.unlink(file_.string());
+  // our file and never a contender's; a contender that opened it before is
+  // turned away by its inode check. A successor's take-over (rename) is the
+  // one way the name moves while we hold the lock: then it is not ours to unlink.
+  if (owns_path()) os_.unlink(file_.string());
   fd_.close();
 }
 

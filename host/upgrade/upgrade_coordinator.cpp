@@ -340,18 +340,28 @@ std::optional<std::string> host_binary_change(const fs::path& running_release_di
          "...)";
 }
 
-std::vector<std::string> UpgradeCoordinator::handover_reasons(const Job& job) {
-  std::vector<std::string> reasons;
-  if (job.request.blue_green) reasons.push_back("forced (--blue-green)");
-  for (std::string& reason :
-       blue_green_reasons(job.plan, job.running.listener_owners, job.running.config, job.target_config))
-    reasons.push_back(std::move(reason));
-  const std::optional<std::string> binary_change = host_binary_change(
-      store_.release_dir(job.running.manifest.version), store_.release_dir(job.request.version), [this] {
+std::vector<std::string> UpgradeCoordinator::handover_reasons(const std::string& version,
+                                                              const appup::ReleaseManifest& running,
+                                                              const RuntimeConfig& running_config,
+                                                              const std::set<std::string>& listener_owners,
+                                                              const appup::Plan& plan) {
+  const RuntimeConfig target_config = load_runtime_config(store_.runtime_config_path(version));
+  std::vector<std::string> reasons = blue_green_reasons(plan, listener_owners, running_config, target_config);
+  const std::optional<std::string> binary_change =
+      host_binary_change(store_.release_dir(running.version), store_.release_dir(version), [this] {
         if (running_program_sha256_.empty()) running_program_sha256_ = sha256_file(running_program_);
         return running_program_sha256_;
       });
   if (binary_change) reasons.push_back(*binary_change);
+  return reasons;
+}
+
+std::vector<std::string> UpgradeCoordinator::handover_reasons(const Job& job) {
+  std::vector<std::string> reasons;
+  if (job.request.blue_green) reasons.push_back("forced (--blue-green)");
+  for (std::string& reason : handover_reasons(job.request.version, job.running.manifest, job.running.config,
+                                              job.running.listener_owners, job.plan))
+    reasons.push_back(std::move(reason));
   return reasons;
 }
 

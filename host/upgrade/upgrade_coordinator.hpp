@@ -212,6 +212,16 @@ class UpgradeCoordinator {
   void stop(std::function<void()> on_idle);
   bool stopping() const { return stopping_; }
 
+  // Worker only (inside run_on_worker): why the plan from `running` to release
+  // `version` cannot run in place, as an upgrade would find it
+  // (BlueGreenRequest::reasons, without "forced"): blue_green_reasons against
+  // the target's runtime config, then host_binary_change. Empty: in place.
+  // Throws what reading the target's config or binaries throws. The live
+  // `plan` shows them.
+  std::vector<std::string> handover_reasons(const std::string& version, const appup::ReleaseManifest& running,
+                                            const RuntimeConfig& running_config,
+                                            const std::set<std::string>& listener_owners, const appup::Plan& plan);
+
   // For tests: called on the worker at the start of every check phase, before
   // anything is read, so a test can hold an upgrade in Preparing. Set it
   // before starting the upgrade it should see.

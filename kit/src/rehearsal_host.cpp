@@ -340,6 +340,10 @@ struct RehearsalHost::Impl : host::HostServices {
     appup::Plan plan;
     try {
       plan = appup::make_plan(running().manifest, target.manifest, host::load_appup_of);
+      // A handover moves the state to another process: nothing the kit runs in place shows how that goes.
+      if (!plan.blue_green.empty())
+        throw std::runtime_error("it needs a blue-green handover, which the kit does not rehearse (" +
+                                 plan.blue_green.front() + ")");
     } catch (const std::exception& e) {
       host::UpgradeReport refused;
       refused.outcome = host::UpgradeReport::Outcome::Refused;

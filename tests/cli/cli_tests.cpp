@@ -228,6 +228,28 @@ TEST_CASE("rehearse runs only the rehearsal and status shows it, and upgrade --n
   root.must("stop");
 }
 
+TEST_CASE("upgrade --blue-green asks the host for a handover even when the upgrade could be made in place") {
+  Root root;
+  root.boot_first_release();
+  uint16_t port = port_of(root);
+  CHECK(ask(port, "add 5") == "v1 total=5");
+  root.must("unpack " + tarball("2.0.0").string());
+  Result up = root.run("upgrade 2.0.0 --blue-green");
+  INFO(up.out);
+  // The reason reaches the host: a host that hands over says why in its
+  // "handover" event; one that cannot refuses, naming it, and serves on.
+  CHECK_THAT(up.out, Catch::Contains("forced (--blue-green)"));
+  if (up.code == 0) {
+    CHECK(root.version() == "2.0.0");
+    CHECK(ask(port, "get") == "v2 total=5");
+  } else {
+    CHECK_THAT(up.out, Catch::Contains("but this host cannot hand over"));
+    CHECK(root.version() == "1.0.0");
+    CHECK(ask(port, "get") == "v1 total=5");
+  }
+  root.must("stop");
+}
+
 TEST_CASE("a release that was installed but never made permanent is not booted after a restart") {
   Root root;
   root.boot_first_release();
@@ -357,6 +379,9 @@ TEST_CASE("malformed, unknown and oversized admin requests get error replies and
   CHECK(no_cmd["code"] == "bad_request");
   json missing_arg = json::parse(admin_raw(root.dir, "{\"cmd\":\"upgrade\"}\n"));
   CHECK_THAT(missing_arg["error"].get<std::string>(), Catch::Contains("\"version\""));
+  json bad_flag = json::parse(
+      admin_raw(root.dir, "{\"cmd\":\"upgrade\",\"version\":\"1.0.0\",\"blue_green\":\"yes\"}\n"));
+  CHECK_THAT(bad_flag["error"].get<std::string>(), Catch::Contains("\"blue_green\" must be true or false"));
   json oversized = json::parse(admin_raw(root.dir, std::string(200 * 1024, 'x') + "\n"));
   CHECK(oversized["code"] == "too_large");
   CHECK(root.version() == "1.0.0");
@@ -511,7 +536,8 @@ TEST_CASE("each command's --help shows its operands and options and exits 0") {
   Result upgrade = root.run("upgrade --help");
   CHECK(upgrade.code == 0);
   CHECK_THAT(upgrade.out, Catch::Contains("VSN") && Catch::Contains("--pre-task") && Catch::Contains("--json") &&
-                              Catch::Contains("--root"));
+                              Catch::Contains("--root") && Catch::Contains("--blue-green"));
+  CHECK_THAT(root.run("downgrade --help").out, Catch::Contains("--blue-green"));
   Result task = root.run("task -h");
   CHECK(task.code == 0);
   CHECK_THAT(task.out, Catch::Contains("MODULE") && Catch::Contains("NAME") && Catch::Contains("--release"));

@@ -6,6 +6,7 @@
 #include <boost/filesystem/operations.hpp>
 #include <catch2/catch.hpp>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -104,4 +105,81 @@ TEST_CASE("a pid file that cannot be written is an error naming it and the reaso
                     Catch::Contains("cannot write " + file.string()) && Catch::Contains("No space left on device"));
   CHECK_FALSE(fs::exists(file));
   PidFile works(file);  // nothing left locked
+}
+
+// Blue-green handover: green takes the file over while blue still holds its
+// lock; at every moment the path names a locked inode, so `stop`, `status` and
+// a third host always see exactly one live host.
+TEST_CASE("green takes the pid file over atomically while blue holds its lock, then blue lets go", "[os][pidfile]") {
+  TempDir dir;
+  const fs::path file = dir.path() / "hotswap.pid";
+  const pid_t green_pid = ::getpid() + 1;  // any pid: running() reports what the file says
+  auto blue = std::make_unique<PidFile>(file);
+  CHECK(blue->owns_path());
+  FaultyOsSysCalls fake;
+  std::optional<pid_t> seen_before_rename;
+  fake.set_hook([&](const std::string& call, const std::string&) {
+    if (call == "rename") seen_before_rename = PidFile::running(file);
+  });
+  auto green = std::make_unique<PidFile>(PidFile::TakeOver{}, file, green_pid, fake);
+  CHECK(seen_before_rename == ::getpid());  // blue's, up to the rename
+  CHECK(PidFile::running(file) == green_pid);
+  CHECK_FALSE(blue->owns_path());
+  CHECK(green->owns_path());
+  CHECK_FALSE(fs::exists(file.string() + "." + std::to_string(green_pid) + ".new"));
+  CHECK_THROWS_WITH(PidFile(file), Catch::Contains("another hotswap host (pid " + std::to_string(green_pid) + ")"));
+
+  blue->hand_over_name();
+  blue->hand_over_name();  // idempotent
+  blue.reset();
+  CHECK(fs::exists(file));  // green's, left alone
+  CHECK(PidFile::running(file) == green_pid);
+  CHECK_THROWS_WITH(PidFile(file), Catch::Contains("another hotswap host"));
+
+  green.reset();
+  CHECK_FALSE(fs::exists(file));
+  CHECK_FALSE(PidFile::running(file));
+}
+
+TEST_CASE("blue that exits without handing its name over still leaves green's pid file alone", "[os][pidfile]") {
+  TempDir dir;
+  const fs::path file = dir.path() / "hotswap.pid";
+  auto blue = std::make_unique<PidFile>(file);
+  PidFile green(PidFile::TakeOver{}, file, 4242);
+  blue.reset();
+  CHECK(fs::exists(file));
+  CHECK(PidFile::running(file) == 4242);
+}
+
+TEST_CASE("a take-over whose rename fails leaves blue's pid file and no temporary file", "[os][pidfile]") {
+  TempDir dir;
+  const fs::path file = dir.path() / "hotswap.pid";
+  PidFile blue(file);
+  FaultyOsSysCalls fake;
+  fake.fail("rename", file.string(), EXDEV);
+  CHECK_THROWS_WITH(PidFile(PidFile::TakeOver{}, file, 4242, fake),
+                    Catch::Contains("cannot take " + file.string() + " over: rename ") &&
+                        Catch::Contains("Invalid cross-device link"));
+  CHECK(PidFile::running(file) == ::getpid());
+  CHECK(blue.owns_path());
+  CHECK_FALSE(fs::exists(file.string() + ".4242.new"));
+  const std::vector<std::string> entries = [&] {
+    std::vector<std::string> names;
+    for (const fs::directory_entry& e : fs::directory_iterator(dir.path())) names.push_back(e.path().filename().string());
+    return names;
+  }();
+  CHECK(entries == std::vector<std::string>{"hotswap.pid"});
+}
+
+TEST_CASE("a take-over that cannot write its temporary file names it and the reason", "[os][pidfile]") {
+  TempDir dir;
+  const fs::path file = dir.path() / "hotswap.pid";
+  PidFile blue(file);
+  FaultyOsSysCalls fake;
+  fake.fail("pwrite", ".4242.new", ENOSPC);
+  CHECK_THROWS_WITH(PidFile(PidFile::TakeOver{}, file, 4242, fake),
+                    Catch::Contains("write " + file.string() + ".4242.new") &&
+                        Catch::Contains("No space left on device"));
+  CHECK(PidFile::running(file) == ::getpid());
+  CHECK_FALSE(fs::exists(file.string() + ".4242.new"));
 }

@@ -327,3 +327,28 @@ TEST_CASE("a handover is not rehearsed: `hotswap rehearse` of such a release is 
   CHECK(host.report->outcome == UpgradeReport::Outcome::Refused);
   CHECK_THAT(host.report->error, Catch::EndsWith("which is not rehearsed"));
 }
+
+TEST_CASE("the live plan lists every reason for a handover: the appup's, a listener change, the host binary") {
+  json runtime = hotswap::test::counter_runtime();
+  runtime["listeners"].erase(1);  // "bin"
+  TestRoot root;  // 2.0.0 unpacked after the boot: a host boots the newest release
+  root.add_release("1.0.0", {{"counter", "1.0.0"}}, hotswap::test::counter_runtime());
+  hotswap::test::RunningHost host(root.dir());
+  root.add_release("2.0.0", {ModuleSpec{"counter", "2.0.0", "good", blue_green_appup()}}, runtime);
+  write_host_binary(root, "2.0.0", "host 2\n");
+  std::promise<std::pair<std::optional<hotswap::appup::Plan>, std::string>> answered;
+  asio::post(host.runtime().io(), [&] {
+    host.runtime().plan("2.0.0", [&](const std::optional<hotswap::appup::Plan>& plan, const std::string& error) {
+      answered.set_value({plan, error});
+    });
+  });
+  const auto [plan, error] = answered.get_future().get();
+  INFO(error);
+  REQUIRE(plan);
+  REQUIRE(plan->blue_green.size() == 3);
+  CHECK_THAT(plan->blue_green[0], Catch::EndsWith("requires a blue-green handover (new wire format)"));
+  CHECK(plan->blue_green[1] == "the listeners change: the target's runtime config removes bin");
+  CHECK_THAT(plan->blue_green[2], Catch::StartsWith("the host binary changes (sha256 "));
+  CHECK_THAT(plan->describe(), Catch::Contains("needs a blue-green handover:\n    - module counter: "));
+  CHECK(plan->to_json()["blue_green"].size() == 3);
+}
