@@ -13,6 +13,7 @@
 #include <set>
 #include <thread>
 
+#include "os/service_notifier.hpp"
 #include "release/release_files.hpp"
 
 namespace hotswap::host {
@@ -443,7 +444,9 @@ void Runtime::wait_for_signals() {
       hand_over_to_newest();
     } else if (signal == SIGHUP && !stopping_) {
       spdlog::info("SIGHUP: reloading");
-      reload({}, [](const ReloadResult& reload) {
+      os::service_notifier().reloading();
+      reload({}, [this](const ReloadResult& reload) {
+        if (!handed_over_) os::service_notifier().ready();
         if (!reload.error.empty())
           spdlog::error("reload failed: {}", reload.error);
         else
@@ -453,6 +456,7 @@ void Runtime::wait_for_signals() {
       spdlog::info("signal {}: already stopping", signal);
     } else {
       spdlog::info("signal {}: stopping gracefully", signal);
+      os::service_notifier().stopping();
       stop();
     }
     if (!stopped_) wait_for_signals();
@@ -467,11 +471,17 @@ void Runtime::start_handover(const BlueGreenRequest& request, const ProgressList
                  for (const std::string& r : request.reasons) reasons += (reasons.empty() ? "" : "; ") + r;
                  return reasons;
                }());
-  if (handover_listener_) handover_listener_(true, 0);
+  // The service manager (Type=notify-reload) sees a reload: the new process
+  // becomes the main one as it takes over, or this one is ready again.
+  os::service_notifier().reloading();
   handover_.start(request, config_.handover_timeout, progress,
                   [this, done = std::move(done)](const HandoverFigures& figures) {
-                    if (figures.committed) handed_over_ = true;
-                    if (handover_listener_) handover_listener_(false, figures.committed ? handover_.green_pid() : 0);
+                    if (figures.committed) {
+                      handed_over_ = true;
+                      os::service_notifier().main_pid_ready(handover_.green_pid());
+                    } else {
+                      os::service_notifier().ready();
+                    }
                     done(figures);
                   });
 }

@@ -76,11 +76,6 @@ class Runtime {
   bool handed_over() const { return handed_over_; }
   // The successor's pid, once handed over (0 before).
   pid_t successor_pid() const { return handover_.green_pid(); }
-  // Called on the loop when this process hands over (committed: the
-  // successor's pid) and when a handover fails (0), for the service manager.
-  void set_handover_listener(std::function<void(bool started, pid_t successor)> listener) {
-    handover_listener_ = std::move(listener);
-  }
 
   // Runs the event loop until stop() finishes. SIGHUP reloads; SIGTERM and SIGINT stop.
   void run();
@@ -187,7 +182,6 @@ class Runtime {
   HandoverBlue handover_;  // declared after the server, registry and admin socket it pauses
   bool handed_over_ = false;
   std::vector<std::shared_ptr<LoadedLibrary>> handover_libraries_;
-  std::function<void(bool started, pid_t successor)> handover_listener_;
   std::unique_ptr<boost::asio::steady_timer> retire_timer_;
 };
 

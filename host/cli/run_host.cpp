@@ -26,6 +26,7 @@
 #include "handover/handover_channel.hpp"
 #include "handover/handover_green.hpp"
 #include "os/pid_file.hpp"
+#include "os/service_notifier.hpp"
 #include "release/release_store.hpp"
 #include "release/runtime_config.hpp"
 #include "runtime.hpp"
@@ -77,9 +78,10 @@ int serve(const fs::path& root, const std::string& log_level) {
     if (!log_level.empty()) runtime.set_log_level(log_level);  // the flag wins over runtime.json
     runtime.open_admin(host::make_admin_handler(runtime));
     spdlog::info("hotswap host pid {} serving root {}", ::getpid(), root.string());
+    os::service_notifier().ready();
     runtime.run();
     // The successor took the pid file over (renamed its own over the path): ours is nameless now.
-    if (runtime.handed_over()) pid_file.release_without_unlink();
+    if (runtime.handed_over()) pid_file.hand_over_name();
     return kOk;
   } catch (const host::ConfigError& e) {
     spdlog::critical("{}", e.what());
@@ -126,7 +128,7 @@ int serve_handover_target(const fs::path& root, const std::string& version, int 
     // From here this process serves: blue has let go of everything.
     green.start_serving();
     host::ReleaseStore store(root);
-    host::PidFile pid_file = host::PidFile::take_over(store.run_dir() / "hotswap.pid");
+    host::PidFile pid_file(host::PidFile::TakeOver{}, store.run_dir() / "hotswap.pid", ::getpid());
     host::install_crash_handler(store.run_dir() / kCrashFileName);
     runtime.commit_handover();
     runtime.open_admin(host::make_admin_handler(runtime), green.take_admin_listener());
@@ -134,7 +136,7 @@ int serve_handover_target(const fs::path& root, const std::string& version, int 
                  ::getpid(), root.string(), version, green.counts().connections, green.counts().listeners_adopted,
                  green.counts().listeners_opened);
     runtime.run();
-    if (runtime.handed_over()) pid_file.release_without_unlink();
+    if (runtime.handed_over()) pid_file.hand_over_name();
     return kOk;
   } catch (const std::exception& e) {
     spdlog::critical("handover target: {}", e.what());
