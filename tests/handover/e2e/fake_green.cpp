@@ -63,8 +63,17 @@ uint64_t get_le(const unsigned char* in, int bytes) {
   return value;
 }
 
+// Blue may close the channel at any point (it refused what it read): that
+// ends the fake quietly.
+[[noreturn]] void blue_closed() {
+  log_line("blue closed the channel");
+  std::_Exit(0);
+}
+
 void send_packet(int fd, const std::string& bytes) {
-  if (::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) != ssize_t(bytes.size())) fail(std::string("send: ") + std::strerror(errno));
+  if (::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) == ssize_t(bytes.size())) return;
+  if (errno == EPIPE || errno == ECONNRESET) blue_closed();
+  fail(std::string("send: ") + std::strerror(errno));
 }
 
 void send_message(int fd, uint16_t type, const std::string& body, uint16_t version = kProtocolVersion) {
@@ -114,6 +123,7 @@ bool receive_message(int fd) {
   msg.msg_controllen = sizeof control;
   const ssize_t n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
   if (n == 0) return false;
+  if (n < 0 && errno == ECONNRESET) return false;
   if (n < 0) fail(std::string("recvmsg: ") + std::strerror(errno));
   if (n != ssize_t(kHeaderBytes)) fail("a header packet of " + std::to_string(n) + " bytes");
   size_t fds = 0;
