@@ -191,12 +191,23 @@ json last_handover(const json& status) {
   return section.is_object() ? section : json::object();
 }
 
-// Every connection busy, then `upgrade` and `downgrade` (extra args `flags`);
+// Runs `hotswap ARGS --json` (an upgrade or downgrade) and returns its report;
+// the output when it is not JSON fails the test.
+json upgrade_report(const LiveRoot& root, const std::string& args) {
+  const Result r = root.run(args + " --json");
+  INFO("hotswap " << args << " --json: exit " << r.code << "\n" << r.out);
+  json report = json::parse(r.out, nullptr, false);
+  REQUIRE(report.is_object());
+  CHECK((r.code == 0) == (report.value("outcome", "") == "committed"));
+  return report;
+}
+
+// Every connection busy, then `upgrade` (extra args `flags`) and `downgrade`;
 // checks what the traffic saw and the module state after each step. With
-// `new_process`, each step must hand over to a new process and the old one
-// must be gone.
+// `new_process` (`back_in_new_process`) the upgrade (the downgrade) must hand
+// over to a new process, and the old one must be gone.
 void upgrade_and_back_under_traffic(LiveRoot& root, size_t connections, const std::string& flags, bool new_process,
-                                    const std::string& expected_label) {
+                                    const std::string& expected_label, bool back_in_new_process) {
   const uint16_t port = root.port();
   TrafficOptions options;
   options.port = port;
@@ -211,20 +222,22 @@ void upgrade_and_back_under_traffic(LiveRoot& root, size_t connections, const st
   const uint64_t fires_before = query_stats(port).fires;
   // Ten connections close while the upgrade runs (each once its replies are in).
   traffic.close_gracefully(10);
-  const Result up = root.run("upgrade 2.0.0" + flags);
-  INFO(up.out);
-  REQUIRE(up.code == 0);
+  const json up = upgrade_report(root, "upgrade 2.0.0" + flags);
+  REQUIRE(up.value("outcome", "") == "committed");
   json status = root.status();
   CHECK(status["version"] == "2.0.0");
   if (new_process) {
     const pid_t green = status["pid"].get<pid_t>();
     CHECK(green != blue);
     CHECK(eventually([&] { return process_gone(blue); }));
-    const json figures = last_handover(status);
-    INFO(status.dump());
-    CHECK(figures.value("connections", uint64_t(0)) >= connections - 10);
+    // The upgrade's report carries the handover's figures (blue made them).
+    REQUIRE(up.contains("handover"));
+    CHECK(up["handover"].value("committed", false));
+    CHECK(up["handover"].value("connections", uint64_t(0)) >= connections - 10);
+    CHECK(up["handover"].value("duration_ms", 0.0) > 0);
   } else {
     CHECK(status["pid"].get<pid_t>() == blue);
+    CHECK_FALSE(up.contains("handover"));
   }
   // Every connection answered by the new version; the state came with it.
   REQUIRE(traffic.wait_until([&] { return traffic.answered_with_tag("v2") >= 2 * connections; }, 60s));
@@ -235,12 +248,12 @@ void upgrade_and_back_under_traffic(LiveRoot& root, size_t connections, const st
 
   const pid_t second_blue = root.pid();
   const uint64_t v1_before = traffic.answered_with_tag("v1");
-  const Result down = root.run("downgrade 1.0.0" + flags);
-  INFO(down.out);
-  REQUIRE(down.code == 0);
+  const json down = upgrade_report(root, "downgrade 1.0.0");
+  REQUIRE(down.value("outcome", "") == "committed");
   status = root.status();
   CHECK(status["version"] == "1.0.0");
-  if (new_process) {
+  CHECK(down.contains("handover") == back_in_new_process);
+  if (back_in_new_process) {
     CHECK(status["pid"].get<pid_t>() != second_blue);
     CHECK(eventually([&] { return process_gone(second_blue); }));
   }
@@ -322,7 +335,7 @@ TEST_CASE("1,000 connections through an in-place upgrade and back under traffic:
   LiveRoot root;
   root.boot();
   root.unpack("inplace", "2.0.0");
-  upgrade_and_back_under_traffic(root, 1000, "", false, "in-place");
+  upgrade_and_back_under_traffic(root, 1000, "", false, "in-place", false);
 }
 
 TEST_CASE("the traffic harness counts every connection the server drops and the requests it lost") {
@@ -436,14 +449,15 @@ TEST_CASE("1,000 connections through a blue-green upgrade and back under traffic
   LiveRoot root;
   root.boot();
   root.unpack("blue-green", "2.0.0");
-  upgrade_and_back_under_traffic(root, 1000, "", true, "blue-green");
+  upgrade_and_back_under_traffic(root, 1000, "", true, "blue-green", true);
 }
 
-TEST_CASE("upgrade --blue-green hands over a change that could be made in place", "[.handover]") {
+TEST_CASE("upgrade --blue-green hands over a change that could be made in place (and the downgrade is made in place)",
+          "[.handover]") {
   LiveRoot root;
   root.boot();
   root.unpack("inplace", "2.0.0");
-  upgrade_and_back_under_traffic(root, 50, " --blue-green", true, "in-place");
+  upgrade_and_back_under_traffic(root, 50, " --blue-green", true, "in-place", false);
 }
 
 TEST_CASE("clients that send and clients that close during a blue-green handover: every request answered once, "
