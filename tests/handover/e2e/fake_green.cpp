@@ -14,8 +14,9 @@
 //   error N     the same, then sends Error "fake green refuses on purpose"
 // N defaults to 2 (Listeners and the first ConnectionBatch, or Slots when no
 // connection moves): blue has then taken connections out of its loop.
-// Every step is appended to fake_green.log next to it, so that a test can tell
-// the fake really ran and how far it got. It never outlives 20 s (alarm).
+// Every step is appended to fake_green.log next to it (or to the file
+// HOTSWAP_FAKE_GREEN_LOG names), so that a test can tell the fake really ran
+// and how far it got. It never outlives 20 s (alarm).
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -45,7 +46,8 @@ constexpr uint16_t kHello = 1, kLoaded = 2, kError = 9;
 std::string g_dir;  // where this binary lives: fake_green.mode and fake_green.log
 
 void log_line(const std::string& line) {
-  std::ofstream log(g_dir + "/fake_green.log", std::ios::app);
+  const char* path = std::getenv("HOTSWAP_FAKE_GREEN_LOG");
+  std::ofstream log(path != nullptr ? std::string(path) : g_dir + "/fake_green.log", std::ios::app);
   log << line << "\n";
 }
 

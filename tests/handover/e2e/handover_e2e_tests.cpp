@@ -497,7 +497,7 @@ TEST_CASE("clients that send and clients that close during a blue-green handover
   check_state_matches(settled_stats(port, report), report);
 }
 
-TEST_CASE("green crashes before it is ready: blue kills nothing it holds and serves every connection on",
+TEST_CASE("green crashes before it is ready: blue takes every connection back and serves it on",
           "[.handover]") {
   LiveRoot root;
   root.boot("timeout");
