@@ -150,7 +150,7 @@ void expect_hello_and_loaded(FakeGreen& fake) {
 
 }  // namespace
 
-TEST_CASE("fake green, protocol: its Hello header and body say protocol version 2; it ends when blue closes") {
+TEST_CASE("fake green, protocol: its Hello header and body say protocol version 2, and it ends when blue closes") {
   FakeGreen fake("protocol");
   const Header hello = fake.header();
   CHECK(hello.magic == 0x4F485348);
