@@ -423,14 +423,6 @@ void Traffic::run() {
 
   for (;;) {
     Clock::time_point now = Clock::now();
-    const bool stopping = stopping_.load();
-    if (stopping && !drain_deadline) drain_deadline = now + std::chrono::milliseconds(drain_ms_.load());
-    if (stopping) {
-      bool pending = false;
-      for (const Connection& c : s.connections) pending = pending || (c.fd >= 0 && !c.outstanding.empty());
-      if (!pending || now >= *drain_deadline) break;
-    }
-
     // Graceful closes asked for by the caller: from the first connection on.
     for (uint64_t wanted = close_requests_.load(); s.close_done_requests < wanted; ++s.close_done_requests) {
       while (s.close_cursor < s.connections.size() && s.connections[s.close_cursor].fd < 0) ++s.close_cursor;
@@ -443,6 +435,15 @@ void Traffic::run() {
         c.record.closed_by_client = true;
         ++closed_;
       }
+    }
+
+    const bool stopping = stopping_.load();
+    if (stopping && !drain_deadline) drain_deadline = now + std::chrono::milliseconds(drain_ms_.load());
+    if (stopping) {
+      bool pending = false;
+      // Outstanding replies, and graceful closes asked for and not made yet.
+      for (const Connection& c : s.connections) pending = pending || (c.fd >= 0 && (!c.outstanding.empty() || c.closing));
+      if (!pending || now >= *drain_deadline) break;
     }
 
     // Due sends and reconnects.
