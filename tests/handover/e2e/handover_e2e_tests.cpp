@@ -191,6 +191,14 @@ json last_handover(const json& status) {
   return section.is_object() ? section : json::object();
 }
 
+// The handover module's entry in `status`.
+json module_status(const json& status) {
+  for (const json& m : status["modules"])
+    if (m["name"] == "handover") return m;
+  FAIL("no module handover in status: " << status.dump());
+  return json();
+}
+
 // Runs `hotswap ARGS --json` (an upgrade or downgrade) and returns its report;
 // the output when it is not JSON fails the test.
 json upgrade_report(const LiveRoot& root, const std::string& args) {
@@ -220,6 +228,7 @@ void upgrade_and_back_under_traffic(LiveRoot& root, size_t connections, const st
 
   const pid_t blue = root.pid();
   const uint64_t fires_before = query_stats(port).fires;
+  const uint64_t host_ticks_before = module_status(root.status())["ticks"].get<uint64_t>();
   // Ten connections close while the upgrade runs (each once its replies are in).
   traffic.close_gracefully(10);
   const json up = upgrade_report(root, "upgrade 2.0.0" + flags);
@@ -239,6 +248,9 @@ void upgrade_and_back_under_traffic(LiveRoot& root, size_t connections, const st
     CHECK(status["pid"].get<pid_t>() == blue);
     CHECK_FALSE(up.contains("handover"));
   }
+  // One timer, moved (not lost, not started twice); the host's tick count goes on.
+  CHECK(module_status(status)["timers"] == 1);
+  CHECK(module_status(status)["ticks"].get<uint64_t>() >= host_ticks_before);
   // Every connection answered by the new version; the state came with it.
   REQUIRE(traffic.wait_until([&] { return traffic.answered_with_tag("v2") >= 2 * connections; }, 60s));
   const ModuleStats upgraded = query_stats(port);
@@ -258,6 +270,7 @@ void upgrade_and_back_under_traffic(LiveRoot& root, size_t connections, const st
     CHECK(eventually([&] { return process_gone(second_blue); }));
   }
   REQUIRE(traffic.wait_until([&] { return traffic.answered_with_tag("v1") >= v1_before + 2 * connections; }, 60s));
+  CHECK(module_status(status)["timers"] == 1);
   const ModuleStats downgraded = query_stats(port);
   CHECK(downgraded.version == "1.0.0");
   check_timer_fires_after(port, downgraded.fires);
