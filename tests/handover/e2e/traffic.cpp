@@ -61,6 +61,7 @@ ExpectedStats TrafficReport::expected() const {
     if (r.closed_by_client) {
       ++e.closed_conns;
       e.closed += r.answered;
+      e.uncertain += r.unanswered_at_close;
     } else if (!r.dropped && r.answered > 0) {
       ++e.conns;
       e.checksum += connection_checksum(r.server_id, r.answered);
@@ -152,6 +153,7 @@ struct Traffic::Connection {
   int fd = -1;
   bool connecting = false;  // a non-blocking reconnect in progress
   bool closing = false;     // close_gracefully: no more sends
+  bool closing_abruptly = false;
   std::deque<std::pair<uint64_t, Clock::time_point>> outstanding;  // seq, sent at
   std::string input;
   std::string output;  // not yet written (a full socket buffer)
@@ -175,6 +177,7 @@ struct Traffic::Impl {
   std::priority_queue<Due, std::vector<Due>, std::greater<Due>> schedule;
   size_t close_cursor = 0;  // connections are closed gracefully from the first one on
   uint64_t close_done_requests = 0;
+  uint64_t abrupt_close_done_requests = 0;
   TrafficReport report;
 
   void problem(const std::string& text) {
@@ -424,13 +427,21 @@ void Traffic::run() {
   for (;;) {
     Clock::time_point now = Clock::now();
     // Graceful closes asked for by the caller: from the first connection on.
-    for (uint64_t wanted = close_requests_.load(); s.close_done_requests < wanted; ++s.close_done_requests) {
+    auto next_to_close = [&]() -> Connection* {
       while (s.close_cursor < s.connections.size() && s.connections[s.close_cursor].fd < 0) ++s.close_cursor;
-      if (s.close_cursor < s.connections.size()) s.connections[s.close_cursor++].closing = true;
-    }
+      return s.close_cursor < s.connections.size() ? &s.connections[s.close_cursor++] : nullptr;
+    };
+    for (uint64_t wanted = close_requests_.load(); s.close_done_requests < wanted; ++s.close_done_requests)
+      if (Connection* c = next_to_close()) c->closing = true;
+    for (uint64_t wanted = abrupt_close_requests_.load(); s.abrupt_close_done_requests < wanted;
+         ++s.abrupt_close_done_requests)
+      if (Connection* c = next_to_close()) c->closing = c->closing_abruptly = true;
     for (size_t i = 0; i < s.close_cursor; ++i) {
       Connection& c = s.connections[i];
-      if (c.closing && c.fd >= 0 && c.outstanding.empty() && c.output.empty()) {
+      if (c.closing && c.fd >= 0 && (c.closing_abruptly || (c.outstanding.empty() && c.output.empty()))) {
+        c.record.closed_abruptly = c.closing_abruptly;
+        c.record.unanswered_at_close = c.outstanding.size();
+        c.outstanding.clear();
         close_socket(c);
         c.record.closed_by_client = true;
         ++closed_;

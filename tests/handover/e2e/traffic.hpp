@@ -51,7 +51,9 @@ struct ConnectionRecord {
   uint64_t answered = 0;   // of them, answered in order (the module's count for it)
   uint64_t answered_total = 0;  // over every socket of this connection
   uint64_t reconnects = 0;
-  bool closed_by_client = false;  // close_gracefully: every request answered, then closed
+  bool closed_by_client = false;  // close_gracefully or close_abruptly
+  bool closed_abruptly = false;   // close_abruptly: closed with requests still unanswered
+  uint64_t unanswered_at_close = 0;
   bool dropped = false;           // the server closed it or it failed (and it was not reconnected)
 };
 
@@ -62,6 +64,10 @@ struct ExpectedStats {
   uint64_t closed_conns = 0;
   uint64_t closed = 0;    // requests of the connections the client closed
   uint64_t checksum = 0;  // over the open connections' (id, count)
+  // Requests of abruptly closed connections that were never answered: the
+  // module may or may not have counted them, so its `closed` and `total` may
+  // exceed the figures above by up to this much.
+  uint64_t uncertain = 0;
 };
 
 struct TrafficReport {
@@ -133,6 +139,10 @@ class Traffic {
   // each stops sending, waits for its outstanding replies, then closes.
   // Returns at once; closed_by_client() counts those closed so far.
   void close_gracefully(size_t count) { close_requests_ += count; }
+  // Asks the client thread to close `count` more connections at once, with
+  // whatever requests they have outstanding (those are neither lost nor
+  // answered: ExpectedStats::uncertain).
+  void close_abruptly(size_t count) { abrupt_close_requests_ += count; }
   uint64_t closed_by_client() const { return closed_.load(); }
 
   // Stops sending, waits up to `drain` for every outstanding reply, stops the
@@ -156,6 +166,7 @@ class Traffic {
   std::atomic<int64_t> max_stall_us_{0};
   std::atomic<uint64_t> closed_{0};
   std::atomic<uint64_t> close_requests_{0};
+  std::atomic<uint64_t> abrupt_close_requests_{0};
   std::atomic<uint64_t> tag_v1_{0}, tag_v2_{0}, tag_other_{0};
   std::atomic<int64_t> drain_ms_{0};
 };
