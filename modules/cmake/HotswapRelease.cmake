@@ -2,14 +2,16 @@
 #                     MODULES <module-target>...   (targets made by hotswap_add_module)
 #                     [APPUPS <appup.json>...]     (each names its module and version inside)
 #                     [CONFIG <runtime.json>]      (runtime config template)
-#                     [OUTPUT_DIR <dir>])          (default: ${CMAKE_BINARY_DIR}/releases)
+#                     [OUTPUT_DIR <dir>]           (default: ${CMAKE_BINARY_DIR}/releases)
+#                     [HOST_BINARY <target>])      (default: hotswap::hotswap)
 #
 # Assembles <OUTPUT_DIR>/<name>-<version>/ with
 #   manifest.json            release name/version; per module: version, file, sha256, appup
 #   modules/<m>-<v>.so       the module libraries
 #   appups/<m>-<v>.appup.json
 #   runtime.json             the runtime config template
-#   bin/hotswap              the host binary (hotswap::hotswap), stripped
+#   bin/hotswap              the host binary (hotswap::hotswap, or HOST_BINARY: another
+#                            executable target, as a test's fake host), stripped
 # and <OUTPUT_DIR>/<name>-<version>.tar.gz of that folder's contents, ready for `hotswap unpack`.
 #
 # The build fails, naming the file and the field, when an appup or the config is
@@ -31,13 +33,16 @@
 include(${CMAKE_CURRENT_LIST_DIR}/HotswapModule.cmake)
 
 function(hotswap_add_release target)
-  cmake_parse_arguments(ARG "NO_CHECK" "NAME;VERSION;CONFIG;OUTPUT_DIR" "MODULES;APPUPS" ${ARGN})
+  cmake_parse_arguments(ARG "NO_CHECK" "NAME;VERSION;CONFIG;OUTPUT_DIR;HOST_BINARY" "MODULES;APPUPS" ${ARGN})
   if(NOT ARG_NAME OR NOT ARG_VERSION OR NOT ARG_MODULES)
     message(FATAL_ERROR "hotswap_add_release(${target}): NAME, VERSION and MODULES are required")
   endif()
   if(NOT TARGET hotswap::hotswap)
     message(FATAL_ERROR "hotswap_add_release(${target}): no hotswap::hotswap target "
       "(use find_package(hotswap) or add_subdirectory() of the hotswap source tree)")
+  endif()
+  if(NOT ARG_HOST_BINARY)
+    set(ARG_HOST_BINARY hotswap::hotswap)
   endif()
   hotswap_script_path(assemble_script assemble_release.cmake)
   hotswap_script_path(json_script strict_json.cmake)
@@ -87,10 +92,10 @@ function(hotswap_add_release target)
     COMMAND ${CMAKE_COMMAND}
       -DNAME=${ARG_NAME} -DVERSION=${ARG_VERSION} -DOUTPUT_DIR=${ARG_OUTPUT_DIR}
       "-DMODULES=${module_arg}" "-DAPPUPS=${appup_arg}" -DCONFIG=${config}
-      -DHOTSWAP_BINARY=$<TARGET_FILE:hotswap::hotswap> "-DSTRIP=${strip_program}"
+      -DHOTSWAP_BINARY=$<TARGET_FILE:${ARG_HOST_BINARY}> "-DSTRIP=${strip_program}"
       "-DCHECK_COMMAND=${check_command}"
       -P ${assemble_script}
-    DEPENDS ${ARG_MODULES} hotswap::hotswap ${appups} ${config} ${assemble_script} ${json_script}
+    DEPENDS ${ARG_MODULES} hotswap::hotswap ${ARG_HOST_BINARY} ${appups} ${config} ${assemble_script} ${json_script}
     COMMENT "Assembling release ${ARG_NAME} ${ARG_VERSION}"
     VERBATIM)
   add_custom_target(${target} ALL DEPENDS ${stamp})
