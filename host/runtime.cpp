@@ -143,7 +143,8 @@ void Runtime::apply_handover_config() {
   apply_config(config_, /*at_boot=*/true);
 }
 
-void Runtime::commit_handover() {
+void Runtime::commit_handover(const HandoverFigures& arrival) {
+  handover_.set_last_figures(handover_json(arrival, {}));
   store_.mark_current(manifest_->version);
   coordinator_.refresh_bookkeeping();
   spdlog::info("release {} {} took over from the previous process ({} module(s), {} listener(s), {} connection(s))",

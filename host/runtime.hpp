@@ -69,7 +69,8 @@ class Runtime {
   // Once the modules run with blue's state: applies the runtime config (ticks, limits).
   void apply_handover_config();
   // After Commit: records the release as current (RELEASES.json) and reads the bookkeeping.
-  void commit_handover();
+  // `arrival`: the handover as this process saw it, for status.
+  void commit_handover(const HandoverFigures& arrival);
 
   // True once this process handed everything to a successor (blue-green
   // committed): it retires, and its pid file now names the successor.

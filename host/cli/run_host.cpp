@@ -130,7 +130,7 @@ int serve_handover_target(const fs::path& root, const std::string& version, int 
     host::ReleaseStore store(root);
     host::PidFile pid_file(host::PidFile::TakeOver{}, store.run_dir() / "hotswap.pid", ::getpid());
     host::install_crash_handler(store.run_dir() / kCrashFileName);
-    runtime.commit_handover();
+    runtime.commit_handover(green.figures());
     runtime.open_admin(host::make_admin_handler(runtime), green.take_admin_listener());
     spdlog::info("hotswap host pid {} took over root {} (release {}: {} connection(s), {} listener(s) adopted, {} opened)",
                  ::getpid(), root.string(), version, green.counts().connections, green.counts().listeners_adopted,

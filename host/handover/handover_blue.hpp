@@ -66,6 +66,8 @@ class HandoverBlue {
   pid_t green_pid() const;
   // The last handover's figures (committed or not); null before the first.
   nlohmann::json last_figures() const;
+  // The new process records the handover that made it (status shows it).
+  void set_last_figures(nlohmann::json figures) { last_figures_ = std::move(figures); }
 
  private:
   struct Run;

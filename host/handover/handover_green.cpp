@@ -49,6 +49,7 @@ void HandoverGreen::receive() {
 }
 
 void HandoverGreen::adopt_listeners(handover::Message message) {
+  listeners_received_ = Clock::now();
   std::vector<ListenerHandover> received = handover::decode_listeners(message.body);
   if (received.size() != message.fds.size())
     throw HandoverError("Listeners names " + std::to_string(received.size()) + " listeners but carries " +
@@ -84,8 +85,10 @@ void HandoverGreen::adopt_connections(handover::Message message) {
   if (connections.size() != message.fds.size())
     throw HandoverError("ConnectionBatch names " + std::to_string(connections.size()) + " connections but carries " +
                         std::to_string(message.fds.size()) + " descriptors");
-  for (size_t i = 0; i < connections.size(); ++i)
+  for (size_t i = 0; i < connections.size(); ++i) {
+    bytes_ += connections[i].unread_input.size() + connections[i].unsent_output.size();
     server_.adopt_connection(std::move(connections[i]), std::move(message.fds[i]));
+  }
   counts_.connections += connections.size();
   channel_.send(MessageType::BatchAck, handover::encode_count(static_cast<uint32_t>(connections.size())));
 }
@@ -104,6 +107,7 @@ void HandoverGreen::import_slots(const handover::Message& message) {
       throw HandoverError("the old process sent the state of module " + from.module +
                           ", which the target release does not have");
     ModuleInstance& instance = slot->active();
+    bytes_ += from.state.size();
     switch (from.arrival) {
       case StateArrival::Import:
         instance.import_state(from.schema, from.state);
@@ -120,8 +124,22 @@ void HandoverGreen::import_slots(const handover::Message& message) {
 }
 
 void HandoverGreen::start_serving() {
+  committed_ = Clock::now();
   server_.start_adopted();
   for (ModuleSlot* slot : registry_.slots()) registry_.resume(*slot);
+}
+
+HandoverFigures HandoverGreen::figures() const {
+  HandoverFigures figures;
+  figures.committed = committed_ != Clock::time_point{};
+  figures.connections = counts_.connections;
+  figures.listeners = counts_.listeners_adopted + (admin_listener_ ? 1 : 0);
+  figures.bytes = bytes_;
+  const Clock::time_point end = figures.committed ? committed_ : Clock::now();
+  figures.duration_ms = std::chrono::duration<double, std::milli>(end - created_).count();
+  if (listeners_received_ != Clock::time_point{})
+    figures.max_stall_ms = std::chrono::duration<double, std::milli>(end - listeners_received_).count();
+  return figures;
 }
 
 }  // namespace hotswap::host

@@ -51,6 +51,11 @@ class HandoverGreen {
   // The admin socket blue listened on (invalid when blue sent none).
   os::Fd take_admin_listener() { return std::move(admin_listener_); }
 
+  // The figures of this handover as green saw it (status shows them once it
+  // serves): duration from this object's creation (the process start) to
+  // Commit, stall from the Listeners message (blue paused just before) to Commit.
+  HandoverFigures figures() const;
+
   struct Counts {
     size_t listeners_adopted = 0, listeners_opened = 0, connections = 0, slots = 0;
   };
@@ -69,6 +74,10 @@ class HandoverGreen {
   Clock::time_point deadline_;
   os::Fd admin_listener_;
   Counts counts_;
+  uint64_t bytes_ = 0;
+  Clock::time_point created_ = Clock::now();
+  Clock::time_point listeners_received_{};
+  Clock::time_point committed_{};
 };
 
 }  // namespace hotswap::host
