@@ -16,7 +16,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= fuzz_appup fuzz_manifest fuzz_runtime_config fuzz_admin_request fuzz_framing fuzz_handover_decode
 # The test programs that run threads or child processes: the live server, the
 # CLI against a daemon, the arena and the host (loader, executor).
-TSAN_TESTS ?= ^(server_tests|cli_tests|arena_tests|host_tests|rehearsal_tests):
+TSAN_TESTS ?= ^(server_tests|cli_tests|arena_tests|host_tests|rehearsal_tests|handover_tests):
 
 # Fatal signals stay with the program under the sanitizers: tests check the
 # host's own crash line and that a probe child dies of SIGSEGV, which the

@@ -1,10 +1,7 @@
 // End-to-end: a live daemon serving the `handover` test module under traffic
 // (traffic.hpp) through upgrades, checked for dropped connections, lost,
 // duplicated and reordered replies, the module state the traffic implies and
-// its timer.
-//
-// The cases tagged [.handover] need the blue-green handover (issue 11) and are
-// hidden until it is merged: run them with `handover_e2e_tests "[handover]"`.
+// its timer, in place and through blue-green handovers ([handover]).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -465,11 +462,11 @@ TEST_CASE("the handover module refuses an unknown request and keeps the connecti
   CHECK(after.total == before.total + 1);
 }
 
-// ---- after the merge: blue-green handovers (hidden: [.handover]) -------------
+// ---- blue-green handovers ----------------------------------------------------
 
 TEST_CASE("1,000 connections through a blue-green upgrade and back under traffic: nothing dropped, lost, "
           "duplicated or reordered, state and timers moved, the old process gone",
-          "[.handover]") {
+          "[handover]") {
   REQUIRE(raise_open_files_limit(4096) >= 2048);
   LiveRoot root;
   root.boot();
@@ -478,7 +475,7 @@ TEST_CASE("1,000 connections through a blue-green upgrade and back under traffic
 }
 
 TEST_CASE("upgrade --blue-green hands over a change that could be made in place (and the downgrade is made in place)",
-          "[.handover]") {
+          "[handover]") {
   LiveRoot root;
   root.boot();
   root.unpack("inplace", "2.0.0");
@@ -487,7 +484,7 @@ TEST_CASE("upgrade --blue-green hands over a change that could be made in place 
 
 TEST_CASE("clients that send and clients that close during a blue-green handover: every request answered once, "
           "in order, the closes seen by the module",
-          "[.handover]") {
+          "[handover]") {
   LiveRoot root;
   root.boot();
   root.unpack("blue-green", "2.0.0");
@@ -524,7 +521,7 @@ TEST_CASE("clients that send and clients that close during a blue-green handover
 }
 
 TEST_CASE("green crashes before it is ready: blue takes every connection back and serves it on",
-          "[.handover]") {
+          "[handover]") {
   LiveRoot root;
   root.boot("timeout");
   root.unpack("fake-green", "2.0.0");
@@ -536,7 +533,7 @@ TEST_CASE("green crashes before it is ready: blue takes every connection back an
                       Catch::Contains("crashing"));
 }
 
-TEST_CASE("green exits before it is ready: blue serves every connection on", "[.handover]") {
+TEST_CASE("green exits before it is ready: blue serves every connection on", "[handover]") {
   LiveRoot root;
   root.boot("timeout");
   root.unpack("fake-green", "2.0.0");
@@ -547,7 +544,7 @@ TEST_CASE("green exits before it is ready: blue serves every connection on", "[.
 
 TEST_CASE("green hangs: the handover times out (handover_timeout_s 1), green is killed, blue serves on, and sees "
           "the connections closed meanwhile",
-          "[.handover]") {
+          "[handover]") {
   LiveRoot root;
   root.boot("timeout");
   root.unpack("fake-green", "2.0.0");
@@ -574,7 +571,7 @@ TEST_CASE("green hangs: the handover times out (handover_timeout_s 1), green is 
   CHECK(eventually([&] { return process_gone(fake); }, std::chrono::seconds(10)));
 }
 
-TEST_CASE("green speaks another protocol version: the handover aborts saying so, blue serves on", "[.handover]") {
+TEST_CASE("green speaks another protocol version: the handover aborts saying so, blue serves on", "[handover]") {
   LiveRoot root;
   root.boot("timeout");
   root.unpack("fake-green", "2.0.0");
@@ -584,7 +581,7 @@ TEST_CASE("green speaks another protocol version: the handover aborts saying so,
   CHECK_THAT(fake_green_log(root), Catch::Contains("sent Hello with protocol version 2"));
 }
 
-TEST_CASE("green reports an error: the handover aborts with its message, blue serves on", "[.handover]") {
+TEST_CASE("green reports an error: the handover aborts with its message, blue serves on", "[handover]") {
   LiveRoot root;
   root.boot("timeout");
   root.unpack("fake-green", "2.0.0");
@@ -593,7 +590,7 @@ TEST_CASE("green reports an error: the handover aborts with its message, blue se
   CHECK_THAT(out, Catch::Contains("fake green refuses on purpose"));
 }
 
-TEST_CASE("green cannot open the listener the target adds (its port is taken): blue serves on", "[.handover]") {
+TEST_CASE("green cannot open the listener the target adds (its port is taken): blue serves on", "[handover]") {
   TakenPort taken;
   LiveRoot root;
   root.daemon_env = "HANDOVER_EXTRA_PORT=" + std::to_string(taken.port);
@@ -605,7 +602,7 @@ TEST_CASE("green cannot open the listener the target adds (its port is taken): b
 }
 
 TEST_CASE("a listener change, refused in place, goes through blue-green: green opens the new listener",
-          "[.handover]") {
+          "[handover]") {
   LiveRoot root;
   root.boot();
   root.unpack("listener", "2.0.0");
