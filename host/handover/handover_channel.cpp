@@ -95,12 +95,6 @@ std::vector<os::Fd> take_descriptors(msghdr& message, os::OsSysCalls& os) {
   return fds;
 }
 
-}  // namespace
-
-HandoverChannel::HandoverChannel(os::Fd socket, os::OsSysCalls& os) : socket_(std::move(socket)), os_(&os) {}
-
-namespace {
-
 // One send() or receive(): the words every error starts with.
 struct Activity {
   const char* verb;  // "sending", "receiving"
@@ -133,6 +127,8 @@ Wait wait_for(os::OsSysCalls& os, int fd, short events, Clock::time_point deadli
 }
 
 }  // namespace
+
+HandoverChannel::HandoverChannel(os::Fd socket, os::OsSysCalls& os) : socket_(std::move(socket)), os_(&os) {}
 
 void HandoverChannel::send(MessageType type, std::string_view body, const std::vector<int>& fds,
                            Clock::time_point deadline) {
