@@ -193,7 +193,7 @@ struct HandoverBlue::Run : std::enable_shared_from_this<HandoverBlue::Run> {
       send_connections();
       send_slots();
       channel->expect(MessageType::Ready, deadline, green_exit.get());
-      channel->send(MessageType::Commit);
+      channel->send(MessageType::Commit, {}, {}, deadline);
     } catch (const std::exception& e) {
       return fail(e.what());
     }
@@ -209,7 +209,7 @@ struct HandoverBlue::Run : std::enable_shared_from_this<HandoverBlue::Run> {
       fds.push_back(side.admin->listening_fd());
     }
     if (moving.size() > handover::kMaxFdsPerMessage) throw HandoverError("too many listeners to hand over");
-    channel->send(MessageType::Listeners, handover::encode_listeners(moving), fds);
+    channel->send(MessageType::Listeners, handover::encode_listeners(moving), fds, deadline);
     figures.listeners = moving.size();
   }
 
@@ -218,7 +218,7 @@ struct HandoverBlue::Run : std::enable_shared_from_this<HandoverBlue::Run> {
     std::vector<int> fds;
     auto flush = [&] {
       if (batch.empty()) return;
-      channel->send(MessageType::ConnectionBatch, handover::encode_connections(batch), fds);
+      channel->send(MessageType::ConnectionBatch, handover::encode_connections(batch), fds, deadline);
       const handover::Message ack = channel->expect(MessageType::BatchAck, deadline, green_exit.get());
       const uint32_t acknowledged = handover::decode_count(ack.body);
       if (acknowledged != batch.size())
@@ -302,7 +302,7 @@ struct HandoverBlue::Run : std::enable_shared_from_this<HandoverBlue::Run> {
       figures.bytes += handover.state.size();
       message.slots.push_back(std::move(handover));
     }
-    channel->send(MessageType::Slots, handover::encode_slots(message));
+    channel->send(MessageType::Slots, handover::encode_slots(message), {}, deadline);
   }
 
   void commit() {
