@@ -460,3 +460,20 @@ TEST_CASE("the hotswap binary: check and plan --from --to, exit status and --jso
   CHECK(nothing.code == 64);
   CHECK_THAT(nothing.out, Catch::Contains("VSN") && Catch::Contains("--from"));
 }
+
+TEST_CASE("check warns of a blue_green entry: the upgrade through it is a handover, not a refusal", "[check]") {
+  ReleaseCopy release("1.1.0");
+  json appup = read_json(release.appup());
+  appup["up"][0]["instructions"] = json::array({{{"op", "blue_green"}, {"reason", "new wire format"}}});
+  write_json(release.appup(), appup);
+  const ReleaseCheck check = hotswap::host::check_release(release.dir, *scratch_loader());
+  INFO(all_problems(check));
+  CHECK(check.ok());  // an entry of only blue_green changes the code (green loads it)
+  REQUIRE(check.warnings.size() == 1);
+  CHECK(check.warnings[0].file == "appups/counter-1.1.0.appup.json");
+  CHECK(check.warnings[0].field == "up[0].instructions[0]");
+  CHECK(check.warnings[0].message ==
+        "requires a blue-green handover (new wire format): an upgrade through this entry is made by handing the "
+        "listeners, connections and module state over to a new process on the target release (its bin/hotswap)");
+  CHECK_THAT(check.describe(), !Catch::Contains("cannot perform"));
+}
