@@ -442,6 +442,7 @@ void Runtime::wait_for_signals() {
     if (ec) return;
     if (signal == SIGUSR2 && !stopping_) {
       spdlog::info("SIGUSR2: blue-green handover to the newest unpacked release");
+      os::service_notifier().reloading();
       hand_over_to_newest();
     } else if (signal == SIGHUP && !stopping_) {
       spdlog::info("SIGHUP: reloading");
@@ -535,16 +536,26 @@ void Runtime::hand_over_to_newest() {
         }
       },
       [this, newer, error] {
-        if (!error->empty()) return spdlog::error("SIGUSR2: cannot look for a newer release: {}", *error);
-        if (!*newer) return spdlog::warn("SIGUSR2: no newer unpacked release to hand over to; nothing done");
+        // The service manager waits for READY=1 after the reload signal: every
+        // way this ends without a handover says it.
+        if (!error->empty()) {
+          os::service_notifier().ready();
+          return spdlog::error("SIGUSR2: cannot look for a newer release: {}", *error);
+        }
+        if (!*newer) {
+          os::service_notifier().ready();
+          return spdlog::warn("SIGUSR2: no newer unpacked release to hand over to; nothing done");
+        }
         UpgradeRequest request;
         request.version = **newer;
         request.blue_green = true;
-        upgrade(request, {}, [](const UpgradeReport& report) {
-          if (report.committed())
+        upgrade(request, {}, [this](const UpgradeReport& report) {
+          if (report.committed()) {
             spdlog::info("SIGUSR2: {}", report.summary());
-          else
+          } else {
+            if (!handed_over_) os::service_notifier().ready();
             spdlog::error("SIGUSR2: {}", report.summary());
+          }
         });
       });
   if (!posted) spdlog::info("SIGUSR2: the host is stopping");
