@@ -529,3 +529,43 @@ TEST_CASE("green's listeners accept only from start_adopted, and adopting refuse
   REQUIRE(second.await_lines(green, 1));
   CHECK(green.connection_ids() == std::vector<hotswap_conn_id>{1, 2});
 }
+
+TEST_CASE("only the named listeners move: blue keeps serving the connections of the others after the release") {
+  Side blue;
+  const uint16_t port = blue.server.listen(main_listener());
+  ListenerConfig removed = main_listener();
+  removed.name = "removed";
+  const uint16_t removed_port = blue.server.listen(removed);
+  Client moving(port);
+  Client staying(removed_port);
+  REQUIRE(moving.send(blue, "add 1 #1\n"));
+  REQUIRE(moving.await_lines(blue, 1));
+  REQUIRE(staying.send(blue, "add 1 #2\n"));
+  REQUIRE(staying.await_lines(blue, 1));
+
+  NetworkServer::HandoverExport exported = blue.server.pause_for_handover({"main"});
+  REQUIRE(exported.listeners.size() == 1);
+  CHECK(exported.listeners[0].name == "main");
+  REQUIRE(exported.connections.size() == 1);
+  CHECK(exported.connections[0].listener == "main");
+  REQUIRE(staying.send(blue, "get #3\n"));  // waits in the socket while blue is paused
+
+  Side green;
+  green.server.adopt_listener(main_listener(), dup_fd(exported.listeners[0].fd));
+  green.server.adopt_connection(exported.connections[0], dup_fd(exported.connections[0].fd));
+  green.server.start_adopted();
+  blue.server.release_after_handover();
+  CHECK(blue.server.connection_count() == 1);
+  REQUIRE(blue.server.listeners().size() == 1);
+  CHECK(blue.server.listeners()[0].name == "removed");
+
+  REQUIRE(staying.await_lines(blue, 2));
+  CHECK(staying.split().back() == "v1 total=2 #3");
+  REQUIRE(moving.send(green, "get #4\n"));
+  REQUIRE(moving.await_lines(green, 2));
+  CHECK(moving.split().back() == "v1 total=0 #4");  // green's counter started fresh: no state was moved here
+  // The listener the target removed no longer accepts on blue.
+  Client late(removed_port);
+  blue.settle();
+  CHECK(blue.server.stats().accepted == 2);
+}
