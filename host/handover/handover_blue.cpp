@@ -322,9 +322,10 @@ struct HandoverBlue::Run : std::enable_shared_from_this<HandoverBlue::Run> {
   }
 
   // Kills green (when started) and serves on with everything that was paused.
-  void fail(const std::string& reason) {
+  void fail(std::string reason) {
     if (finished) return;
     finished = true;
+    reason = with_last_words(std::move(reason));
     stop_waiting();
     if (green > 0 && !reaped) {
       side.os.kill(green, SIGKILL);
@@ -342,6 +343,21 @@ struct HandoverBlue::Run : std::enable_shared_from_this<HandoverBlue::Run> {
     spdlog::error("{}; this process (pid {}) serves on", figures.error, ::getpid());
     // Posted: fail() may run inside start(), and `done` never runs before start returns.
     asio::post(side.io, [self = shared_from_this()] { self->finish(); });
+  }
+
+  // A failure seen on our side (a send that found green gone, its exit) often
+  // has its cause in an Error green sent just before: that message, already
+  // queued, is the better reason.
+  std::string with_last_words(std::string reason) {
+    if (!channel) return reason;
+    try {
+      handover::Message last = channel->receive(Clock::now());
+      if (last.type == MessageType::Error)
+        return "the new process reported: " + handover::decode_error(last.body) + " (then: " + reason + ")";
+    } catch (const std::exception&) {
+      // Nothing queued, or nothing readable: the reason stands.
+    }
+    return reason;
   }
 
   // Waits for green to exit; the text says how it ended.

@@ -203,6 +203,10 @@ Message HandoverChannel::receive(Clock::time_point deadline, int watch_fd) {
     std::vector<os::Fd> fds;
     bool control_truncated = false;
   };
+  // A peer that closes with bytes of ours still unread makes the kernel report
+  // ECONNRESET once, ahead of the packets it had sent before closing (its last
+  // Error, typically): those are read after it, then the end of the stream.
+  bool reset_reported = false;
   const auto receive_packet = [&](char* data, size_t capacity, const std::string& which) {
     for (;;) {
       switch (wait_for(*os_, socket_.get(), POLLIN, deadline, watch_fd, activity)) {
@@ -219,6 +223,10 @@ Message HandoverChannel::receive(Clock::time_point deadline, int watch_fd) {
       const os::SysCallSizeResult received = os_->recvmsg(socket_.get(), message, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
       if (!received.ok()) {
         if (received.error == EINTR || received.error == EAGAIN || received.error == EWOULDBLOCK) continue;
+        if (received.error == ECONNRESET && !reset_reported) {
+          reset_reported = true;
+          continue;
+        }
         activity.fail("recvmsg of " + which + " failed: " + received.error_text());
       }
       Packet packet;
