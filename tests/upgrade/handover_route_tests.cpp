@@ -148,7 +148,7 @@ HandoverFigures committed_figures() {
 
 }  // namespace
 
-TEST_CASE("--blue-green hands an in-place upgrade over; a committed handover is reported with its figures") {
+TEST_CASE("upgrade --blue-green hands an in-place upgrade over, and a committed handover is reported with its figures") {
   Releases releases;
   Host host(releases.root);
   UpgradeRequest request;
@@ -194,7 +194,7 @@ TEST_CASE("--blue-green hands an in-place upgrade over; a committed handover is 
   CHECK_FALSE(releases.releases_json().contains("failed"));
 }
 
-TEST_CASE("an appup blue_green instruction routes the upgrade to a handover; a failed one is a rollback that marks the "
+TEST_CASE("an appup blue_green instruction routes the upgrade to a handover, and a failed one is a rollback that marks the "
           "target failed") {
   Releases releases(blue_green_appup());
   Host host(releases.root);
@@ -262,7 +262,7 @@ TEST_CASE("a listener change, once refused, now goes through a handover") {
   CHECK(host.report->committed());
 }
 
-TEST_CASE("another host binary in the target release is a reason; a target without one cannot be handed over") {
+TEST_CASE("another host binary in the target release is a reason, and a target without one cannot be handed over") {
   Releases releases;
   write_host_binary(releases.root, "2.0.0", "host 2\n");
   {
