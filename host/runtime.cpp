@@ -86,7 +86,7 @@ Runtime::Runtime(const fs::path& root, std::shared_ptr<ModuleProbe> probe, os::O
                       start_handover(request, progress, std::move(done));
                     }}),
       auto_permanent_timer_(io_),
-      handover_(BlueSide{io_, server_, registry_, os, root, nullptr}) {
+      handover_(BlueSide{io_, server_, registry_, os, root, nullptr, &config_}) {
   watchdog_.set_limits(watchdog_limits(config_.watchdog));
   watchdog_.start_thread(kWatchdogPeriod);
   signals_.add(SIGUSR2);
@@ -145,11 +145,17 @@ void Runtime::apply_handover_config() {
 
 void Runtime::commit_handover(const HandoverFigures& arrival) {
   handover_.set_last_figures(handover_json(arrival, {}));
-  store_.mark_current(manifest_->version);
-  coordinator_.refresh_bookkeeping();
+  // This process serves already: a record that cannot be written is logged, never fatal.
+  try {
+    store_.mark_current(manifest_->version);
+    coordinator_.refresh_bookkeeping();
+  } catch (const std::exception& e) {
+    spdlog::error("release {} serves, but recording it as current failed: {}", manifest_->version, e.what());
+  }
   spdlog::info("release {} {} took over from the previous process ({} module(s), {} listener(s), {} connection(s))",
                manifest_->name, manifest_->version, manifest_->modules.size(), config_.listeners.size(),
                server_.connection_count());
+  schedule_auto_permanent();
 }
 
 void Runtime::open_admin(AdminHandler handler, os::Fd adopted) {
@@ -569,6 +575,9 @@ void Runtime::stop() {
   // From here every module callback (on_stop first) is bounded by the stop timeout.
   watchdog_.stopping(config_.shutdown_timeout);
   auto_permanent_timer_.cancel();
+  // A handover still loading or transferring ends here: everything it paused
+  // resumes, then stops like the rest.
+  handover_.abort("the host is stopping");
   server_.stop_accepting();
   if (admin_) admin_->close();
   // Nothing new reaches the worker from here; an upgrade still in its check is

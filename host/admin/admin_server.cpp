@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <boost/filesystem/operations.hpp>
 #include <deque>
 
@@ -202,9 +203,17 @@ AdminServer::AdminServer(asio::io_context& io, boost::filesystem::path socket_pa
   boost::system::error_code ec;
   boost::filesystem::remove(path_, ec);  // a stale socket of a host that died; PidFile rules out a live one
   local::endpoint endpoint(path_.string());
-  acceptor_.open(endpoint.protocol());
-  // Close-on-exec: a handover's new process inherits only its handover socket.
-  ::fcntl(acceptor_.native_handle(), F_SETFD, FD_CLOEXEC);
+  // Close-on-exec from the start: a handover's new process inherits only its
+  // handover socket. Assigned rather than opened, so that Asio takes it out of
+  // its event loop when this process's copy closes after a handover (the
+  // successor holds the same socket).
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw std::runtime_error("cannot create the admin socket: " + std::string(std::strerror(errno)));
+  acceptor_.assign(endpoint.protocol(), fd, ec);
+  if (ec) {
+    ::close(fd);
+    throw std::runtime_error("cannot create the admin socket: " + ec.message());
+  }
   mode_t old_mask = ::umask(0177);  // the socket file is created 0600
   acceptor_.bind(endpoint, ec);
   ::umask(old_mask);

@@ -80,8 +80,15 @@ int serve(const fs::path& root, const std::string& log_level) {
     spdlog::info("hotswap host pid {} serving root {}", ::getpid(), root.string());
     os::service_notifier().ready();
     runtime.run();
-    // The successor took the pid file over (renamed its own over the path): ours is nameless now.
-    if (runtime.handed_over()) pid_file.hand_over_name();
+    // The successor takes the pid file over (renames its own over the path)
+    // right after Commit; until the path names it, ours stays locked so that
+    // no other host can start on this root in between (bounded).
+    if (runtime.handed_over()) {
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+      while (pid_file.owns_path() && std::chrono::steady_clock::now() < give_up)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      pid_file.hand_over_name();
+    }
     return kOk;
   } catch (const host::ConfigError& e) {
     spdlog::critical("{}", e.what());
@@ -110,43 +117,61 @@ bool redirect_standard_descriptors(const fs::path& log_file) {
 int serve_handover_target(const fs::path& root, const std::string& version, int handover_fd) {
   using host::handover::HandoverChannel;
   using host::handover::MessageType;
+  // Inherited without close-on-exec (that is how it got here): no child of
+  // ours (the module probe) may hold the channel to blue.
+  ::fcntl(handover_fd, F_SETFD, FD_CLOEXEC);
   host::tune_allocator_for_short_pauses();
   raise_descriptor_limit();
-  HandoverChannel channel{os::Fd(handover_fd)};
+  auto channel = std::make_unique<HandoverChannel>(os::Fd(handover_fd));
   // Blue kills this process past its own timeout; this bound only keeps an orphan from waiting forever.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::hours(24);
+  std::unique_ptr<host::Runtime> runtime;
+  std::unique_ptr<host::HandoverGreen> green;
   try {
-    channel.send(MessageType::Hello, host::handover::encode_hello({host::handover::kProtocolVersion, ::getpid(), version}));
-    host::Runtime runtime(root, host::ChildProcessProbe::of_this_program());
-    host::HandoverGreen green(channel, runtime.server(), runtime.registry(), runtime.load_for_handover(version),
-                              runtime.config(), deadline);
-    channel.send(MessageType::Loaded, host::handover::encode_loaded(green.loaded_modules()));
-    green.receive();
-    runtime.apply_handover_config();
-    channel.send(MessageType::Ready);
-    channel.expect(MessageType::Commit, deadline);
-    // From here this process serves: blue has let go of everything.
-    green.start_serving();
-    host::ReleaseStore store(root);
-    host::PidFile pid_file(host::PidFile::TakeOver{}, store.run_dir() / "hotswap.pid", ::getpid());
-    host::install_crash_handler(store.run_dir() / kCrashFileName);
-    runtime.commit_handover(green.figures());
-    runtime.open_admin(host::make_admin_handler(runtime), green.take_admin_listener());
-    spdlog::info("hotswap host pid {} took over root {} (release {}: {} connection(s), {} listener(s) adopted, {} opened)",
-                 ::getpid(), root.string(), version, green.counts().connections, green.counts().listeners_adopted,
-                 green.counts().listeners_opened);
-    runtime.run();
-    if (runtime.handed_over()) pid_file.hand_over_name();
-    return kOk;
+    channel->send(MessageType::Hello,
+                  host::handover::encode_hello({host::handover::kProtocolVersion, ::getpid(), version}));
+    runtime = std::make_unique<host::Runtime>(root, host::ChildProcessProbe::of_this_program());
+    green = std::make_unique<host::HandoverGreen>(*channel, runtime->server(), runtime->registry(),
+                                                  runtime->load_for_handover(version), runtime->config(), deadline);
+    channel->send(MessageType::Loaded, host::handover::encode_loaded(green->loaded_modules()));
+    green->receive();
+    runtime->apply_handover_config();
+    channel->send(MessageType::Ready);
+    channel->expect(MessageType::Commit, deadline);
   } catch (const std::exception& e) {
     spdlog::critical("handover target: {}", e.what());
     try {
-      channel.send(MessageType::Error, host::handover::encode_error(e.what()));
+      channel->send(MessageType::Error, host::handover::encode_error(e.what()));
     } catch (const std::exception&) {
       // Blue is gone or the socket broke: blue sees this process exit instead.
     }
     return kFailed;
   }
+  // Committed: blue has let go of every socket, so from here nothing may end
+  // this process but its own stop. Each step below logs its failure and serves on.
+  channel.reset();
+  const fs::path run_dir = fs::absolute(root) / "run";  // ReleaseStore::run_dir()
+  std::optional<host::PidFile> pid_file;
+  try {
+    pid_file.emplace(host::PidFile::TakeOver{}, run_dir / "hotswap.pid", ::getpid());
+  } catch (const std::exception& e) {
+    spdlog::error("serving without the pid file: {}", e.what());
+  }
+  green->start_serving();
+  host::install_crash_handler(run_dir / kCrashFileName);
+  runtime->commit_handover(green->figures());
+  try {
+    runtime->open_admin(host::make_admin_handler(*runtime), green->take_admin_listener());
+  } catch (const std::exception& e) {
+    spdlog::error("serving without the admin socket: {}", e.what());
+  }
+  spdlog::info("hotswap host pid {} took over root {} (release {}: {} connection(s), {} listener(s) adopted, {} opened)",
+               ::getpid(), root.string(), version, green->counts().connections, green->counts().listeners_adopted,
+               green->counts().listeners_opened);
+  green.reset();
+  runtime->run();
+  if (pid_file && runtime->handed_over()) pid_file->hand_over_name();
+  return kOk;
 }
 
 }  // namespace

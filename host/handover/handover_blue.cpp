@@ -49,11 +49,16 @@ double ms_between(Clock::time_point from, Clock::time_point to) {
   return std::chrono::duration<double, std::milli>(to - from).count();
 }
 
-// Whether the target keeps the running listener: same name and address, and
-// the same port (or port 0 in the target: any).
-bool target_keeps(const RuntimeConfig& target, const ListenerStatus& running) {
+// Whether the target keeps the running listener as it is: same name,
+// address, framing, frame limit and module, and the same port (or port 0 in
+// the target: any). A listener the target changes otherwise is not moved: its
+// connections would be read with rules they were not made for. Green then
+// fails to bind its address while blue holds it, and blue serves on.
+bool target_keeps(const RuntimeConfig& target, const ListenerConfig& running, uint16_t bound_port) {
   for (const ListenerConfig& l : target.listeners)
-    if (l.name == running.name && l.address == running.address && (l.port == 0 || l.port == running.port)) return true;
+    if (l.name == running.name && l.address == running.address && (l.port == 0 || l.port == bound_port) &&
+        l.framing == running.framing && l.max_frame_bytes == running.max_frame_bytes && l.module == running.module)
+      return true;
   return false;
 }
 
@@ -125,8 +130,18 @@ struct HandoverBlue::Run : std::enable_shared_from_this<HandoverBlue::Run> {
       if (exit_copy >= 0) ::close(exit_copy);
       return fail(std::string("cannot watch the handover socket: ") + std::strerror(errno));
     }
-    socket_wait.assign(socket_copy);
-    exit_wait.assign(exit_copy);
+    boost::system::error_code assigned;
+    socket_wait.assign(socket_copy, assigned);
+    if (assigned) {
+      ::close(socket_copy);
+      ::close(exit_copy);
+      return fail("cannot watch the handover socket: " + assigned.message());
+    }
+    exit_wait.assign(exit_copy, assigned);
+    if (assigned) {
+      ::close(exit_copy);
+      return fail("cannot watch the new process: " + assigned.message());
+    }
     auto self = shared_from_this();
     deadline_timer.expires_at(deadline);
     deadline_timer.async_wait([self](boost::system::error_code ec) {
@@ -160,10 +175,10 @@ struct HandoverBlue::Run : std::enable_shared_from_this<HandoverBlue::Run> {
           throw HandoverError(std::string("unexpected ") + handover::to_string(message.type) +
                               " while waiting for the new process to load");
         self->loaded = handover::decode_loaded(message.body);
+        self->pause();
       } catch (const std::exception& e) {
         return self->fail(e.what());
       }
-      self->pause();
     });
   }
 
@@ -179,7 +194,8 @@ struct HandoverBlue::Run : std::enable_shared_from_this<HandoverBlue::Run> {
     // close gracefully once this process retires.
     std::set<std::string> moving;
     for (const ListenerStatus& l : side.server.listeners())
-      if (target_keeps(request.target_config, l)) moving.insert(l.name);
+      for (const ListenerConfig& running : side.running_config->listeners)
+        if (running.name == l.name && target_keeps(request.target_config, running, l.port)) moving.insert(l.name);
     exported = side.server.pause_for_handover(moving);
     asio::post(side.io, [self = shared_from_this()] { self->transfer(); });
   }
@@ -255,7 +271,10 @@ struct HandoverBlue::Run : std::enable_shared_from_this<HandoverBlue::Run> {
     out.version = running.version();
     out.schema = running.library().state_schema();
     const appup::PlanStep* step = code_step(slot.name());
-    const bool downgrade = direction_between(running.version(), target.version) == appup::Direction::Downgrade;
+    // The plan's direction where it has a step (as the in-place executor), the versions' otherwise.
+    const bool downgrade = step != nullptr ? step->direction == appup::Direction::Downgrade
+                                           : direction_between(running.version(), target.version) ==
+                                                 appup::Direction::Downgrade;
     nlohmann::json extra = nullptr;
     bool migrate = false;
     if (step != nullptr && step->kind == appup::StepKind::RestartModule) {
@@ -399,6 +418,10 @@ HandoverBlue::~HandoverBlue() {
 
 bool HandoverBlue::running() const { return run_ != nullptr; }
 
+void HandoverBlue::abort(const std::string& reason) {
+  if (run_ && !run_->finished) run_->fail(reason);
+}
+
 pid_t HandoverBlue::green_pid() const { return run_ ? run_->green : last_green_; }
 
 nlohmann::json HandoverBlue::last_figures() const { return last_figures_; }
@@ -412,6 +435,10 @@ void HandoverBlue::start(const BlueGreenRequest& request, std::chrono::milliseco
     return;
   }
   run_ = std::make_shared<Run>(*this, request, timeout, progress, std::move(done));
+  for (const appup::PlanStep& step : request.plan.steps)
+    if (step.kind == appup::StepKind::Apply)
+      return run_->fail("the plan runs task " + step.task + " of module " + step.module + " (" + step.origin +
+                        "), which a blue-green handover cannot run yet");
   run_->begin();
 }
 

@@ -39,6 +39,7 @@ struct BlueSide {
   os::OsSysCalls& os;
   boost::filesystem::path root;
   AdminServer* admin = nullptr;  // its listening socket moves too; nullptr: none
+  const RuntimeConfig* running_config = nullptr;  // the listeners as configured (framing, module)
 };
 
 class HandoverBlue {
@@ -53,6 +54,9 @@ class HandoverBlue {
   HandoverBlue& operator=(const HandoverBlue&) = delete;
 
   bool running() const;
+  // Ends a running handover now as failed (`reason`): green is killed and
+  // everything paused resumes; its `done` is called as for any failure.
+  void abort(const std::string& reason);
   // The admin socket that moves with the listeners (it opens after boot).
   void set_admin(AdminServer* admin) { side_.admin = admin; }
   // Starts green on `request.host_binary` and runs the handover. `done` is

@@ -869,7 +869,9 @@ void NetworkServer::release_after_handover() {
   listeners_ = std::move(kept);
   // What stays with blue (listeners the target removed) serves on until the
   // caller's graceful stop; those listeners do not accept again.
-  for (auto& [id, connection] : connections_) connection->resume();
+  // A copy: resuming may close one (a peer that hung up meanwhile).
+  const auto staying = connections_;
+  for (auto& [id, connection] : staying) connection->resume();
   timers_.clear();  // their alarms are cancelled as they go
   ticks_.clear();
 }
