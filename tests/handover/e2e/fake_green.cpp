@@ -188,8 +188,9 @@ int main(int argc, char** argv) {
   if (::fcntl(fd, F_GETFD) < 0) fail("no handover socket on fd " + std::to_string(fd));
 
   if (mode == "protocol") {
+    // Logged first: blue kills this process as soon as it reads the header.
+    log_line("sending Hello with protocol version " + std::to_string(kProtocolVersion + 1));
     send_message(fd, kHello, hello_body(kProtocolVersion + 1, version), kProtocolVersion + 1);
-    log_line("sent Hello with protocol version " + std::to_string(kProtocolVersion + 1));
     while (receive_message(fd)) {
     }
     log_line("blue closed the channel");

@@ -578,7 +578,7 @@ TEST_CASE("green speaks another protocol version: the handover aborts saying so,
   fake_green_mode(root, "protocol");
   const std::string out = failed_handover_under_traffic(root, 100);
   CHECK_THAT(out, Catch::Contains("protocol version 2"));
-  CHECK_THAT(fake_green_log(root), Catch::Contains("sent Hello with protocol version 2"));
+  CHECK_THAT(fake_green_log(root), Catch::Contains("sending Hello with protocol version 2"));
 }
 
 TEST_CASE("green reports an error: the handover aborts with its message, blue serves on", "[handover]") {
