@@ -272,11 +272,12 @@ class NetworkServer::Connection : public std::enable_shared_from_this<Connection
     for (int reads = 0; reads < kReadsPerTurn; ++reads) {
       if (closing_ || paused_ || finished_ || read_waiting_) return;
       boost::system::error_code ec;
-      const size_t n = socket_.read_some(asio::buffer(chunk_), ec);
+      std::vector<char>& chunk = server_.read_buffer_;
+      const size_t n = socket_.read_some(asio::buffer(chunk), ec);
       if (ec == asio::error::would_block || ec == asio::error::try_again) return wait_readable();
       if (ec == asio::error::interrupted) continue;
       if (ec) return abort(ec == asio::error::eof ? HOTSWAP_DISCONNECT_PEER_CLOSED : HOTSWAP_DISCONNECT_IO_ERROR);
-      input_.append(chunk_.data(), n);
+      input_.append(chunk.data(), n);
       // Only this connection's frames are counted while it delivers (one loop thread).
       const uint64_t frames_before = server_.stats_.frames_in;
       if (!deliver_frames()) return;
@@ -425,7 +426,6 @@ class NetworkServer::Connection : public std::enable_shared_from_this<Connection
   hotswap_conn_id id_;
   std::shared_ptr<Listener> listener_;
   std::string peer_;
-  std::array<char, 16 * 1024> chunk_{};
   std::string input_;
   size_t scan_from_ = 0;
   std::deque<std::string> output_;

@@ -197,6 +197,10 @@ class NetworkServer : public HostServices {
   size_t total_output_bytes_ = 0;
   size_t output_peak_since_trim_ = 0;
   bool trim_posted_ = false;
+  // Every connection reads into this one buffer and appends what came to its
+  // own input at once (reads are synchronous on the loop), instead of holding
+  // 16 KiB of its own: 160 MB at 10,000 connections, zeroed at each accept.
+  std::vector<char> read_buffer_ = std::vector<char>(16 * 1024);
   bool shutting_down_ = false;
   bool handover_paused_ = false;  // between pause_for_handover and resume / release
   std::function<void()> on_all_closed_;
