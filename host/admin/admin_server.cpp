@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -193,36 +194,43 @@ void AdminResponder::error(const std::string& message, const std::string& code) 
   }
 }
 
-AdminServer::AdminServer(asio::io_context& io, boost::filesystem::path socket_path, size_t max_request_bytes,
-                         AdminHandler handler)
-    : io_(io),
-      path_(std::move(socket_path)),
-      max_request_bytes_(max_request_bytes),
-      handler_(std::move(handler)),
-      acceptor_(io) {
+namespace {
+
+// A new admin socket bound at `path` (mode 0600) and listening, replacing a
+// stale socket file of a host that died (PidFile rules out a live one).
+// Close-on-exec from the start: a handover's new process inherits only its
+// handover socket.
+os::Fd bind_admin_socket(const boost::filesystem::path& path) {
   boost::system::error_code ec;
-  boost::filesystem::remove(path_, ec);  // a stale socket of a host that died; PidFile rules out a live one
-  local::endpoint endpoint(path_.string());
-  // Close-on-exec from the start: a handover's new process inherits only its
-  // handover socket. Assigned rather than opened, so that Asio takes it out of
-  // its event loop when this process's copy closes after a handover (the
-  // successor holds the same socket).
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw std::runtime_error("cannot create the admin socket: " + std::string(std::strerror(errno)));
-  acceptor_.assign(endpoint.protocol(), fd, ec);
-  if (ec) {
-    ::close(fd);
-    throw std::runtime_error("cannot create the admin socket: " + ec.message());
-  }
-  mode_t old_mask = ::umask(0177);  // the socket file is created 0600
-  acceptor_.bind(endpoint, ec);
+  boost::filesystem::remove(path, ec);
+  os::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) throw std::runtime_error("cannot create the admin socket: " + std::string(std::strerror(errno)));
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (path.string().size() >= sizeof address.sun_path)
+    throw std::runtime_error("the admin socket path " + path.string() + " is too long for a Unix socket");
+  std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
+  const mode_t old_mask = ::umask(0177);  // the socket file is created 0600
+  const int bound = ::bind(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address);
+  const int bind_error = errno;
   ::umask(old_mask);
-  if (ec) throw std::runtime_error("cannot bind the admin socket " + path_.string() + ": " + ec.message());
-  ::chmod(path_.c_str(), 0600);
-  acceptor_.listen();
-  accept_next();
+  if (bound != 0)
+    throw std::runtime_error("cannot bind the admin socket " + path.string() + ": " + std::strerror(bind_error));
+  ::chmod(path.c_str(), 0600);
+  if (::listen(fd.get(), SOMAXCONN) != 0)
+    throw std::runtime_error("cannot listen on the admin socket " + path.string() + ": " + std::strerror(errno));
+  return fd;
 }
 
+}  // namespace
+
+AdminServer::AdminServer(asio::io_context& io, boost::filesystem::path socket_path, size_t max_request_bytes,
+                         AdminHandler handler)
+    : AdminServer(io, socket_path, bind_admin_socket(socket_path), max_request_bytes, std::move(handler)) {}
+
+// Assigned rather than opened, so that Asio takes the socket out of its event
+// loop when this process's copy closes after a handover (the successor holds
+// the same socket).
 AdminServer::AdminServer(asio::io_context& io, boost::filesystem::path socket_path, os::Fd listening,
                          size_t max_request_bytes, AdminHandler handler)
     : io_(io),
@@ -232,7 +240,7 @@ AdminServer::AdminServer(asio::io_context& io, boost::filesystem::path socket_pa
       acceptor_(io) {
   boost::system::error_code ec;
   acceptor_.assign(local(), listening.get(), ec);
-  if (ec) throw std::runtime_error("cannot adopt the admin socket " + path_.string() + ": " + ec.message());
+  if (ec) throw std::runtime_error("cannot use the admin socket " + path_.string() + ": " + ec.message());
   listening.release();
   accept_next();
 }

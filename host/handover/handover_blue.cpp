@@ -29,10 +29,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// The admin socket travels as a listener of this name (no runtime config
-// listener can have it: names are identifiers).
-constexpr const char kAdminListenerName[] = "@admin";
-
 std::vector<std::string> current_environment() {
   std::vector<std::string> env;
   for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) env.emplace_back(*entry);
@@ -221,7 +217,7 @@ struct HandoverBlue::Run : std::enable_shared_from_this<HandoverBlue::Run> {
     std::vector<int> fds;
     for (const ListenerHandover& l : moving) fds.push_back(l.fd);
     if (side.admin != nullptr) {
-      moving.push_back({kAdminListenerName, side.admin->path().string(), 0, side.admin->listening_fd()});
+      moving.push_back({handover::kAdminListenerName, side.admin->path().string(), 0, side.admin->listening_fd()});
       fds.push_back(side.admin->listening_fd());
     }
     if (moving.size() > handover::kMaxFdsPerMessage) throw HandoverError("too many listeners to hand over");

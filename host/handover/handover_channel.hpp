@@ -75,6 +75,10 @@ constexpr size_t kMaxFdsPerMessage = 252;
 constexpr size_t kBodyPacketBytes = 64 * 1024;
 constexpr uint64_t kMaxBodyBytes = uint64_t(8) << 30;
 
+// The name under which the admin socket travels in Listeners (no runtime
+// config listener can have it: listener names are identifiers).
+constexpr const char kAdminListenerName[] = "@admin";
+
 enum class MessageType : uint16_t {
   Hello = 1,
   Loaded = 2,

@@ -12,10 +12,6 @@ namespace hotswap::host {
 using handover::HandoverError;
 using handover::MessageType;
 
-namespace {
-constexpr const char kAdminListenerName[] = "@admin";  // handover_blue.cpp
-}  // namespace
-
 HandoverGreen::HandoverGreen(handover::HandoverChannel& channel, NetworkServer& server, ModuleRegistry& registry,
                              std::vector<std::shared_ptr<LoadedLibrary>> libraries, const RuntimeConfig& config,
                              Clock::time_point deadline)
@@ -57,7 +53,7 @@ void HandoverGreen::adopt_listeners(handover::Message message) {
   std::set<std::string> adopted;
   for (size_t i = 0; i < received.size(); ++i) {
     const ListenerHandover& l = received[i];
-    if (l.name == kAdminListenerName) {
+    if (l.name == handover::kAdminListenerName) {
       admin_listener_ = std::move(message.fds[i]);
       continue;
     }

@@ -234,12 +234,15 @@ uint64_t Traffic::answered_with_tag(const std::string& tag) const {
 }
 
 bool Traffic::wait_until(const std::function<bool()>& condition, std::chrono::milliseconds limit) const {
-  const Clock::time_point deadline = Clock::now() + limit;
-  for (;;) {
-    if (condition()) return true;
-    if (finished_.load() || Clock::now() > deadline) return condition();
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // spaces the polls; the outcome never depends on it
-  }
+  // Woken by the traffic thread after every turn of its loop (announce_progress).
+  std::unique_lock<std::mutex> lock(progress_mutex_);
+  progress_.wait_for(lock, limit, [&] { return condition() || finished_.load(); });
+  return condition();
+}
+
+void Traffic::announce_progress() {
+  { std::lock_guard<std::mutex> lock(progress_mutex_); }
+  progress_.notify_all();
 }
 
 TrafficReport Traffic::stop(std::chrono::milliseconds drain) {
@@ -523,8 +526,10 @@ void Traffic::run() {
       if (options_.interval.count() == 0 && c.fd >= 0 && !c.closing && !stopping_.load())
         while (c.outstanding.size() < options_.window) send_request(index, c, now);
     }
+    announce_progress();
   }
   finished_ = true;
+  announce_progress();
 }
 
 }  // namespace hotswap::test::handover

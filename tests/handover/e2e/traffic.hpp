@@ -16,10 +16,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -153,12 +155,16 @@ class Traffic {
   struct Connection;
   struct Impl;
   void run();
+  // Wakes wait_until() once the traffic thread's counters may have moved.
+  void announce_progress();
 
   TrafficOptions options_;
   std::unique_ptr<Impl> impl_;
   std::thread thread_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> finished_{false};
+  mutable std::mutex progress_mutex_;
+  mutable std::condition_variable progress_;
   std::atomic<uint64_t> answered_{0};
   std::atomic<uint64_t> reconnected_answered_{0};
   std::atomic<uint64_t> dropped_{0};
