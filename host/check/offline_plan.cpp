@@ -67,6 +67,8 @@ class OfflinePlanner {
     std::set<std::string> listener_owners;
     for (const ListenerConfig& listener : running_config.listeners) listener_owners.insert(listener.module);
     result_.handover_reasons = blue_green_reasons(*result_.plan, listener_owners, running_config, target_config);
+    // Against this program's module ABI: the host that would run the plan.
+    for (std::string& reason : module_abi_changes(*result_.plan)) result_.handover_reasons.push_back(std::move(reason));
     // No host runs: the host binary changes when both releases ship one and they differ.
     const fs::path running_binary = release_host_binary(from_.dir());
     if (fs::exists(running_binary)) {

@@ -1,9 +1,11 @@
 #include "core/elf_image.hpp"
 
 #include <elf.h>
+#include <hotswap/module.h>
 
 #include <cstring>
 #include <optional>
+#include <string_view>
 
 namespace hotswap::host {
 namespace {
@@ -230,9 +232,18 @@ std::string symbol_name(const Image& image, uint64_t strtab_at, uint64_t strsz, 
   return std::string(reinterpret_cast<const char*>(begin), static_cast<const unsigned char*>(end) - begin);
 }
 
-// Counts the dynamic symbols and refuses STB_GNU_UNIQUE ones. The dynamic
-// section is what ld.so reads, so it is read here too (section headers may be stripped).
-size_t check_dynamic_symbols(const Image& image, const std::vector<Elf64_Phdr>& headers) {
+// The ABI tag's value, from the file bytes of the loadable segment that holds it.
+uint32_t read_abi_tag(const Image& image, const AddressMap& map, const Elf64_Sym& symbol) {
+  if (symbol.st_shndx == SHN_UNDEF || ELF64_ST_TYPE(symbol.st_info) != STT_OBJECT ||
+      symbol.st_size != sizeof(uint32_t))
+    corrupt(std::string("the ABI tag ") + HOTSWAP_ABI_SYMBOL + " is not a defined 4-byte object");
+  return image.read<uint32_t>(map.offset_of(symbol.st_value, sizeof(uint32_t), "the ABI tag"), "the ABI tag");
+}
+
+// Counts the dynamic symbols, reads the ABI tag and refuses STB_GNU_UNIQUE
+// symbols. The dynamic section is what ld.so reads, so it is read here too
+// (section headers may be stripped).
+void check_dynamic_symbols(const Image& image, const std::vector<Elf64_Phdr>& headers, ElfImageFacts& facts) {
   const Elf64_Phdr* dynamic = nullptr;
   for (const Elf64_Phdr& ph : headers)
     if (ph.p_type == PT_DYNAMIC) {
@@ -241,7 +252,7 @@ size_t check_dynamic_symbols(const Image& image, const std::vector<Elf64_Phdr>& 
     }
   if (dynamic == nullptr) corrupt("no dynamic segment (PT_DYNAMIC): not a loadable shared object");
   const DynamicTables tables = read_dynamic(image, *dynamic);
-  if (!tables.symtab) return 0;
+  if (!tables.symtab) return;
   if (tables.syment && *tables.syment != sizeof(Elf64_Sym))
     corrupt("dynamic symbol size " + std::to_string(*tables.syment) + ", expected " + std::to_string(sizeof(Elf64_Sym)));
   if (!tables.strtab || !tables.strsz) corrupt("a dynamic symbol table without its string table");
@@ -255,8 +266,14 @@ size_t check_dynamic_symbols(const Image& image, const std::vector<Elf64_Phdr>& 
 
   std::vector<std::string> unique;
   size_t unique_count = 0;
+  constexpr std::string_view kAbiTag = HOTSWAP_ABI_SYMBOL;
   for (uint64_t i = 0; i < count; ++i) {
     const Elf64_Sym symbol = image.read<Elf64_Sym>(symtab_at + i * sizeof(Elf64_Sym), "a dynamic symbol");
+    if (ELF64_ST_BIND(symbol.st_info) == STB_GLOBAL && symbol.st_shndx != SHN_UNDEF &&
+        symbol_name(image, strtab_at, *tables.strsz, symbol.st_name) == kAbiTag) {
+      if (facts.module_abi) corrupt(std::string("two ABI tags (") + HOTSWAP_ABI_SYMBOL + ")");
+      facts.module_abi = read_abi_tag(image, map, symbol);
+    }
     if (ELF64_ST_BIND(symbol.st_info) != STB_GNU_UNIQUE) continue;
     ++unique_count;
     if (unique.size() < kUniqueNamesShown) unique.push_back(symbol_name(image, strtab_at, *tables.strsz, symbol.st_name));
@@ -270,7 +287,7 @@ size_t check_dynamic_symbols(const Image& image, const std::vector<Elf64_Phdr>& 
                             "): glibc never unloads such a library, so a new version would keep the old one's "
                             "data. Build the module with -fno-gnu-unique (hotswap_add_module does)");
   }
-  return count;
+  facts.dynamic_symbols = count;
 }
 
 }  // namespace
@@ -283,7 +300,7 @@ ElfImageFacts check_elf_image(const unsigned char* data, size_t size) {
   const std::vector<Elf64_Phdr> headers = read_program_headers(image, header);
   ElfImageFacts facts;
   facts.program_headers = headers.size();
-  facts.dynamic_symbols = check_dynamic_symbols(image, headers);
+  check_dynamic_symbols(image, headers, facts);
   return facts;
 }
 

@@ -14,12 +14,17 @@
 //    version's data. They come from template static data members and inline
 //    variables built without -fno-gnu-unique.
 //
+// It also reads the module's ABI tag (module.h, HOTSWAP_ABI_SYMBOL): the
+// 4-byte value of that exported data symbol, taken from the file bytes that
+// hold it, so a module's ABI is known before any of its code runs.
+//
 // It reads only the span it is given (never past it, never a pointer inside
 // it), so it can be run on any bytes: the unit tests hand it corrupt headers.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -45,6 +50,10 @@ class ElfImageError : public std::runtime_error {
 struct ElfImageFacts {
   size_t program_headers = 0;
   size_t dynamic_symbols = 0;  // entries of the dynamic symbol table (0 when it has none)
+  // The value of the exported HOTSWAP_ABI_SYMBOL; nullopt when the library has
+  // none (built before the tag existed). A tag that is not a defined 4-byte
+  // object whose bytes lie in the file is Corrupt.
+  std::optional<uint32_t> module_abi;
 };
 
 // Checks the image in [data, data + size). Throws ElfImageError with a message

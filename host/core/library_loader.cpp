@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <optional>
 #include <utility>
 
@@ -174,6 +175,19 @@ bool LoadedLibrary::close() {
   return false;
 }
 
+namespace {
+// Refuses a module ABI outside [HOTSWAP_ABI_VERSION_MIN, HOTSWAP_ABI_VERSION].
+void check_abi_supported(const std::string& display, uint32_t abi) {
+  const std::string supported = std::to_string(HOTSWAP_ABI_VERSION_MIN) + ".." + std::to_string(HOTSWAP_ABI_VERSION);
+  if (abi > HOTSWAP_ABI_VERSION)
+    throw LoadError(LoadError::Kind::AbiTooNew, display + " was built for module ABI " + std::to_string(abi) +
+                                                    ", newer than this host supports (" + supported + ")");
+  if (abi < HOTSWAP_ABI_VERSION_MIN)
+    throw LoadError(LoadError::Kind::AbiTooOld, display + " was built for module ABI " + std::to_string(abi) +
+                                                    ", older than this host supports (" + supported + ")");
+}
+}  // namespace
+
 LoadError dlopen_failure(const std::string& display, const std::string& dlerror_text) {
   if (dlerror_text.find("undefined symbol") != std::string::npos)
     return LoadError(LoadError::Kind::UnresolvedSymbol, "cannot load " + display + ": unresolved symbol: " + dlerror_text);
@@ -195,13 +209,7 @@ hotswap_module_descriptor read_module_descriptor(os::OsSysCalls& os, void* handl
       }) != HOTSWAP_OK)
     throw LoadError(Kind::BadDescriptor, display + ": the entry symbol " + kThrewAcrossAbi);
   if (d == nullptr) throw LoadError(Kind::BadDescriptor, display + ": the entry symbol returned no descriptor");
-  std::string supported = std::to_string(HOTSWAP_ABI_VERSION_MIN) + ".." + std::to_string(HOTSWAP_ABI_VERSION);
-  if (d->abi_version > HOTSWAP_ABI_VERSION)
-    throw LoadError(Kind::AbiTooNew, display + " was built for module ABI " + std::to_string(d->abi_version) +
-                                         ", newer than this host supports (" + supported + ")");
-  if (d->abi_version < HOTSWAP_ABI_VERSION_MIN)
-    throw LoadError(Kind::AbiTooOld, display + " was built for module ABI " + std::to_string(d->abi_version) +
-                                         ", older than this host supports (" + supported + ")");
+  check_abi_supported(display, d->abi_version);
   if (d->struct_size < kDescriptorSizeV1)
     throw LoadError(Kind::BadDescriptor, display + ": descriptor is " + std::to_string(d->struct_size) +
                                              " bytes, ABI 1 needs at least " + std::to_string(kDescriptorSizeV1));
@@ -286,7 +294,8 @@ os::Fd LibraryLoader::copy_to_sealed_memory(const fs::path& file, const LoadExpe
   return memory;
 }
 
-void LibraryLoader::check_memory_copy(int memory_file, const fs::path& file, const LoadExpectation& expect) {
+std::optional<uint32_t> LibraryLoader::check_memory_copy(int memory_file, const fs::path& file,
+                                                         const LoadExpectation& expect) {
   using Kind = LoadError::Kind;
   struct stat st {};
   if (const os::SysCallIntResult got = os_.fstat(memory_file, st); !got.ok())
@@ -308,7 +317,30 @@ void LibraryLoader::check_memory_copy(int memory_file, const fs::path& file, con
                                               expect.sha256 + ": the file was changed after the release was built");
   }
   try {
-    check_elf_image(bytes, size);
+    return check_elf_image(bytes, size).module_abi;
+  } catch (const ElfImageError& e) {
+    refuse_elf(file, e);
+  }
+}
+
+std::optional<uint32_t> read_module_abi_tag(const fs::path& file) {
+  using Kind = LoadError::Kind;
+  std::ifstream in(file.string(), std::ios::binary);
+  if (!in) throw LoadError(Kind::MissingFile, "cannot open " + file.string() + ": " + std::strerror(errno));
+  std::vector<unsigned char> bytes;
+  // One byte past the limit tells a file that is too large from one that fits.
+  constexpr uint64_t kLimit = LibraryLoader::kMaxLibraryBytes;
+  unsigned char chunk[64 * 1024];
+  while (in && bytes.size() <= kLimit) {
+    in.read(reinterpret_cast<char*>(chunk), sizeof chunk);
+    bytes.insert(bytes.end(), chunk, chunk + in.gcount());
+  }
+  if (in.bad()) throw LoadError(Kind::MissingFile, "cannot read " + file.string());
+  if (bytes.size() > kLimit)
+    throw LoadError(Kind::TooLarge, "refusing " + file.string() + ": more than the " + std::to_string(kLimit) +
+                                        " bytes a module library may have");
+  try {
+    return check_elf_image(bytes.data(), bytes.size()).module_abi;
   } catch (const ElfImageError& e) {
     refuse_elf(file, e);
   }
@@ -322,8 +354,10 @@ std::shared_ptr<LoadedLibrary> LibraryLoader::load(const fs::path& file, const L
     throw LoadError(Kind::NotSharedObject, "module file " + file.string() + " is not a regular file");
 
   os::Fd memory = copy_to_sealed_memory(file, expect);
-  check_memory_copy(memory.get(), file, expect);
+  const std::optional<uint32_t> abi_tag = check_memory_copy(memory.get(), file, expect);
   if (buffer_.capacity() > kKeptBufferBytes) std::vector<unsigned char>().swap(buffer_);  // do not hold a huge one
+  // Refused before any of its code runs (its static constructors run inside dlopen).
+  if (abi_tag) check_abi_supported(file.string() + " (by its ABI tag)", *abi_tag);
   if (probe_) probe_->probe(memory.get(), file, expect);
 
   // The memory file stays open while the library is loaded: its path cannot name another library meanwhile.

@@ -150,6 +150,13 @@ class LoadedLibrary {
 hotswap_module_descriptor read_module_descriptor(os::OsSysCalls& os, void* handle, const std::string& display,
                                                  const LoadExpectation& expect);
 
+// The ABI tag of the module library `file` (module.h, HOTSWAP_ABI_SYMBOL),
+// read from the file without loading it; nullopt when the library has none.
+// For planning an upgrade: throws LoadError naming the file when it cannot be
+// read, is larger than LibraryLoader::kMaxLibraryBytes or is not a loadable
+// shared object (a load of it would fail the same way).
+std::optional<uint32_t> read_module_abi_tag(const boost::filesystem::path& file);
+
 // The LoadError for a failed dlopen of `display` (UnresolvedSymbol or DlopenFailed).
 LoadError dlopen_failure(const std::string& display, const std::string& dlerror_text);
 
@@ -182,7 +189,9 @@ class LibraryLoader {
 
  private:
   os::Fd copy_to_sealed_memory(const boost::filesystem::path& file, const LoadExpectation& expect);
-  void check_memory_copy(int memory_file, const boost::filesystem::path& file, const LoadExpectation& expect);
+  // Returns the library's ABI tag (ElfImageFacts::module_abi).
+  std::optional<uint32_t> check_memory_copy(int memory_file, const boost::filesystem::path& file,
+                                            const LoadExpectation& expect);
 
   os::OsSysCalls& os_;
   std::shared_ptr<ModuleProbe> probe_;

@@ -14,6 +14,7 @@
 #include <hotswap/appup/planner.hpp>
 #include <map>
 
+#include "core/library_loader.hpp"
 #include "core/sha256.hpp"
 #include "release/release_files.hpp"
 #include "upgrade/retired_libraries.hpp"
@@ -325,6 +326,24 @@ std::vector<std::string> blue_green_reasons(const appup::Plan& plan, const std::
   return reasons;
 }
 
+std::vector<std::string> module_abi_changes(const appup::Plan& plan) {
+  std::vector<std::string> reasons;
+  for (const appup::PlanStep& step : plan.steps) {
+    if (!step.code) continue;
+    std::optional<uint32_t> abi;
+    try {
+      abi = read_module_abi_tag(step.code->file);
+    } catch (const LoadError&) {
+      continue;  // its load fails with this error, naming the step
+    }
+    if (abi && *abi > HOTSWAP_ABI_VERSION)
+      reasons.push_back("module " + step.module + " " + step.to_version + " is built for module ABI " +
+                        std::to_string(*abi) + ", newer than this host supports (" +
+                        std::to_string(HOTSWAP_ABI_VERSION_MIN) + ".." + std::to_string(HOTSWAP_ABI_VERSION) + ")");
+  }
+  return reasons;
+}
+
 fs::path release_host_binary(const fs::path& release_dir) { return release_dir / "bin" / "hotswap"; }
 
 std::optional<std::string> host_binary_change(const fs::path& running_release_dir, const fs::path& target_release_dir,
@@ -347,6 +366,7 @@ std::vector<std::string> UpgradeCoordinator::handover_reasons(const std::string&
                                                               const appup::Plan& plan) {
   const RuntimeConfig target_config = load_runtime_config(store_.runtime_config_path(version));
   std::vector<std::string> reasons = blue_green_reasons(plan, listener_owners, running_config, target_config);
+  for (std::string& reason : module_abi_changes(plan)) reasons.push_back(std::move(reason));
   const std::optional<std::string> binary_change =
       host_binary_change(store_.release_dir(running.version), store_.release_dir(version), [this] {
         if (running_program_sha256_.empty()) running_program_sha256_ = sha256_file(running_program_);

@@ -119,6 +119,15 @@ void check_config_matches(const RuntimeConfig& config, const appup::ReleaseManif
 std::vector<std::string> blue_green_reasons(const appup::Plan& plan, const std::set<std::string>& listener_owners,
                                             const RuntimeConfig& running_config, const RuntimeConfig& target_config);
 
+// One line for each module the plan loads whose ABI tag (module.h) is newer
+// than this host's HOTSWAP_ABI_VERSION: "module chat 2.0.0 is built for
+// module ABI 2, newer than this host supports (1..1)". Only a host built for
+// that ABI can load it, so the upgrade hands over to the target release's
+// bin/hotswap. Reads each library's file (not on the loop). A module without
+// a tag, and a file that cannot be read or is no shared object, add nothing:
+// loading them checks the ABI, and fails with the precise error, as before.
+std::vector<std::string> module_abi_changes(const appup::Plan& plan);
+
 // The target release's host binary: <release dir>/bin/hotswap.
 boost::filesystem::path release_host_binary(const boost::filesystem::path& release_dir);
 

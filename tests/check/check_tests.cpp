@@ -409,6 +409,24 @@ TEST_CASE("the offline plan shows a blue-green handover and why", "[check][plan]
                                            "up[0].instructions[0] requires a blue-green handover (new wire format)");
   CHECK_THAT(marked_plan.handover_reasons[1], Catch::StartsWith("the host binary changes (sha256 "));
 
+  // A module built for a newer module ABI than this host's (its ABI tag, read
+  // without loading it): only the target's own host can run it.
+  ReleaseCopy newer_abi("1.1.0");
+  fs::create_directories(newer_abi.dir / "bin");
+  fs::copy_file(kReleases / "counter-1.1.0" / "bin" / "hotswap", newer_abi.dir / "bin" / "hotswap");
+  fs::copy_file(kModules / "abi-too-new" / "counter-2.0.0.so", newer_abi.dir / "modules" / "counter-1.1.0.so",
+                fs::copy_option::overwrite_if_exists);
+  const auto abi_plan = hotswap::host::plan_offline(kReleases / "counter-1.0.0", newer_abi.dir, *loader);
+  INFO(abi_plan.error);
+  REQUIRE(abi_plan.ok());
+  CHECK(abi_plan.handover_reasons ==
+        std::vector<std::string>{"module counter 1.1.0 is built for module ABI 99, newer than this host supports "
+                                 "(1..1)"});
+  fs::remove_all(newer_abi.dir / "bin");
+  const auto abi_refused = hotswap::host::plan_offline(kReleases / "counter-1.0.0", newer_abi.dir, *loader);
+  CHECK(abi_refused.error == "release 1.1.0 needs a blue-green handover (module counter 1.1.0 is built for module ABI "
+                             "99, newer than this host supports (1..1)), but it has no bin/hotswap to hand over to");
+
   // The same in place: no handover, no reasons.
   const auto plain = hotswap::host::plan_offline(kReleases / "counter-1.0.0", kReleases / "counter-1.1.0", *loader);
   REQUIRE(plain.ok());

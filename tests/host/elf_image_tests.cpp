@@ -7,7 +7,9 @@
 #include <cstddef>
 #include <cstring>
 #include <fstream>
+#include <hotswap/module.h>
 #include <iterator>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -53,6 +55,25 @@ size_t first_of_type(const Bytes& image, uint32_t type) {
   return 0;
 }
 
+// The offset of the dynamic symbol `name`'s entry (found through the section headers).
+size_t dynamic_symbol_offset(const Bytes& image, const std::string& name) {
+  const Elf64_Ehdr header = header_of(image);
+  for (size_t i = 0; i < header.e_shnum; ++i) {
+    Elf64_Shdr symbols;
+    std::memcpy(&symbols, image.data() + header.e_shoff + i * sizeof(Elf64_Shdr), sizeof symbols);
+    if (symbols.sh_type != SHT_DYNSYM) continue;
+    Elf64_Shdr strings;
+    std::memcpy(&strings, image.data() + header.e_shoff + symbols.sh_link * sizeof(Elf64_Shdr), sizeof strings);
+    for (size_t at = symbols.sh_offset; at < symbols.sh_offset + symbols.sh_size; at += sizeof(Elf64_Sym)) {
+      Elf64_Sym symbol;
+      std::memcpy(&symbol, image.data() + at, sizeof symbol);
+      if (name == reinterpret_cast<const char*>(image.data() + strings.sh_offset + symbol.st_name)) return at;
+    }
+  }
+  FAIL("no dynamic symbol " << name);
+  return 0;
+}
+
 // The image is refused with `kind` and a message containing `text`.
 void expect_refused(const Bytes& image, ElfImageError::Kind kind, const std::string& text) {
   try {
@@ -72,6 +93,30 @@ TEST_CASE("a real module library passes and its dynamic symbols are counted", "[
   const hotswap::host::ElfImageFacts facts = check_elf_image(image.data(), image.size());
   CHECK(facts.program_headers > 2);
   CHECK(facts.dynamic_symbols > 1);  // the null symbol and at least the entry symbol
+}
+
+TEST_CASE("the ABI tag is read from the file: present, absent, or not a 4-byte object in the file", "[elf]") {
+  const Bytes image = good_library();
+  CHECK(check_elf_image(image.data(), image.size()).module_abi == std::optional<uint32_t>(HOTSWAP_ABI_VERSION));
+  const Bytes newer = read_bytes(hotswap::test::module_file("abi-too-new", "counter", "2.0.0"));
+  CHECK(check_elf_image(newer.data(), newer.size()).module_abi == std::optional<uint32_t>(99));
+  // A module with a hand-written descriptor and no tag, as built before tags existed.
+  const Bytes untagged = read_bytes(hotswap::test::module_file("crashy", "crashy", "1.0.0"));
+  CHECK_FALSE(check_elf_image(untagged.data(), untagged.size()).module_abi);
+
+  const size_t tag = dynamic_symbol_offset(image, HOTSWAP_ABI_SYMBOL);
+  Elf64_Sym symbol;
+  std::memcpy(&symbol, image.data() + tag, sizeof symbol);
+  Bytes wrong_size = image;
+  Elf64_Sym resized = symbol;
+  resized.st_size = 8;
+  std::memcpy(wrong_size.data() + tag, &resized, sizeof resized);
+  expect_refused(wrong_size, ElfImageError::Kind::Corrupt, "the ABI tag hotswap_module_abi is not a defined 4-byte object");
+  Bytes elsewhere = image;
+  Elf64_Sym moved = symbol;
+  moved.st_value = 0x7fff0000;
+  std::memcpy(elsewhere.data() + tag, &moved, sizeof moved);
+  expect_refused(elsewhere, ElfImageError::Kind::Corrupt, "the ABI tag at address 0x7fff0000");
 }
 
 TEST_CASE("text and empty files are not ELF files", "[elf]") {

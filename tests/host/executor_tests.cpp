@@ -143,7 +143,8 @@ TEST_CASE("a step over its timeout rolls back") {
 }
 
 TEST_CASE("a library that fails to load refuses the upgrade before anything pauses") {
-  auto variant = GENERATE(as<std::string>{}, "not-a-library", "no-entry", "unresolved", "abi-too-new", "abi-too-old");
+  auto variant = GENERATE(as<std::string>{}, "not-a-library", "no-entry", "unresolved", "abi-too-new", "abi-too-new-untagged",
+                          "abi-too-old");
   Fixture f;
   std::string before = f.state();
   UpgradeReport r = f.executor.run(plan_of({step(StepKind::Update, "counter", "1.0.0", "2.0.0", variant)}));

@@ -182,12 +182,18 @@ TEST_CASE("loader refuses a library with unresolved symbols") {
   expect_load_error("unresolved", LoadError::Kind::UnresolvedSymbol, "hotswap_test_symbol_nobody_defines");
 }
 
-TEST_CASE("loader refuses a module built for a newer ABI") {
-  expect_load_error("abi-too-new", LoadError::Kind::AbiTooNew, "module ABI 99");
+TEST_CASE("loader refuses a module built for a newer ABI by its ABI tag, before loading it") {
+  expect_load_error("abi-too-new", LoadError::Kind::AbiTooNew,
+                    "counter-2.0.0.so (by its ABI tag) was built for module ABI 99, newer than this host supports (1..1)");
+}
+
+TEST_CASE("loader refuses a module built for a newer ABI by its descriptor when it has no ABI tag") {
+  expect_load_error("abi-too-new-untagged", LoadError::Kind::AbiTooNew,
+                    "counter-2.0.0.so was built for module ABI 99, newer than this host supports (1..1)");
 }
 
 TEST_CASE("loader refuses a module built for an older ABI") {
-  expect_load_error("abi-too-old", LoadError::Kind::AbiTooOld, "module ABI 0");
+  expect_load_error("abi-too-old", LoadError::Kind::AbiTooOld, "(by its ABI tag) was built for module ABI 0");
 }
 
 TEST_CASE("loader refuses a descriptor shorter than its ABI requires") {

@@ -1,7 +1,8 @@
 /* A module written against the C ABI alone (no C++ layer), used for the
  * deliberately broken variants: compile definitions pick the defect.
  *   BROKEN_MIGRATE_ERROR  migrate_up returns HOTSWAP_ERROR with a message
- *   DESCRIPTOR_ABI=N      claims module ABI version N
+ *   DESCRIPTOR_ABI=N      claims module ABI version N (in its descriptor and its ABI tag)
+ *   NO_ABI_TAG            exports no ABI tag, as a module built before tags existed
  *   DESCRIPTOR_SHORT      claims a descriptor smaller than ABI 1 requires
  *   DESCRIPTOR_NEWER      built as against a newer header: fields appended after on_stop
  *   NEEDS_MISSING_SYMBOL  calls a function no library defines
@@ -13,6 +14,11 @@
 
 #ifndef DESCRIPTOR_ABI
 #define DESCRIPTOR_ABI HOTSWAP_ABI_VERSION
+#endif
+
+#ifndef NO_ABI_TAG
+/* HOTSWAP_DEFINE_ABI_TAG() with the claimed version. */
+HOTSWAP_EXPORT HOTSWAP_USED_ const uint32_t hotswap_module_abi = DESCRIPTOR_ABI;
 #endif
 
 #ifdef NEEDS_MISSING_SYMBOL

@@ -178,12 +178,14 @@ TEST_CASE("a module builds with the installed pkg-config file's flags alone", "[
                                   pkg_config + "--variable=check_unique_script hotswap)\"");
   INFO(unique_check.out);
   CHECK(unique_check.code == 0);
-  // Hidden visibility: the module's own code exports its entry point and nothing
-  // else (the standard library's inline templates keep theirs, weak).
+  // Hidden visibility: the module's own code exports its entry point and its
+  // ABI tag and nothing else (the standard library's inline templates keep
+  // theirs, weak).
   Result exported = run_shell("nm -D --defined-only " + quoted(library) + " | grep -v ' [WVu] '");
   INFO(exported.out);
   CHECK(exported.out.find(" T hotswap_module_entry\n") != std::string::npos);
-  CHECK(std::count(exported.out.begin(), exported.out.end(), '\n') == 1);
+  CHECK(exported.out.find(" R hotswap_module_abi\n") != std::string::npos);
+  CHECK(std::count(exported.out.begin(), exported.out.end(), '\n') == 2);
 }
 
 TEST_CASE("hotswap_add_release accepts an appup of its own module version and lists it in the manifest") {

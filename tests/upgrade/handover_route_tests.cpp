@@ -22,7 +22,7 @@ using hotswap::test::ModuleSpec;
 using hotswap::test::TestRoot;
 using nlohmann::json;
 
-constexpr std::chrono::seconds kDeadline{10};  // only reached when the code under test never answers
+constexpr std::chrono::seconds kNeverAnswered{10};  // only reached when the code under test never answers
 
 json blue_green_appup() {
   return {{"module", "counter"},
@@ -61,7 +61,7 @@ class Host {
   // Runs the loop until `condition` holds; false past the deadline.
   template <class Condition>
   bool run_until(Condition condition) {
-    const auto deadline = std::chrono::steady_clock::now() + kDeadline;
+    const auto deadline = std::chrono::steady_clock::now() + kNeverAnswered;
     while (!condition()) {
       if (std::chrono::steady_clock::now() > deadline) return false;
       io_.run_one_for(std::chrono::milliseconds(100));
@@ -295,6 +295,52 @@ TEST_CASE("another host binary in the target release is a reason, and a target w
   CHECK(host.report->outcome == UpgradeReport::Outcome::Refused);
   CHECK(host.report->error ==
         "release 2.0.0 needs a blue-green handover (forced (--blue-green)), but it has no bin/hotswap to hand over to");
+}
+
+TEST_CASE("a module built for a newer module ABI is a reason, read from its file, and needs the target's host") {
+  // counter 2.0.0 claims module ABI 99, by its ABI tag as by its descriptor.
+  TestRoot root;
+  root.add_release("1.0.0", {{"counter", "1.0.0"}}, hotswap::test::counter_runtime());
+  root.add_release("2.0.0", {ModuleSpec{"counter", "2.0.0", "abi-too-new", hotswap::test::counter_v2_appup()}},
+                   hotswap::test::counter_runtime());
+  write_host_binary(root, "1.0.0", "host 1\n");
+  write_host_binary(root, "2.0.0", "host 1\n");
+  const std::string reason = "module counter 2.0.0 is built for module ABI 99, newer than this host supports (1..1)";
+  {
+    Host host(root);
+    host.start({});
+    REQUIRE(host.run_until([&] { return host.pending_done.has_value(); }));
+    REQUIRE(host.seen);
+    CHECK(host.seen->reasons == std::vector<std::string>{reason});
+    // No in-place check loaded it: the host never ran code it cannot run.
+    CHECK(host.event_named("check") == nullptr);
+    REQUIRE(host.answer(committed_figures()));
+    CHECK(host.report->committed());
+  }
+  // Without a host of its own to hand over to, the upgrade is refused before anything is loaded.
+  fs::remove_all(root.dir() / "releases" / "2.0.0" / "bin");
+  Host host(root);
+  host.start({});
+  REQUIRE(host.run_until([&] { return host.report.has_value(); }));
+  CHECK_FALSE(host.seen);
+  CHECK(host.report->outcome == UpgradeReport::Outcome::Refused);
+  CHECK(host.report->error ==
+        "release 2.0.0 needs a blue-green handover (" + reason + "), but it has no bin/hotswap to hand over to");
+
+  // Modules at this host's ABI, and modules without a tag, are no reason.
+  const fs::path modules = HOTSWAP_TEST_MODULES_DIR;
+  hotswap::appup::Plan plan;
+  hotswap::appup::PlanStep step;
+  step.kind = hotswap::appup::StepKind::LoadModule;
+  step.module = "counter";
+  step.code = hotswap::appup::ModuleEntry{};
+  step.code->file = modules / "good" / "counter-1.1.0.so";
+  plan.steps.push_back(step);
+  step.code->file = modules / "crashy" / "crashy-1.0.0.so";  // a hand-written descriptor, no tag
+  plan.steps.push_back(step);
+  step.code->file = modules / "not-a-library" / "counter-2.0.0.so";  // its load reports it
+  plan.steps.push_back(step);
+  CHECK(hotswap::host::module_abi_changes(plan).empty());
 }
 
 TEST_CASE("the same host binary in both releases is no reason, whatever program runs") {

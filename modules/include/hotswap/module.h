@@ -1,8 +1,9 @@
 /*
  * hotswap module ABI: the only header a module must include.
  *
- * A module is a shared object that exports exactly one symbol,
- * HOTSWAP_ENTRY_SYMBOL, returning a static hotswap_module_descriptor. The host
+ * A module is a shared object that exports two symbols: HOTSWAP_ENTRY_SYMBOL,
+ * returning a static hotswap_module_descriptor, and HOTSWAP_ABI_SYMBOL, the
+ * ABI tag (HOTSWAP_DEFINE_ABI_TAG; module.hpp's HOTSWAP_MODULE defines both). The host
  * hands each instance a hotswap_host_api table; a module never links against
  * host symbols and never sees another module.
  *
@@ -64,13 +65,35 @@ extern "C" {
 #define HOTSWAP_ABI_VERSION 1u
 #define HOTSWAP_ABI_VERSION_MIN 1u
 
-/* The one exported symbol: `const hotswap_module_descriptor* hotswap_module_entry(void)`. */
+/* The entry symbol: `const hotswap_module_descriptor* hotswap_module_entry(void)`. */
 #define HOTSWAP_ENTRY_SYMBOL "hotswap_module_entry"
 
 #if defined(__GNUC__)
 #define HOTSWAP_EXPORT __attribute__((visibility("default")))
+#define HOTSWAP_USED_ __attribute__((used))
 #else
 #define HOTSWAP_EXPORT
+#define HOTSWAP_USED_
+#endif
+
+/* The ABI tag: `const uint32_t hotswap_module_abi`, exported, holding the
+ * HOTSWAP_ABI_VERSION the module was built against (the same number as its
+ * descriptor's abi_version). The host reads it from the file's dynamic symbol
+ * table without loading the library, so before an upgrade it knows whether
+ * its own code can run the module at all: a module built for a newer ABI makes
+ * the upgrade a blue-green handover to the target release's bin/hotswap
+ * instead of a load that would fail. A host also refuses a module whose tag
+ * it does not support before running any of the module's code.
+ *
+ * Write HOTSWAP_DEFINE_ABI_TAG(); once at file scope in one source file of the
+ * module (module.hpp's HOTSWAP_MODULE does it for you). A module built before
+ * the tag existed has none; its ABI is then checked only when it is loaded. */
+#define HOTSWAP_ABI_SYMBOL "hotswap_module_abi"
+#ifdef __cplusplus
+#define HOTSWAP_DEFINE_ABI_TAG() \
+  extern "C" HOTSWAP_EXPORT HOTSWAP_USED_ const uint32_t hotswap_module_abi = HOTSWAP_ABI_VERSION
+#else
+#define HOTSWAP_DEFINE_ABI_TAG() HOTSWAP_EXPORT HOTSWAP_USED_ const uint32_t hotswap_module_abi = HOTSWAP_ABI_VERSION
 #endif
 
 typedef enum hotswap_status {

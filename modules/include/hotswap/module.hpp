@@ -888,10 +888,11 @@ constexpr hotswap_module_descriptor make_descriptor(const char* name, const char
 #error "build modules with hotswap_add_module(), which defines HOTSWAP_MODULE_NAME and HOTSWAP_MODULE_VERSION"
 #endif
 
-// Exports the module's entry symbol. Use once, in one source file of the module.
+// Exports the module's entry symbol and its ABI tag. Use once, in one source file of the module.
 #define HOTSWAP_MODULE(ClassName)                                                                 \
   static const hotswap_module_descriptor hotswap_module_descriptor_ =                             \
       ::hotswap::detail::make_descriptor<ClassName>(HOTSWAP_MODULE_NAME, HOTSWAP_MODULE_VERSION); \
+  HOTSWAP_DEFINE_ABI_TAG();                                                                       \
   extern "C" HOTSWAP_EXPORT const hotswap_module_descriptor* hotswap_module_entry(void) {         \
     return &hotswap_module_descriptor_;                                                           \
   }
