@@ -449,12 +449,12 @@ void Runtime::wait_for_signals() {
     if (signal == SIGUSR2 && !stopping_) {
       spdlog::info("SIGUSR2: blue-green handover to the newest unpacked release");
       os::service_notifier().reloading();
-      hand_over_to_newest();
+      hand_over_to_newest(reload_answer());
     } else if (signal == SIGHUP && !stopping_) {
       spdlog::info("SIGHUP: reloading");
       os::service_notifier().reloading();
-      reload({}, [this](const ReloadResult& reload) {
-        if (!handed_over_) os::service_notifier().ready();
+      reload({}, [answer = reload_answer()](const ReloadResult& reload) {
+        answer();
         if (!reload.error.empty())
           spdlog::error("reload failed: {}", reload.error);
         else
@@ -484,10 +484,11 @@ void Runtime::start_handover(const BlueGreenRequest& request, const ProgressList
   os::service_notifier().reloading();
   handover_.start(request, config_.handover_timeout, progress,
                   [this, done = std::move(done)](const HandoverFigures& figures) {
+                    ++handover_ends_;
                     if (figures.committed) {
                       handed_over_ = true;
                       os::service_notifier().main_pid_ready(handover_.green_pid());
-                    } else {
+                    } else if (!stopping_) {  // stopping: STOPPING=1 went out, and stays the last word
                       os::service_notifier().ready();
                     }
                     done(figures);
@@ -529,7 +530,14 @@ void Runtime::exit_once_replies_written(std::chrono::steady_clock::time_point gi
   io_.stop();
 }
 
-void Runtime::hand_over_to_newest() {
+std::function<void()> Runtime::reload_answer() {
+  return [this, ends_at_signal = handover_ends_] {
+    if (handover_.running() || handover_ends_ != ends_at_signal) return;
+    os::service_notifier().ready();
+  };
+}
+
+void Runtime::hand_over_to_newest(std::function<void()> answer) {
   const std::string running = manifest_->version;
   auto newer = std::make_shared<std::optional<std::string>>();
   auto error = std::make_shared<std::string>();
@@ -541,27 +549,25 @@ void Runtime::hand_over_to_newest() {
           *error = e.what();
         }
       },
-      [this, newer, error] {
-        // The service manager waits for READY=1 after the reload signal: every
-        // way this ends without a handover says it.
+      [this, newer, error, answer] {
+        // The service manager waits for READY=1 after the reload signal.
         if (!error->empty()) {
-          os::service_notifier().ready();
+          answer();
           return spdlog::error("SIGUSR2: cannot look for a newer release: {}", *error);
         }
         if (!*newer) {
-          os::service_notifier().ready();
+          answer();
           return spdlog::warn("SIGUSR2: no newer unpacked release to hand over to; nothing done");
         }
         UpgradeRequest request;
         request.version = **newer;
         request.blue_green = true;
-        upgrade(request, {}, [this](const UpgradeReport& report) {
-          if (report.committed()) {
+        upgrade(request, {}, [answer](const UpgradeReport& report) {
+          answer();
+          if (report.committed())
             spdlog::info("SIGUSR2: {}", report.summary());
-          } else {
-            if (!handed_over_) os::service_notifier().ready();
+          else
             spdlog::error("SIGUSR2: {}", report.summary());
-          }
         });
       });
   if (!posted) spdlog::info("SIGUSR2: the host is stopping");

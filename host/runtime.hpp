@@ -147,7 +147,14 @@ class Runtime {
   bool runs_unrecorded_or_current(const std::string& version) const;
   void wait_for_signals();
   // SIGUSR2: a blue-green handover to the newest unpacked newer release.
-  void hand_over_to_newest();
+  // `answer` ends the reload the signal began (reload_answer).
+  void hand_over_to_newest(std::function<void()> answer);
+  // What ends a reload signal (SIGHUP, SIGUSR2: RELOADING=1 went out when it
+  // arrived): READY=1, unless a handover says it instead. One running when the
+  // answer comes will at its end; one that ended since the signal already did
+  // (READY=1, or MAINPID= of its successor). So the service manager never
+  // hears READY=1 while a handover runs, nor twice for one reload.
+  std::function<void()> reload_answer();
   // The coordinator's hand_over: runs the handover from this process.
   void start_handover(const BlueGreenRequest& request, const ProgressListener& progress,
                       std::function<void(const HandoverFigures&)> done);
@@ -182,6 +189,7 @@ class Runtime {
   std::unique_ptr<AdminServer> admin_;
   HandoverBlue handover_;  // declared after the server, registry and admin socket it pauses
   bool handed_over_ = false;
+  uint64_t handover_ends_ = 0;  // handovers that ended (and told the service manager so)
   std::vector<std::shared_ptr<LoadedLibrary>> handover_libraries_;
   std::unique_ptr<boost::asio::steady_timer> retire_timer_;
 };

@@ -12,6 +12,8 @@
 //   exit N      the same, then exits with status 0 (gone without a word)
 //   hang N      the same, then waits forever (blue's handover timeout ends it)
 //   error N     the same, then sends Error "fake green refuses on purpose"
+//   loading     Hello, then waits forever without Loaded: a slow load, while
+//               blue still serves (and handles signals)
 // N defaults to 2 (Listeners and the first ConnectionBatch, or Slots when no
 // connection moves): blue has then taken connections out of its loop.
 // Every step is appended to fake_green.log next to it (or to the file
@@ -197,6 +199,10 @@ int main(int argc, char** argv) {
     return 0;
   }
   send_message(fd, kHello, hello_body(kProtocolVersion, version));
+  if (mode == "loading") {
+    log_line("loading forever");
+    for (;;) ::pause();
+  }
   send_message(fd, kLoaded, loaded_body());
   log_line("sent Hello and Loaded");
   for (int i = 0; i < messages; ++i)

@@ -4,13 +4,16 @@
 // its timer, in place and through blue-green handovers ([handover]).
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <boost/filesystem.hpp>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <future>
@@ -85,6 +88,52 @@ struct TakenPort {
     port = ntohs(sa.sin_port);
   }
   ~TakenPort() { ::close(fd); }
+};
+
+// A NOTIFY_SOCKET the test reads: what a daemon tells its service manager.
+struct FakeServiceManager {
+  fs::path path = fs::temp_directory_path() / fs::unique_path("hotswap-notify-%%%%%%%%");
+  int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  std::vector<std::string> heard;  // every datagram, in order
+
+  FakeServiceManager() {
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    REQUIRE(path.string().size() < sizeof address.sun_path);
+    std::strcpy(address.sun_path, path.c_str());
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+  }
+  ~FakeServiceManager() {
+    ::close(fd);
+    boost::system::error_code ec;
+    fs::remove(path, ec);
+  }
+  // Reads datagrams until one equals `message`; false when none came within
+  // `limit` (a deadline for a daemon that never says it, never a pace).
+  bool hear(const std::string& message, std::chrono::seconds limit = 30s) {
+    const auto give_up = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < give_up) {
+      pollfd ready{fd, POLLIN, 0};
+      if (::poll(&ready, 1, 100) <= 0) continue;
+      char text[4096];
+      const ssize_t got = ::recv(fd, text, sizeof text, 0);
+      if (got <= 0) continue;
+      heard.emplace_back(text, static_cast<size_t>(got));
+      if (heard.back() == message) return true;
+    }
+    return false;
+  }
+  // Reads every datagram already queued, without waiting.
+  void drain() {
+    char text[4096];
+    for (ssize_t got; (got = ::recv(fd, text, sizeof text, MSG_DONTWAIT)) > 0;) heard.emplace_back(text, size_t(got));
+  }
+  // What was heard, one line per datagram ("READY=1", "RELOADING=1", ...: the first line of each).
+  std::vector<std::string> first_lines() const {
+    std::vector<std::string> lines;
+    for (const std::string& message : heard) lines.push_back(message.substr(0, message.find('\n')));
+    return lines;
+  }
 };
 
 // A temporary root with a daemon on it; the daemon (and whatever holds its
@@ -569,6 +618,50 @@ TEST_CASE("green hangs: the handover times out (handover_timeout_s 1), green is 
     if (line.rfind("started pid=", 0) == 0) fake = std::stoi(line.substr(12));
   REQUIRE(fake > 0);
   CHECK(eventually([&] { return process_gone(fake); }, std::chrono::seconds(10)));
+}
+
+TEST_CASE("SIGUSR2 while a handover runs is refused, and the service manager hears READY=1 once, when that handover "
+          "ends",
+          "[handover]") {
+  FakeServiceManager manager;
+  LiveRoot root;
+  // Green "loads" until the test kills it (blue serves meanwhile, signals
+  // included): the handover's timeout is never what ends it.
+  root.daemon_env = "NOTIFY_SOCKET=" + manager.path.string() + " HANDOVER_TIMEOUT_S=600";
+  root.boot("timeout");
+  REQUIRE(manager.hear("READY=1"));
+  const size_t heard_at_boot = manager.heard.size();
+  root.unpack("fake-green", "2.0.0");
+  fake_green_mode(root, "loading");
+  const pid_t blue = root.pid();
+  auto upgrade = std::async(std::launch::async, [&] { return root.run("upgrade 2.0.0"); });
+  REQUIRE(eventually([&] { return fake_green_log(root).find("loading forever") != std::string::npos; }));
+
+  REQUIRE(::kill(blue, SIGUSR2) == 0);
+  // Its own handover is refused (one runs); the line is logged after the signal's answer.
+  const fs::path host_log = root.dir / "log" / "hotswap.log";
+  REQUIRE(eventually([&] {
+    return read_file(host_log).find("busy: an upgrade to 2.0.0 is in progress") != std::string::npos;
+  }));
+
+  pid_t green = 0;
+  std::istringstream lines(fake_green_log(root));
+  for (std::string line; std::getline(lines, line);)
+    if (line.rfind("started pid=", 0) == 0) green = std::stoi(line.substr(12));
+  REQUIRE(green > 0);
+  REQUIRE(::kill(green, SIGKILL) == 0);
+  const Result up = upgrade.get();
+  INFO(up.out);
+  CHECK(up.code != 0);
+  CHECK(root.pid() == blue);
+
+  // Blue told the service manager before it answered the upgrade: every
+  // notification is queued by now. After the boot: the upgrade's reload, the
+  // signal's, and one READY=1, at the handover's end.
+  manager.drain();
+  const std::vector<std::string> heard = manager.first_lines();
+  CHECK(std::vector<std::string>(heard.begin() + heard_at_boot, heard.end()) ==
+        std::vector<std::string>{"RELOADING=1", "RELOADING=1", "READY=1"});
 }
 
 TEST_CASE("green speaks another protocol version: the handover aborts saying so, blue serves on", "[handover]") {
