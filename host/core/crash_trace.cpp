@@ -69,7 +69,8 @@ class LineWriter {
   size_t used_ = 0;
 };
 
-const char* signal_name(int signal) {
+// Async-signal-safe: no strsignal, no allocation.
+const char* fatal_signal_name(int signal) {
   switch (signal) {
     case SIGSEGV:
       return "SIGSEGV";
@@ -205,7 +206,7 @@ size_t format_crash_line(char* out, size_t capacity, int signal, const CallSite&
   LineWriter w(out, capacity);
   write_utc(w, epoch_seconds);
   w.text(" critical hotswap: fatal signal ");
-  w.text(signal_name(signal));
+  w.text(fatal_signal_name(signal));
   w.text(" (");
   w.number(uint64_t(signal));
   w.text(")");

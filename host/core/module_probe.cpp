@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "os/fd.hpp"
+#include "os/signal_name.hpp"
 
 extern char** environ;
 
@@ -32,14 +33,6 @@ std::vector<std::string> current_environment() {
   std::vector<std::string> env;
   for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) env.emplace_back(*entry);
   return env;
-}
-
-std::string signal_name(int signal) {
-  const char* abbreviation = ::sigabbrev_np(signal);
-  const char* description = ::strsignal(signal);
-  std::string name = abbreviation != nullptr ? "SIG" + std::string(abbreviation) : "signal " + std::to_string(signal);
-  if (description != nullptr) name += " (" + std::string(description) + ")";
-  return name;
 }
 
 // The child, and whether it has been reaped: killed and reaped on every path
@@ -160,7 +153,7 @@ void ChildProcessProbe::probe(int library_fd, const fs::path& source, const Load
     report_open = read_available(os_, report.get(), text);
   }
 
-  if (WIFSIGNALED(status)) refuse("the child was killed by " + signal_name(WTERMSIG(status)));
+  if (WIFSIGNALED(status)) refuse("the child was killed by " + os::signal_name(WTERMSIG(status)));
   const std::string line = text.substr(0, text.find('\n'));
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && line == "ok") return;
   if (line.rfind("error ", 0) == 0) {

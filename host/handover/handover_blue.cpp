@@ -16,6 +16,7 @@
 #include "handover/handover_channel.hpp"
 #include "net/network_server.hpp"
 #include "os/fd.hpp"
+#include "os/signal_name.hpp"
 
 extern char** environ;
 
@@ -37,7 +38,7 @@ std::vector<std::string> current_environment() {
 
 std::string wait_status_text(int status) {
   if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return std::string("was killed by signal ") + ::strsignal(WTERMSIG(status));
+  if (WIFSIGNALED(status)) return "was killed by " + os::signal_name(WTERMSIG(status));
   return "stopped";
 }
 

@@ -19,6 +19,7 @@
 #include "core/module_call.hpp"
 #include "upgrade/retired_libraries.hpp"
 #include "upgrade/upgrade_check.hpp"
+#include "os/signal_name.hpp"
 
 namespace hotswap::host {
 namespace {
@@ -33,14 +34,6 @@ constexpr size_t kMaxReportBytes = size_t(1) << 20;
 
 double ms_since(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-}
-
-std::string signal_name(int signal) {
-  const char* abbreviation = ::sigabbrev_np(signal);
-  const char* description = ::strsignal(signal);
-  std::string name = abbreviation != nullptr ? "SIG" + std::string(abbreviation) : "signal " + std::to_string(signal);
-  if (description != nullptr) name += " (" + std::string(description) + ")";
-  return name;
 }
 
 bool moves_state(StepKind kind) { return kind == StepKind::Update || kind == StepKind::LoadModule; }
@@ -408,7 +401,7 @@ void interpret_rehearsal(const std::string& lines, int wait_status, bool timed_o
   if (WIFSIGNALED(wait_status)) {
     report.outcome = RehearsalReport::Outcome::Crashed;
     report.step = unfinished();
-    report.error = "the rehearsal child was killed by " + signal_name(WTERMSIG(wait_status));
+    report.error = "the rehearsal child was killed by " + os::signal_name(WTERMSIG(wait_status));
     return;
   }
   if (result.is_object()) {
