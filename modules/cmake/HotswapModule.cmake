@@ -64,9 +64,12 @@ function(hotswap_add_module target)
     # (Sanitizer builds resolve __asan_* from the executable, so the check is off there.)
     target_link_options(${target} PRIVATE -Wl,-z,defs)
   endif()
+  # UNITY_BUILD OFF: a project built with CMAKE_UNITY_BUILD (hotswap's own
+  # `make test` is) would compile a module's sources through a generated file,
+  # which turns its anonymous-namespace types into -Wsubobject-linkage errors.
   set_target_properties(${target} PROPERTIES
     PREFIX "" OUTPUT_NAME "${ARG_NAME}-${ARG_VERSION}" SUFFIX ".so"
-    HOTSWAP_MODULE_NAME "${ARG_NAME}" HOTSWAP_MODULE_VERSION "${ARG_VERSION}")
+    HOTSWAP_MODULE_NAME "${ARG_NAME}" HOTSWAP_MODULE_VERSION "${ARG_VERSION}" UNITY_BUILD OFF)
   if(ARG_OUTPUT_DIR)
     set_target_properties(${target} PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${ARG_OUTPUT_DIR})
   endif()

@@ -17,7 +17,7 @@ namespace {
 
 // A watchdog on this thread's call record, with a clock the test moves and an
 // abort action that only records what it was given.
-struct Fixture {
+struct WatchdogFixture {
   hotswap::test::LogCapture log;
   std::chrono::steady_clock::time_point now{};
   int aborts = 0;
@@ -38,14 +38,14 @@ struct Fixture {
 }  // namespace
 
 TEST_CASE("the watchdog is idle while the thread is outside module code") {
-  Fixture f;
+  WatchdogFixture f;
   CHECK(f.watchdog.check_now() == Verdict::Idle);
   CHECK(f.after(1h) == Verdict::Idle);
   CHECK(f.aborts == 0);
 }
 
 TEST_CASE("the watchdog warns once, naming the call, when a callback passes the warning limit") {
-  Fixture f;
+  WatchdogFixture f;
   f.watchdog.set_limits({10s, 0ms});
   ModuleCallScope inside(f.site);
   CHECK(f.watchdog.check_now() == Verdict::Running);  // first seen now
@@ -59,7 +59,7 @@ TEST_CASE("the watchdog warns once, naming the call, when a callback passes the 
 }
 
 TEST_CASE("the watchdog aborts once past the abort limit, with the stuck call") {
-  Fixture f;
+  WatchdogFixture f;
   f.watchdog.set_limits({10s, 30s});
   ModuleCallScope inside(f.site);
   f.watchdog.check_now();
@@ -77,7 +77,7 @@ TEST_CASE("the watchdog aborts once past the abort limit, with the stuck call") 
 }
 
 TEST_CASE("a new call starts a new count, and a call that returns after a warning is logged") {
-  Fixture f;
+  WatchdogFixture f;
   f.watchdog.set_limits({10s, 0ms});
   {
     ModuleCallScope first(f.site);
@@ -95,7 +95,7 @@ TEST_CASE("a new call starts a new count, and a call that returns after a warnin
 }
 
 TEST_CASE("while the host stops, a callback past the stop timeout aborts even with no abort limit") {
-  Fixture f;
+  WatchdogFixture f;
   f.watchdog.set_limits({10s, 0ms});
   f.watchdog.stopping(5s);
   ModuleCallScope inside(CallSite{f.site.module, "on_stop", false, 0});
@@ -109,7 +109,7 @@ TEST_CASE("while the host stops, a callback past the stop timeout aborts even wi
 }
 
 TEST_CASE("a stop timeout of 0 does not abort a clean stop: the stop bound is at least one second") {
-  Fixture f;
+  WatchdogFixture f;
   f.watchdog.set_limits({10s, 0ms});
   f.watchdog.stopping(0ms);
   ModuleCallScope inside(CallSite{f.site.module, "on_stop", false, 0});
@@ -121,7 +121,7 @@ TEST_CASE("a stop timeout of 0 does not abort a clean stop: the stop bound is at
 }
 
 TEST_CASE("limits of 0 turn the warning and the abort off") {
-  Fixture f;
+  WatchdogFixture f;
   f.watchdog.set_limits({0ms, 0ms});
   ModuleCallScope inside(f.site);
   f.watchdog.check_now();

@@ -13,11 +13,11 @@ namespace {
 
 std::optional<std::string> no_environment(const std::string&) { return std::nullopt; }
 
-RuntimeConfig parse(const json& document) { return parse_runtime_config(document, "runtime.json", no_environment); }
+RuntimeConfig parse_limits(const json& document) { return parse_runtime_config(document, "runtime.json", no_environment); }
 
-std::string parse_error(const json& document) {
+std::string limits_error(const json& document) {
   try {
-    parse(document);
+    parse_limits(document);
   } catch (const ConfigError& e) {
     return e.what();
   }
@@ -33,12 +33,12 @@ json listener(const json& extra = json::object()) {
 }  // namespace
 
 TEST_CASE("the memory and idle limits have defaults and take their keys", "[config]") {
-  const RuntimeConfig defaults = parse({{"listeners", {listener()}}});
+  const RuntimeConfig defaults = parse_limits({{"listeners", {listener()}}});
   CHECK(defaults.max_total_output_bytes == size_t(128) << 20);
   CHECK(defaults.admin_max_output_bytes == size_t(4) << 20);
   CHECK(defaults.listeners.at(0).idle_timeout.count() == 0);
 
-  const RuntimeConfig set = parse({{"max_total_output_bytes", 1000000},
+  const RuntimeConfig set = parse_limits({{"max_total_output_bytes", 1000000},
                                    {"admin_max_output_bytes", "65536"},
                                    {"listeners", {listener({{"idle_timeout_s", 30}})}}});
   CHECK(set.max_total_output_bytes == 1000000);
@@ -49,11 +49,11 @@ TEST_CASE("the memory and idle limits have defaults and take their keys", "[conf
 }
 
 TEST_CASE("bad memory and idle limits are errors naming the key", "[config]") {
-  CHECK_THAT(parse_error({{"max_total_output_bytes", 0}}), Catch::StartsWith("runtime.json: max_total_output_bytes: "));
-  CHECK_THAT(parse_error({{"admin_max_output_bytes", "lots"}}),
+  CHECK_THAT(limits_error({{"max_total_output_bytes", 0}}), Catch::StartsWith("runtime.json: max_total_output_bytes: "));
+  CHECK_THAT(limits_error({{"admin_max_output_bytes", "lots"}}),
              Catch::StartsWith("runtime.json: admin_max_output_bytes: "));
-  CHECK_THAT(parse_error({{"listeners", {listener({{"idle_timeout_s", -1}})}}}),
+  CHECK_THAT(limits_error({{"listeners", {listener({{"idle_timeout_s", -1}})}}}),
              Catch::StartsWith("runtime.json: listeners[0].idle_timeout_s: "));
-  CHECK_THAT(parse_error({{"listeners", {listener({{"idle_timeout_s", 100000000000}})}}}),
+  CHECK_THAT(limits_error({{"listeners", {listener({{"idle_timeout_s", 100000000000}})}}}),
              Catch::StartsWith("runtime.json: listeners[0].idle_timeout_s: "));
 }

@@ -16,11 +16,11 @@ std::optional<std::string> env(const std::string& name) {
   return std::nullopt;
 }
 
-RuntimeConfig parse(const json& document) { return parse_runtime_config(document, "runtime.json", env); }
+RuntimeConfig parse_watchdog(const json& document) { return parse_runtime_config(document, "runtime.json", env); }
 
 std::string error_of(const json& document) {
   try {
-    parse(document);
+    parse_watchdog(document);
   } catch (const ConfigError& e) {
     return e.what();
   }
@@ -30,19 +30,19 @@ std::string error_of(const json& document) {
 }  // namespace
 
 TEST_CASE("watchdog: warn after 10 s and never abort by default", "[config][watchdog]") {
-  const RuntimeConfig config = parse(json::object());
+  const RuntimeConfig config = parse_watchdog(json::object());
   CHECK(config.watchdog.warn_after == 10s);
   CHECK(config.watchdog.abort_after == 0ms);
 }
 
 TEST_CASE("watchdog: both limits in seconds, fractions and environment strings allowed", "[config][watchdog]") {
-  const RuntimeConfig config = parse({{"watchdog", {{"warn_after_s", 0.25}, {"abort_after_s", "${ABORT_S}"}}}});
+  const RuntimeConfig config = parse_watchdog({{"watchdog", {{"warn_after_s", 0.25}, {"abort_after_s", "${ABORT_S}"}}}});
   CHECK(config.watchdog.warn_after == 250ms);
   CHECK(config.watchdog.abort_after == 2500ms);
-  CHECK(parse({{"watchdog", {{"abort_after_s", 1}}}}).watchdog.warn_after == 10s);  // the other keeps its default
+  CHECK(parse_watchdog({{"watchdog", {{"abort_after_s", 1}}}}).watchdog.warn_after == 10s);  // the other keeps its default
   // A tiny positive limit is rounded up, never down to 0 ("off").
-  CHECK(parse({{"watchdog", {{"abort_after_s", 0.0001}}}}).watchdog.abort_after == 1ms);
-  CHECK_FALSE(parse({{"watchdog", {{"abort_after_s", 1}}}}) == parse(json::object()));  // a reload sees the change
+  CHECK(parse_watchdog({{"watchdog", {{"abort_after_s", 0.0001}}}}).watchdog.abort_after == 1ms);
+  CHECK_FALSE(parse_watchdog({{"watchdog", {{"abort_after_s", 1}}}}) == parse_watchdog(json::object()));  // a reload sees the change
 }
 
 TEST_CASE("watchdog: bad values are refused naming the key", "[config][watchdog]") {

@@ -14,27 +14,11 @@ using hotswap::test::TestRoot;
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
+using hotswap::test::closed_by_server;
+using hotswap::test::read_line;
+
 namespace {
 
-// True when the server closed `s`: reads until end of stream or a reset,
-// within a generous limit (the test first checks the server's own count).
-bool closed_by_server(tcp::socket& s, std::chrono::seconds limit = std::chrono::seconds(10)) {
-  timeval tv{static_cast<time_t>(limit.count()), 0};
-  ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::recv(s.native_handle(), buf, sizeof buf, 0);
-    if (n == 0) return true;
-    if (n < 0) return errno == ECONNRESET;
-  }
-}
-
-std::string read_line(tcp::socket& s, asio::streambuf& in) {
-  size_t n = asio::read_until(s, in, '\n');
-  std::string line(asio::buffers_begin(in.data()), asio::buffers_begin(in.data()) + n - 1);
-  in.consume(n);
-  return line;
-}
 
 hotswap::host::NetworkServer& server_of(RunningHost& host) { return host.runtime().server(); }
 

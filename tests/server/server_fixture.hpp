@@ -4,7 +4,10 @@
 // thread does, with what these helpers return (Catch2 v2 is not thread-safe).
 #pragma once
 
+#include <sys/socket.h>
+
 #include <boost/asio.hpp>
+#include <cerrno>
 #include <boost/filesystem.hpp>
 #include <chrono>
 #include <condition_variable>
@@ -24,6 +27,27 @@
 namespace hotswap::test {
 
 namespace fs = boost::filesystem;
+
+// True when the server closed `s`: reads until end of stream or a reset,
+// within a generous limit (a deadline for a server that never closes it).
+inline bool closed_by_server(boost::asio::ip::tcp::socket& s, std::chrono::seconds limit = std::chrono::seconds(10)) {
+  timeval tv{static_cast<time_t>(limit.count()), 0};
+  ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::recv(s.native_handle(), buf, sizeof buf, 0);
+    if (n == 0) return true;
+    if (n < 0) return errno == ECONNRESET;
+  }
+}
+
+// One '\n'-terminated line from `s` (without the '\n'); `in` keeps what came after it.
+inline std::string read_line(boost::asio::ip::tcp::socket& s, boost::asio::streambuf& in) {
+  size_t n = boost::asio::read_until(s, in, '\n');
+  std::string line(boost::asio::buffers_begin(in.data()), boost::asio::buffers_begin(in.data()) + n - 1);
+  in.consume(n);
+  return line;
+}
 
 struct ModuleSpec {
   std::string name, version, variant = "good";

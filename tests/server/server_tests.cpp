@@ -15,6 +15,9 @@ using hotswap::test::TestRoot;
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
+using hotswap::test::closed_by_server;
+using hotswap::test::read_line;
+
 namespace {
 
 // Asks the counter for its total on a fresh connection.
@@ -31,17 +34,6 @@ uint64_t counter_total(uint16_t port) {
   return std::stoull(line.substr(eq + 6));
 }
 
-// Reads until the server closes the connection; true when it did within the time limit.
-bool closed_by_server(tcp::socket& s, std::chrono::seconds limit = std::chrono::seconds(10)) {
-  timeval tv{static_cast<time_t>(limit.count()), 0};
-  ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::recv(s.native_handle(), buf, sizeof buf, 0);
-    if (n == 0) return true;
-    if (n < 0) return errno == ECONNRESET;
-  }
-}
 
 struct CounterServer {
   TestRoot root;
@@ -176,13 +168,6 @@ TEST_CASE("misbehaving clients are closed one by one while the others are served
 }
 
 namespace {
-
-std::string read_line(tcp::socket& s, asio::streambuf& in) {
-  size_t n = asio::read_until(s, in, '\n');
-  std::string line(asio::buffers_begin(in.data()), asio::buffers_begin(in.data()) + n - 1);
-  in.consume(n);
-  return line;
-}
 
 std::string frame(const std::string& payload) {
   uint32_t n = static_cast<uint32_t>(payload.size());
