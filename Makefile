@@ -18,6 +18,11 @@ FUZZ_BUILD ?= build-fuzz
 # about half the time, which keeps `make test` inside CI's budget. UNITY=OFF
 # for file-by-file builds (a quicker rebuild after editing one file).
 UNITY ?= ON
+# Debug information: line tables only (-g1) by default. Backtraces, crash
+# traces and sanitizer reports still name functions, files and lines; a
+# debugger shows no local variables. Compiling full information (-g) takes
+# about a quarter longer. DEBUG_INFO=-g for a build to debug in.
+DEBUG_INFO ?= -g1
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= fuzz_appup fuzz_manifest fuzz_runtime_config fuzz_admin_request fuzz_framing fuzz_handover_decode
 # The test programs that run threads or child processes (the live server, the
@@ -37,15 +42,18 @@ deps:
 	@./scripts/install-deps.sh
 
 build: deps
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_UNITY_BUILD=$(UNITY)
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_UNITY_BUILD=$(UNITY) \
+	  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO='-O2 $(DEBUG_INFO) -DNDEBUG' -DCMAKE_C_FLAGS_RELWITHDEBINFO='-O2 $(DEBUG_INFO) -DNDEBUG'
 	cmake --build $(BUILD) -j$(JOBS)
 
 build-asan: deps
-	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DHOTSWAP_SANITIZE=ON -DCMAKE_UNITY_BUILD=$(UNITY)
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DHOTSWAP_SANITIZE=ON -DCMAKE_UNITY_BUILD=$(UNITY) \
+	  -DCMAKE_CXX_FLAGS_DEBUG='$(DEBUG_INFO)' -DCMAKE_C_FLAGS_DEBUG='$(DEBUG_INFO)'
 	cmake --build $(ASAN_BUILD) -j$(JOBS) --target hotswap_tests
 
 build-tsan: deps
-	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHOTSWAP_TSAN=ON -DCMAKE_UNITY_BUILD=$(UNITY)
+	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHOTSWAP_TSAN=ON -DCMAKE_UNITY_BUILD=$(UNITY) \
+	  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO='-O1 $(DEBUG_INFO) -DNDEBUG' -DCMAKE_C_FLAGS_RELWITHDEBINFO='-O1 $(DEBUG_INFO) -DNDEBUG'
 	cmake --build $(TSAN_BUILD) -j$(JOBS) --target hotswap_threaded_tests
 
 # Only the fuzz targets and what they need, with ASan+UBSan and libFuzzer (CMakeLists.txt, HOTSWAP_FUZZ).

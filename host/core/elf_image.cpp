@@ -224,12 +224,14 @@ uint64_t dynamic_symbol_count(const Image& image, const AddressMap& map, const D
   }
 }
 
-std::string symbol_name(const Image& image, uint64_t strtab_at, uint64_t strsz, uint32_t name) {
+// The name, inside the image (valid while the image is).
+std::string_view symbol_name(const Image& image, uint64_t strtab_at, uint64_t strsz, uint32_t name) {
   if (name >= strsz) corrupt("a symbol name lies outside the string table");
   const unsigned char* begin = image.at(strtab_at + name);
   const void* end = std::memchr(begin, '\0', strsz - name);
   if (end == nullptr) corrupt("a symbol name runs past the end of the string table");
-  return std::string(reinterpret_cast<const char*>(begin), static_cast<const unsigned char*>(end) - begin);
+  return std::string_view(reinterpret_cast<const char*>(begin),
+                          static_cast<size_t>(static_cast<const unsigned char*>(end) - begin));
 }
 
 // The ABI tag's value, from the file bytes of the loadable segment that holds it.
@@ -276,7 +278,8 @@ void check_dynamic_symbols(const Image& image, const std::vector<Elf64_Phdr>& he
     }
     if (ELF64_ST_BIND(symbol.st_info) != STB_GNU_UNIQUE) continue;
     ++unique_count;
-    if (unique.size() < kUniqueNamesShown) unique.push_back(symbol_name(image, strtab_at, *tables.strsz, symbol.st_name));
+    if (unique.size() < kUniqueNamesShown)
+      unique.emplace_back(symbol_name(image, strtab_at, *tables.strsz, symbol.st_name));
   }
   if (unique_count > 0) {
     std::string names;
