@@ -12,7 +12,6 @@
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <optional>
 #include <utility>
 
@@ -325,20 +324,29 @@ std::optional<uint32_t> LibraryLoader::check_memory_copy(int memory_file, const 
 
 std::optional<uint32_t> read_module_abi_tag(const fs::path& file) {
   using Kind = LoadError::Kind;
-  std::ifstream in(file.string(), std::ios::binary);
-  if (!in) throw LoadError(Kind::MissingFile, "cannot open " + file.string() + ": " + std::strerror(errno));
-  std::vector<unsigned char> bytes;
-  // One byte past the limit tells a file that is too large from one that fits.
-  constexpr uint64_t kLimit = LibraryLoader::kMaxLibraryBytes;
-  unsigned char chunk[64 * 1024];
-  while (in && bytes.size() <= kLimit) {
-    in.read(reinterpret_cast<char*>(chunk), sizeof chunk);
-    bytes.insert(bytes.end(), chunk, chunk + in.gcount());
+  // O_NONBLOCK: a FIFO in a release must not block the open; it is refused below.
+  const int opened = ::open(file.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (opened < 0) throw LoadError(Kind::MissingFile, "cannot open " + file.string() + ": " + std::strerror(errno));
+  const os::Fd fd(opened);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0)
+    throw LoadError(Kind::MissingFile, "cannot stat " + file.string() + ": " + std::strerror(errno));
+  if (!S_ISREG(st.st_mode))
+    throw LoadError(Kind::NotSharedObject, "module file " + file.string() + " is not a regular file");
+  if (static_cast<uint64_t>(st.st_size) > LibraryLoader::kMaxLibraryBytes)
+    throw LoadError(Kind::TooLarge, "refusing " + file.string() + ": " + std::to_string(st.st_size) +
+                                        " bytes, more than the " + std::to_string(LibraryLoader::kMaxLibraryBytes) +
+                                        " a module library may have");
+  std::vector<unsigned char> bytes(static_cast<size_t>(st.st_size));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t got = ::read(fd.get(), bytes.data() + done, bytes.size() - done);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) throw LoadError(Kind::MissingFile, "cannot read " + file.string() + ": " + std::strerror(errno));
+    if (got == 0) break;  // shrunk meanwhile: the ELF check sees the bytes there are
+    done += static_cast<size_t>(got);
   }
-  if (in.bad()) throw LoadError(Kind::MissingFile, "cannot read " + file.string());
-  if (bytes.size() > kLimit)
-    throw LoadError(Kind::TooLarge, "refusing " + file.string() + ": more than the " + std::to_string(kLimit) +
-                                        " bytes a module library may have");
+  bytes.resize(done);
   try {
     return check_elf_image(bytes.data(), bytes.size()).module_abi;
   } catch (const ElfImageError& e) {

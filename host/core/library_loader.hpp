@@ -153,8 +153,9 @@ hotswap_module_descriptor read_module_descriptor(os::OsSysCalls& os, void* handl
 // The ABI tag of the module library `file` (module.h, HOTSWAP_ABI_SYMBOL),
 // read from the file without loading it; nullopt when the library has none.
 // For planning an upgrade: throws LoadError naming the file when it cannot be
-// read, is larger than LibraryLoader::kMaxLibraryBytes or is not a loadable
-// shared object (a load of it would fail the same way).
+// read, is not a regular file (a FIFO does not block it), is larger than
+// LibraryLoader::kMaxLibraryBytes or is not a loadable shared object (a load
+// of it would fail the same way).
 std::optional<uint32_t> read_module_abi_tag(const boost::filesystem::path& file);
 
 // The LoadError for a failed dlopen of `display` (UnresolvedSymbol or DlopenFailed).

@@ -2,6 +2,8 @@
 // to HostCallbacks::hand_over instead of running in place, what it hands over
 // (BlueGreenRequest), and how it reports and records the outcome. The handover
 // itself is a fake callback here; no module is loaded and no process started.
+#include <sys/stat.h>
+
 #include <catch2/catch.hpp>
 #include <optional>
 
@@ -340,7 +342,13 @@ TEST_CASE("a module built for a newer module ABI is a reason, read from its file
   plan.steps.push_back(step);
   step.code->file = modules / "not-a-library" / "counter-2.0.0.so";  // its load reports it
   plan.steps.push_back(step);
+  // A FIFO named as a module (a hostile release) neither blocks the planner nor counts.
+  const fs::path fifo = root.dir() / "counter-9.9.9.so";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  step.code->file = fifo;
+  plan.steps.push_back(step);
   CHECK(hotswap::host::module_abi_changes(plan).empty());
+  CHECK_THROWS_WITH(hotswap::host::read_module_abi_tag(fifo), Catch::Contains("is not a regular file"));
 }
 
 TEST_CASE("the same host binary in both releases is no reason, whatever program runs") {
