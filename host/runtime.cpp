@@ -532,7 +532,8 @@ void Runtime::exit_once_replies_written(std::chrono::steady_clock::time_point gi
 
 std::function<void()> Runtime::reload_answer() {
   return [this, ends_at_signal = handover_ends_] {
-    if (handover_.running() || handover_ends_ != ends_at_signal) return;
+    // Stopping: STOPPING=1 went out, and stays the last word.
+    if (stopping_ || handover_.running() || handover_ends_ != ends_at_signal) return;
     os::service_notifier().ready();
   };
 }

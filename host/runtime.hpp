@@ -152,8 +152,9 @@ class Runtime {
   // What ends a reload signal (SIGHUP, SIGUSR2: RELOADING=1 went out when it
   // arrived): READY=1, unless a handover says it instead. One running when the
   // answer comes will at its end; one that ended since the signal already did
-  // (READY=1, or MAINPID= of its successor). So the service manager never
-  // hears READY=1 while a handover runs, nor twice for one reload.
+  // (READY=1, or MAINPID= of its successor); a stop's STOPPING=1 stays the
+  // last word. So the service manager never hears READY=1 while a handover
+  // runs, nor twice for one reload, nor after STOPPING=1.
   std::function<void()> reload_answer();
   // The coordinator's hand_over: runs the handover from this process.
   void start_handover(const BlueGreenRequest& request, const ProgressListener& progress,

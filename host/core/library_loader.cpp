@@ -174,10 +174,14 @@ bool LoadedLibrary::close() {
   return false;
 }
 
+std::string supported_module_abis() {
+  return std::to_string(HOTSWAP_ABI_VERSION_MIN) + ".." + std::to_string(HOTSWAP_ABI_VERSION);
+}
+
 namespace {
 // Refuses a module ABI outside [HOTSWAP_ABI_VERSION_MIN, HOTSWAP_ABI_VERSION].
 void check_abi_supported(const std::string& display, uint32_t abi) {
-  const std::string supported = std::to_string(HOTSWAP_ABI_VERSION_MIN) + ".." + std::to_string(HOTSWAP_ABI_VERSION);
+  const std::string supported = supported_module_abis();
   if (abi > HOTSWAP_ABI_VERSION)
     throw LoadError(LoadError::Kind::AbiTooNew, display + " was built for module ABI " + std::to_string(abi) +
                                                     ", newer than this host supports (" + supported + ")");

@@ -150,6 +150,10 @@ class LoadedLibrary {
 hotswap_module_descriptor read_module_descriptor(os::OsSysCalls& os, void* handle, const std::string& display,
                                                  const LoadExpectation& expect);
 
+// "1..1": the module ABIs this host loads, HOTSWAP_ABI_VERSION_MIN to
+// HOTSWAP_ABI_VERSION, as messages show them.
+std::string supported_module_abis();
+
 // The ABI tag of the module library `file` (module.h, HOTSWAP_ABI_SYMBOL),
 // read from the file without loading it; nullopt when the library has none.
 // For planning an upgrade: throws LoadError naming the file when it cannot be

@@ -338,8 +338,7 @@ std::vector<std::string> module_abi_changes(const appup::Plan& plan) {
     }
     if (abi && *abi > HOTSWAP_ABI_VERSION)
       reasons.push_back("module " + step.module + " " + step.to_version + " is built for module ABI " +
-                        std::to_string(*abi) + ", newer than this host supports (" +
-                        std::to_string(HOTSWAP_ABI_VERSION_MIN) + ".." + std::to_string(HOTSWAP_ABI_VERSION) + ")");
+                        std::to_string(*abi) + ", newer than this host supports (" + supported_module_abis() + ")");
   }
   return reasons;
 }

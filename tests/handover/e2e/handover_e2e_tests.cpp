@@ -664,6 +664,32 @@ TEST_CASE("SIGUSR2 while a handover runs is refused, and the service manager hea
         std::vector<std::string>{"RELOADING=1", "RELOADING=1", "READY=1"});
 }
 
+TEST_CASE("a stop during a handover: blue aborts it, and STOPPING=1 stays its last word to the service manager",
+          "[handover]") {
+  FakeServiceManager manager;
+  LiveRoot root;
+  root.daemon_env = "NOTIFY_SOCKET=" + manager.path.string() + " HANDOVER_TIMEOUT_S=600";
+  root.boot("timeout");
+  REQUIRE(manager.hear("READY=1"));
+  const size_t heard_at_boot = manager.heard.size();
+  root.unpack("fake-green", "2.0.0");
+  fake_green_mode(root, "loading");
+  const pid_t blue = root.pid();
+  auto upgrade = std::async(std::launch::async, [&] { return root.run("upgrade 2.0.0"); });
+  REQUIRE(eventually([&] { return fake_green_log(root).find("loading forever") != std::string::npos; }));
+
+  REQUIRE(::kill(blue, SIGTERM) == 0);
+  const Result up = upgrade.get();
+  INFO(up.out);
+  CHECK(up.code != 0);
+  REQUIRE(eventually([&] { return process_gone(blue); }));
+  // Blue is gone: everything it said is queued.
+  manager.drain();
+  const std::vector<std::string> heard = manager.first_lines();
+  CHECK(std::vector<std::string>(heard.begin() + heard_at_boot, heard.end()) ==
+        std::vector<std::string>{"RELOADING=1", "STOPPING=1"});
+}
+
 TEST_CASE("green speaks another protocol version: the handover aborts saying so, blue serves on", "[handover]") {
   LiveRoot root;
   root.boot("timeout");
