@@ -1,7 +1,7 @@
 // full_reload (issue 12): the wall time of a whole code-only reload of a
 // trivial module (bench_echo 1.0.0 <-> 1.0.1) through UpgradeExecutor::run:
 // load (copy into a sealed memory file, hash, ELF check, probe when on,
-// dlopen), check, pause, purge (dlclose and the RTLD_NOLOAD check).
+// dlopen), check, pause, purge (dlclose and the check that it unmapped).
 //
 // Its floor, measured in the same run on the same file system, is what every
 // dlopen-based reloader pays (cr.h's reload is about this): a plain copy of

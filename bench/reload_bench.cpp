@@ -562,7 +562,7 @@ Reload stall(Host& host, Clock::time_point origin, int us) {
 //                  finish_upgrade does on the loop (read RELEASES.json, write a
 //                  temporary, fsync it, rename, fsync the folder)
 //   library_close  LoadedLibrary::close of an arena module: the purge's dlclose,
-//                  RTLD_NOLOAD check and deletion of the copy under ROOT/run
+//                  the link-map check and closing its memory copy
 std::string measure_isolated_costs(Host& host, const fs::path& root, const std::string& other_version) {
   constexpr int kRuns = 20;
   hotswap::host::Runtime& rt = host.runtime();

@@ -156,8 +156,7 @@ bool LoadedLibrary::close() {
   std::string why;
   if (!closed.ok()) {
     why = "dlclose failed (" + closed.error + "); it may still be mapped";
-  } else if (const os::DlResult<void*> still = os_.dlopen(loaded_path_, RTLD_NOW | RTLD_NOLOAD); still.ok()) {
-    os_.dlclose(still.value);
+  } else if (os_.dl_is_loaded(loaded_path_)) {
     why =
         "stayed mapped after unload (thread_local destructors, STB_GNU_UNIQUE symbols or a dangling reference "
         "keep it)";
@@ -238,7 +237,11 @@ LibraryLoader::~LibraryLoader() = default;
 
 os::Fd LibraryLoader::copy_to_sealed_memory(const fs::path& file, const LoadExpectation& expect) {
   using Kind = LoadError::Kind;
-  const os::SysCallIntResult opened = os_.open(file.string(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO swapped in for the file must not block the open; it is
+  // refused below. It changes nothing for a regular file's reads.
+  const os::SysCallIntResult opened = os_.open(file.string(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (!opened.ok() && opened.error == ENOENT)
+    throw LoadError(Kind::MissingFile, "module file " + file.string() + " does not exist");
   if (!opened.ok())
     throw LoadError(Kind::MissingFile, "cannot open " + file.string() + ": " + opened.error_text());
   const os::Fd source(opened, os_);
@@ -359,12 +362,6 @@ std::optional<uint32_t> read_module_abi_tag(const fs::path& file) {
 }
 
 std::shared_ptr<LoadedLibrary> LibraryLoader::load(const fs::path& file, const LoadExpectation& expect) {
-  using Kind = LoadError::Kind;
-  boost::system::error_code ec;
-  if (!fs::exists(file, ec)) throw LoadError(Kind::MissingFile, "module file " + file.string() + " does not exist");
-  if (!fs::is_regular_file(file, ec))
-    throw LoadError(Kind::NotSharedObject, "module file " + file.string() + " is not a regular file");
-
   os::Fd memory = copy_to_sealed_memory(file, expect);
   const std::optional<uint32_t> abi_tag = check_memory_copy(memory.get(), file, expect);
   if (buffer_.capacity() > kKeptBufferBytes) std::vector<unsigned char>().swap(buffer_);  // do not hold a huge one

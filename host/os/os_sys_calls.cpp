@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <link.h>
 #include <spawn.h>
 #include <signal.h>
 #include <sys/file.h>
@@ -106,6 +107,13 @@ DlResult<int> RealOsSysCalls::dlclose(void* handle) {
   const int status = ::dlclose(handle);
   if (status == 0) return {0, {}};
   return {status, take_dlerror("unknown dlclose error")};
+}
+
+bool RealOsSysCalls::dl_is_loaded(const std::string& path) {
+  auto same_name = [](dl_phdr_info* info, size_t, void* wanted) -> int {
+    return info->dlpi_name != nullptr && *static_cast<const std::string*>(wanted) == info->dlpi_name ? 1 : 0;
+  };
+  return ::dl_iterate_phdr(same_name, const_cast<std::string*>(&path)) != 0;
 }
 
 DlResult<void*> RealOsSysCalls::dlsym(void* handle, const std::string& symbol) {

@@ -94,6 +94,10 @@ class OsSysCalls {
   virtual DlResult<void*> dlopen(const std::string& path, int flags) = 0;
   virtual DlResult<int> dlclose(void* handle) = 0;  // value: dlclose's return
   virtual DlResult<void*> dlsym(void* handle, const std::string& symbol) = 0;
+  // Whether a library loaded under exactly `path` (the name given to dlopen)
+  // is still in the process's link map. Unlike dlopen(RTLD_NOLOAD), it opens
+  // no file: it walks the link map (dl_iterate_phdr) under the loader's lock.
+  virtual bool dl_is_loaded(const std::string& path) = 0;
   // The loader's pending message, cleared by the read (empty when none). The
   // calls above already return theirs; this is for code that calls into the
   // library itself.
@@ -146,6 +150,7 @@ class RealOsSysCalls : public OsSysCalls {
   DlResult<void*> dlopen(const std::string& path, int flags) override;
   DlResult<int> dlclose(void* handle) override;
   DlResult<void*> dlsym(void* handle, const std::string& symbol) override;
+  bool dl_is_loaded(const std::string& path) override;
   std::string dlerror() override;
 
   SysCallIntResult socket(int domain, int type, int protocol) override;

@@ -9,7 +9,7 @@
 namespace hotswap::host {
 
 // Libraries whose instances are destroyed, still to be closed (dlclose, the
-// RTLD_NOLOAD check, the copy deleted). Closing may run on any thread.
+// link-map check that it unmapped, its memory copy closed). Closing may run on any thread.
 class RetiredLibraries {
  public:
   void add(std::shared_ptr<LoadedLibrary> library) { libraries_.push_back(std::move(library)); }

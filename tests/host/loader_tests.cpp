@@ -80,7 +80,10 @@ TEST_CASE("loader verifies the library is unmapped after close and closes its me
   const size_t fds_before = hotswap::test::open_fd_count();
   auto lib = loader.load(module_file("good", "counter", "1.0.0"));
   CHECK(loader.open_count() == 1);
+  const std::string loaded_path = lib->loaded_path();
+  CHECK(hotswap::os::real_os_sys_calls().dl_is_loaded(loaded_path));
   CHECK(lib->close());
+  CHECK_FALSE(hotswap::os::real_os_sys_calls().dl_is_loaded(loaded_path));
   CHECK(loader.open_count() == 0);
   CHECK(hotswap::test::open_fd_count() == fds_before);
   CHECK(loader.leaked().empty());
@@ -98,8 +101,10 @@ TEST_CASE("loader reports a library that stays mapped (thread_local destructor) 
   REQUIRE(loader.leaked().size() == 1);
   CHECK_THAT(loader.leaked()[0], Catch::Contains("pinned 1.0.0"));
   // Its memory file stays open, so its /proc/self/fd path names no other library:
-  // the next load gets another path, and the library still answers RTLD_NOLOAD there.
+  // the next load gets another path, and the library is still in the link map under it,
+  // as RTLD_NOLOAD agrees.
   CHECK(fs::exists(lib->loaded_path()));
+  CHECK(hotswap::os::real_os_sys_calls().dl_is_loaded(lib->loaded_path()));
   void* still = ::dlopen(lib->loaded_path().c_str(), RTLD_NOW | RTLD_NOLOAD);
   CHECK(still != nullptr);
   if (still != nullptr) ::dlclose(still);
@@ -167,6 +172,26 @@ TEST_CASE("loader refuses a missing file") {
   } catch (const LoadError& e) {
     CHECK(e.kind() == LoadError::Kind::MissingFile);
     CHECK_THAT(e.what(), Catch::Contains("/nonexistent/counter-1.0.0.so") && Catch::Contains("does not exist"));
+  }
+}
+
+TEST_CASE("loader refuses a FIFO or a folder named as a module without blocking on it") {
+  // A FIFO with no writer would block a plain open forever: the planner's worker would hang.
+  hotswap::test::ScratchDir dir;
+  const fs::path fifo = dir.path() / "counter-2.0.0.so";
+  REQUIRE(::mkfifo(fifo.c_str(), 0644) == 0);
+  const fs::path folder = dir.path() / "counter-3.0.0.so";
+  fs::create_directory(folder);
+  for (const fs::path& file : {fifo, folder}) {
+    LibraryLoader loader;
+    try {
+      loader.load(file);
+      FAIL("loading " << file << " should have failed");
+    } catch (const LoadError& e) {
+      CHECK(e.kind() == LoadError::Kind::NotSharedObject);
+      CHECK_THAT(e.what(), Catch::Contains(file.string()) && Catch::Contains("is not a regular file"));
+    }
+    CHECK(loader.open_count() == 0);
   }
 }
 
