@@ -1,8 +1,10 @@
 #include "release/release_files.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <hotswap/appup/error.hpp>
 #include <hotswap/appup/json_reader.hpp>
 #include <stdexcept>
@@ -19,9 +21,20 @@ std::string read_text_file(const fs::path& file, os::OsSysCalls& os) {
     // open() succeeds on a folder and read() then says EISDIR: say it plainly.
     return appup::InputError(name, "", "cannot read: " + (error == EISDIR ? "is a directory" : os::errno_text(error)));
   };
-  const os::SysCallIntResult opened = os.open(name, O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO named like a release's file must not block the open; it
+  // is refused below. It changes nothing for a regular file's reads.
+  const os::SysCallIntResult opened = os.open(name, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (!opened.ok()) throw unreadable(opened.error);
   const os::Fd fd(opened, os);
+  struct stat st {};
+  if (const os::SysCallIntResult got = os.fstat(fd.get(), st); !got.ok()) throw unreadable(got.error);
+  if (S_ISDIR(st.st_mode)) throw unreadable(EISDIR);
+  if (!S_ISREG(st.st_mode)) throw appup::InputError(name, "", "cannot read: not a regular file");
+  const auto too_large = [&] {
+    return appup::InputError(name, "", "cannot read: larger than " + std::to_string(kMaxTextFileBytes) +
+                                           " bytes, the most a release's JSON file may have");
+  };
+  if (static_cast<uint64_t>(st.st_size) > kMaxTextFileBytes) throw too_large();
   std::string text;
   char chunk[16 * 1024];
   for (;;) {
@@ -30,6 +43,7 @@ std::string read_text_file(const fs::path& file, os::OsSysCalls& os) {
     if (!got.ok()) throw unreadable(got.error);
     if (got.value == 0) return text;
     text.append(chunk, size_t(got.value));
+    if (text.size() > kMaxTextFileBytes) throw too_large();  // it grew while being read
   }
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <boost/filesystem/path.hpp>
+#include <cstdint>
 #include <hotswap/appup/appup.hpp>
 #include <hotswap/appup/manifest.hpp>
 #include <nlohmann/json.hpp>
@@ -13,7 +14,13 @@
 
 namespace hotswap::host {
 
-// The whole file. Throws appup::InputError(file, "", "cannot read: <why>").
+// The most read_text_file reads: a release's JSON files are kilobytes, and a
+// file named like one must not fill the host's memory.
+constexpr uint64_t kMaxTextFileBytes = 16ull << 20;
+
+// The whole file, which must be a regular file of at most kMaxTextFileBytes.
+// Throws appup::InputError(file, "", "cannot read: <why>"). Never blocks on a
+// FIFO or a device named like the file.
 std::string read_text_file(const boost::filesystem::path& file, os::OsSysCalls& os = os::real_os_sys_calls());
 // Reads and parses one JSON file. Throws appup::InputError: "<file>: cannot read: ..." or
 // "<file>: invalid JSON: ...".

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <hotswap/appup/error.hpp>
+#include <hotswap/appup/json_reader.hpp>
 #include <hotswap/appup/manifest.hpp>
 #include <hotswap/appup/semver.hpp>
 #include <memory>
@@ -705,11 +706,11 @@ void ReleaseStore::load() {
   }
   json document;
   try {
-    document = json::parse(read_text_file(file, os_));
+    // Bounded in size and depth: the checks below dump values into their messages, which recurses.
+    document = appup::parse_json_text(read_text_file(file, os_), file.string());
   } catch (const appup::InputError& e) {
-    throw ReleaseError(e.what());
-  } catch (const json::parse_error& e) {
-    corrupt(file, std::string("invalid JSON: ") + e.what());
+    if (e.problem().rfind("cannot read", 0) == 0) throw ReleaseError(e.what());
+    corrupt(file, e.problem());  // invalid JSON, or nested too deep
   }
   if (!document.is_object()) corrupt(file, "expected a JSON object");
   // Read every field before assigning any, so a corrupt file leaves the state as it was.

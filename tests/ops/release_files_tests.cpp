@@ -5,6 +5,9 @@
 
 #include <catch2/catch.hpp>
 #include <cerrno>
+#include <fstream>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "../os/faulty_os_sys_calls.hpp"
 #include "ops_support.hpp"
@@ -105,6 +108,22 @@ TEST_CASE("read_json_file names the file and the system's reason when a read fai
   os.fail("read", file.string(), EIO);
   CHECK_THROWS_WITH(read_json_file(file, os), file.string() + ": cannot read: Input/output error");
   CHECK(read_json_file(file, os) == json::object());
+}
+
+TEST_CASE("read_json_file refuses a FIFO without blocking on it, and a file over the size bound", "[release_files]") {
+  const TempDir dir;
+  // A FIFO with no writer would block a plain open forever: the host's loop or worker would hang.
+  const fs::path fifo = dir.path() / "manifest.json";
+  REQUIRE(::mkfifo(fifo.c_str(), 0644) == 0);
+  CHECK_THROWS_WITH(read_json_file(fifo), fifo.string() + ": cannot read: not a regular file");
+
+  const fs::path huge = dir.path() / "runtime.json";
+  {
+    std::ofstream out(huge.string());
+    out << "{\"pad\": \"";
+  }
+  REQUIRE(::truncate(huge.c_str(), static_cast<off_t>(hotswap::host::kMaxTextFileBytes) + 1) == 0);
+  CHECK_THROWS_WITH(read_json_file(huge), Catch::StartsWith(huge.string() + ": cannot read: larger than 16777216 bytes"));
 }
 
 TEST_CASE("make_plan with load_appup_of reads appup files from the release folders", "[release_files]") {

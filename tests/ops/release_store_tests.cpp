@@ -282,6 +282,18 @@ TEST_CASE("a corrupt RELEASES.json is an error naming the file, never a reset", 
   }
 }
 
+TEST_CASE("a RELEASES.json nested too deep is refused as corrupt before anything recurses over it", "[releases]") {
+  // The field checks dump a wrong value into their message, which recurses once per level.
+  TempDir scratch;
+  const fs::path file = scratch.path() / "releases" / "RELEASES.json";
+  const std::string text =
+      R"({"permanent": null, "current": )" + std::string(100'000, '[') + std::string(100'000, ']') + R"(, "old": []})";
+  write_file(file, text);
+  CHECK_THROWS_WITH(ReleaseStore(scratch.path()), Catch::Contains(file.string()) && Catch::Contains("corrupt") &&
+                                                      Catch::Contains("JSON nested deeper than 64 levels"));
+  CHECK(read_file(file) == text);
+}
+
 TEST_CASE("unpack refuses a missing or non-gzip tarball", "[releases][unpack]") {
   Fixture f;
   const fs::path absent = f.scratch.path() / "absent.tar.gz";
