@@ -62,6 +62,28 @@ std::string who_can_write(mode_t mode) {
 
 std::string proc_fd_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
+// Opens a module file for reading and fills `st` from the open descriptor:
+// a regular file of at most kMaxLibraryBytes, or a LoadError naming it.
+// O_NONBLOCK: a FIFO named as a module (or swapped in for one) must not block
+// the open; it is refused here. It changes nothing for a regular file's reads.
+os::Fd open_module_file(const fs::path& file, os::OsSysCalls& os, struct stat& st) {
+  using Kind = LoadError::Kind;
+  const os::SysCallIntResult opened = os.open(file.string(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (!opened.ok() && opened.error == ENOENT)
+    throw LoadError(Kind::MissingFile, "module file " + file.string() + " does not exist");
+  if (!opened.ok()) throw LoadError(Kind::MissingFile, "cannot open " + file.string() + ": " + opened.error_text());
+  os::Fd fd(opened, os);
+  if (const os::SysCallIntResult got = os.fstat(fd.get(), st); !got.ok())
+    throw LoadError(Kind::MissingFile, "cannot stat " + file.string() + ": " + got.error_text());
+  if (!S_ISREG(st.st_mode))
+    throw LoadError(Kind::NotSharedObject, "module file " + file.string() + " is not a regular file");
+  if (static_cast<uint64_t>(st.st_size) > LibraryLoader::kMaxLibraryBytes)
+    throw LoadError(Kind::TooLarge, "refusing " + file.string() + ": " + std::to_string(st.st_size) +
+                                        " bytes, more than the " + std::to_string(LibraryLoader::kMaxLibraryBytes) +
+                                        " a module library may have");
+  return fd;
+}
+
 [[noreturn]] void refuse_elf(const fs::path& file, const ElfImageError& e) {
   using Kind = LoadError::Kind;
   switch (e.kind()) {
@@ -237,20 +259,8 @@ LibraryLoader::~LibraryLoader() = default;
 
 os::Fd LibraryLoader::copy_to_sealed_memory(const fs::path& file, const LoadExpectation& expect) {
   using Kind = LoadError::Kind;
-  // O_NONBLOCK: a FIFO swapped in for the file must not block the open; it is
-  // refused below. It changes nothing for a regular file's reads.
-  const os::SysCallIntResult opened = os_.open(file.string(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  if (!opened.ok() && opened.error == ENOENT)
-    throw LoadError(Kind::MissingFile, "module file " + file.string() + " does not exist");
-  if (!opened.ok())
-    throw LoadError(Kind::MissingFile, "cannot open " + file.string() + ": " + opened.error_text());
-  const os::Fd source(opened, os_);
-  // The mode of the file that is read, not of whatever the path names by now.
-  struct stat st {};
-  if (const os::SysCallIntResult got = os_.fstat(source.get(), st); !got.ok())
-    throw LoadError(Kind::MissingFile, "cannot stat " + file.string() + ": " + got.error_text());
-  if (!S_ISREG(st.st_mode))
-    throw LoadError(Kind::NotSharedObject, "module file " + file.string() + " is not a regular file");
+  struct stat st {};  // of the file that is read, not of whatever the path names by now
+  const os::Fd source = open_module_file(file, os_, st);
   if ((st.st_mode & kWritableByOthers) != 0)
     throw LoadError(Kind::UnsafePermissions,
                     "refusing " + file.string() + ": " + who_can_write(st.st_mode) + " can write it (mode " +
@@ -265,10 +275,6 @@ os::Fd LibraryLoader::copy_to_sealed_memory(const fs::path& file, const LoadExpe
   if (os_.stat(folder.string(), folder_st).ok() && (folder_st.st_mode & kWritableByOthers) != 0)
     throw LoadError(Kind::UnsafePermissions, "refusing " + file.string() + ": " + who_can_write(folder_st.st_mode) +
                                                  " can write its folder " + folder.string());
-  if (static_cast<uint64_t>(st.st_size) > kMaxLibraryBytes)
-    throw LoadError(Kind::TooLarge, "refusing " + file.string() + ": " + std::to_string(st.st_size) +
-                                        " bytes, more than the " + std::to_string(kMaxLibraryBytes) +
-                                        " a module library may have");
 
   const std::string base = expect.name.empty() ? file.stem().string() : expect.name + "-" + expect.version;
   const std::string memory_name = "hotswap:" + base.substr(0, 200);
@@ -331,19 +337,8 @@ std::optional<uint32_t> LibraryLoader::check_memory_copy(int memory_file, const 
 
 std::optional<uint32_t> read_module_abi_tag(const fs::path& file) {
   using Kind = LoadError::Kind;
-  // O_NONBLOCK: a FIFO in a release must not block the open; it is refused below.
-  const int opened = ::open(file.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  if (opened < 0) throw LoadError(Kind::MissingFile, "cannot open " + file.string() + ": " + std::strerror(errno));
-  const os::Fd fd(opened);
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0)
-    throw LoadError(Kind::MissingFile, "cannot stat " + file.string() + ": " + std::strerror(errno));
-  if (!S_ISREG(st.st_mode))
-    throw LoadError(Kind::NotSharedObject, "module file " + file.string() + " is not a regular file");
-  if (static_cast<uint64_t>(st.st_size) > LibraryLoader::kMaxLibraryBytes)
-    throw LoadError(Kind::TooLarge, "refusing " + file.string() + ": " + std::to_string(st.st_size) +
-                                        " bytes, more than the " + std::to_string(LibraryLoader::kMaxLibraryBytes) +
-                                        " a module library may have");
+  const os::Fd fd = open_module_file(file, os::real_os_sys_calls(), st);
   std::vector<unsigned char> bytes(static_cast<size_t>(st.st_size));
   size_t done = 0;
   while (done < bytes.size()) {

@@ -396,6 +396,37 @@ void fake_green_mode(const LiveRoot& root, const std::string& mode) {
 
 std::string fake_green_log(const LiveRoot& root) { return read_file(root.release_bin("2.0.0") / "fake_green.log"); }
 
+// The pid the fake green logged when it started (0 before it did).
+pid_t fake_green_pid(const LiveRoot& root) {
+  pid_t pid = 0;
+  std::istringstream lines(fake_green_log(root));
+  for (std::string line; std::getline(lines, line);)
+    if (line.rfind("started pid=", 0) == 0) pid = std::stoi(line.substr(12));
+  return pid;
+}
+
+// A daemon reporting to `manager`, handing over to a fake green that "loads"
+// until the test ends it (blue serves meanwhile, signals included): the
+// handover's timeout is never what ends it. `upgrade` is the running
+// `hotswap upgrade 2.0.0`; `heard_at_boot` counts the boot's notifications.
+struct HandoverLoadingForever {
+  explicit HandoverLoadingForever(FakeServiceManager& manager) {
+    root.daemon_env = "NOTIFY_SOCKET=" + manager.path.string() + " HANDOVER_TIMEOUT_S=600";
+    root.boot("timeout");
+    REQUIRE(manager.hear("READY=1"));
+    heard_at_boot = manager.heard.size();
+    root.unpack("fake-green", "2.0.0");
+    fake_green_mode(root, "loading");
+    blue = root.pid();
+    upgrade = std::async(std::launch::async, [this] { return root.run("upgrade 2.0.0"); });
+    REQUIRE(eventually([&] { return fake_green_log(root).find("loading forever") != std::string::npos; }));
+  }
+  LiveRoot root;
+  size_t heard_at_boot = 0;
+  pid_t blue = 0;
+  std::future<Result> upgrade;
+};
+
 }  // namespace
 
 // ---- today: in-place upgrades, and the harness itself -----------------------
@@ -611,11 +642,7 @@ TEST_CASE("green hangs: the handover times out (handover_timeout_s 1), green is 
   INFO(log);
   CHECK_THAT(log, Catch::Contains("hanging"));
   // Blue killed the hung green (its own 20 s alarm is far away).
-  std::istringstream lines(log);
-  std::string line;
-  pid_t fake = 0;
-  while (std::getline(lines, line))
-    if (line.rfind("started pid=", 0) == 0) fake = std::stoi(line.substr(12));
+  const pid_t fake = fake_green_pid(root);
   REQUIRE(fake > 0);
   CHECK(eventually([&] { return process_gone(fake); }, std::chrono::seconds(10)));
 }
@@ -624,18 +651,9 @@ TEST_CASE("SIGUSR2 while a handover runs is refused, and the service manager hea
           "ends",
           "[handover]") {
   FakeServiceManager manager;
-  LiveRoot root;
-  // Green "loads" until the test kills it (blue serves meanwhile, signals
-  // included): the handover's timeout is never what ends it.
-  root.daemon_env = "NOTIFY_SOCKET=" + manager.path.string() + " HANDOVER_TIMEOUT_S=600";
-  root.boot("timeout");
-  REQUIRE(manager.hear("READY=1"));
-  const size_t heard_at_boot = manager.heard.size();
-  root.unpack("fake-green", "2.0.0");
-  fake_green_mode(root, "loading");
-  const pid_t blue = root.pid();
-  auto upgrade = std::async(std::launch::async, [&] { return root.run("upgrade 2.0.0"); });
-  REQUIRE(eventually([&] { return fake_green_log(root).find("loading forever") != std::string::npos; }));
+  HandoverLoadingForever handover(manager);
+  LiveRoot& root = handover.root;
+  const pid_t blue = handover.blue;
 
   REQUIRE(::kill(blue, SIGUSR2) == 0);
   // Its own handover is refused (one runs); the line is logged after the signal's answer.
@@ -644,13 +662,10 @@ TEST_CASE("SIGUSR2 while a handover runs is refused, and the service manager hea
     return read_file(host_log).find("busy: an upgrade to 2.0.0 is in progress") != std::string::npos;
   }));
 
-  pid_t green = 0;
-  std::istringstream lines(fake_green_log(root));
-  for (std::string line; std::getline(lines, line);)
-    if (line.rfind("started pid=", 0) == 0) green = std::stoi(line.substr(12));
+  const pid_t green = fake_green_pid(root);
   REQUIRE(green > 0);
   REQUIRE(::kill(green, SIGKILL) == 0);
-  const Result up = upgrade.get();
+  const Result up = handover.upgrade.get();
   INFO(up.out);
   CHECK(up.code != 0);
   CHECK(root.pid() == blue);
@@ -660,33 +675,25 @@ TEST_CASE("SIGUSR2 while a handover runs is refused, and the service manager hea
   // signal's, and one READY=1, at the handover's end.
   manager.drain();
   const std::vector<std::string> heard = manager.first_lines();
-  CHECK(std::vector<std::string>(heard.begin() + heard_at_boot, heard.end()) ==
+  CHECK(std::vector<std::string>(heard.begin() + handover.heard_at_boot, heard.end()) ==
         std::vector<std::string>{"RELOADING=1", "RELOADING=1", "READY=1"});
 }
 
 TEST_CASE("a stop during a handover: blue aborts it, and STOPPING=1 stays its last word to the service manager",
           "[handover]") {
   FakeServiceManager manager;
-  LiveRoot root;
-  root.daemon_env = "NOTIFY_SOCKET=" + manager.path.string() + " HANDOVER_TIMEOUT_S=600";
-  root.boot("timeout");
-  REQUIRE(manager.hear("READY=1"));
-  const size_t heard_at_boot = manager.heard.size();
-  root.unpack("fake-green", "2.0.0");
-  fake_green_mode(root, "loading");
-  const pid_t blue = root.pid();
-  auto upgrade = std::async(std::launch::async, [&] { return root.run("upgrade 2.0.0"); });
-  REQUIRE(eventually([&] { return fake_green_log(root).find("loading forever") != std::string::npos; }));
+  HandoverLoadingForever handover(manager);
+  const pid_t blue = handover.blue;
 
   REQUIRE(::kill(blue, SIGTERM) == 0);
-  const Result up = upgrade.get();
+  const Result up = handover.upgrade.get();
   INFO(up.out);
   CHECK(up.code != 0);
   REQUIRE(eventually([&] { return process_gone(blue); }));
   // Blue is gone: everything it said is queued.
   manager.drain();
   const std::vector<std::string> heard = manager.first_lines();
-  CHECK(std::vector<std::string>(heard.begin() + heard_at_boot, heard.end()) ==
+  CHECK(std::vector<std::string>(heard.begin() + handover.heard_at_boot, heard.end()) ==
         std::vector<std::string>{"RELOADING=1", "STOPPING=1"});
 }
 
