@@ -6,7 +6,9 @@
 //   2.0.0          state schema 2 (BENCH_STATE_SCHEMA2): u32 flags, u64 generation, bytes blob
 //
 // Tasks: "fill" (args: the size in bytes), "checksum", "address" (where the
-// state object lives), "version".
+// state object lives), "version", "touch" (writes one byte in every 4 KiB
+// page of the blob, as a live module writing its state would; returns the
+// page count).
 #include <hotswap/module.hpp>
 
 #include <cstring>
@@ -59,6 +61,11 @@ class BenchState : public hotswap::Module<BenchState, BenchStateData> {
       }
       for (; i < s.blob.size(); ++i) h = (h ^ s.blob.data()[i]) * 0x100000001b3ull;
       return std::to_string(h) + ":" + std::to_string(s.blob.size());
+    }
+    if (name == "touch") {
+      size_t pages = 0;
+      for (size_t i = 0; i < s.blob.size(); i += 4096, ++pages) ++s.blob.data()[i];
+      return std::to_string(pages);
     }
     if (name == "address") return std::to_string(reinterpret_cast<uintptr_t>(&s));
     if (name == "version") return BENCH_STATE_TAG;

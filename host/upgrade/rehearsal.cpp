@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -34,6 +35,13 @@ constexpr size_t kMaxReportBytes = size_t(1) << 20;
 
 double ms_since(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+// Minor page faults of this whole process so far.
+uint64_t page_faults_of_this_process() {
+  rusage usage{};
+  ::getrusage(RUSAGE_SELF, &usage);
+  return static_cast<uint64_t>(usage.ru_minflt);
 }
 
 bool moves_state(StepKind kind) { return kind == StepKind::Update || kind == StepKind::LoadModule; }
@@ -335,6 +343,7 @@ json RehearsalReport::to_json() const {
           {"error", error},
           {"steps", steps_json},
           {"fork_ms", fork_ms},
+          {"live_page_faults", live_page_faults},
           {"wall_ms", wall_ms},
           {"pause_estimate_ms", pause_estimate_ms},
           {"state_sizes", state_sizes},
@@ -346,9 +355,9 @@ json RehearsalReport::to_json() const {
 
 std::string RehearsalReport::summary() const {
   if (passed())
-    return fmt::format("rehearsal of {} -> {} passed in {:.1f} ms (fork {:.2f} ms on the live process; the upgrade's "
-                       "pause would be about {:.2f} ms){}",
-                       from_release, to_release, wall_ms, fork_ms, pause_estimate_ms,
+    return fmt::format("rehearsal of {} -> {} passed in {:.1f} ms (fork {:.2f} ms on the live process, then {} page "
+                       "faults there while the child ran; the upgrade's pause would be about {:.2f} ms){}",
+                       from_release, to_release, wall_ms, fork_ms, live_page_faults, pause_estimate_ms,
                        round_trip ? "; the round trip restored every state" : "");
   return fmt::format("rehearsal of {} -> {} {}{}: {}; the live process changed nothing", from_release, to_release,
                      to_string(outcome), step.empty() ? "" : " in step " + step, error);
@@ -456,6 +465,7 @@ std::shared_ptr<Rehearsal> Rehearsal::start(asio::io_context& loop, ModuleRegist
   sigset_t all_signals, parent_mask;
   ::sigfillset(&all_signals);
   ::pthread_sigmask(SIG_BLOCK, &all_signals, &parent_mask);
+  self->faults_at_fork_ = page_faults_of_this_process();
   const Clock::time_point before_fork = Clock::now();
   const pid_t pid = ::fork();
   if (pid == 0) {
@@ -518,12 +528,7 @@ void Rehearsal::watch(std::chrono::milliseconds timeout) {
     } while (got < 0 && errno == EINTR);
     // ECHILD: SIGCHLD is ignored (a supervisor's inheritance) and the kernel reaped
     // it; its status is lost, its report (if any) still says how it ended.
-    if (got == self->pid_ || (got < 0 && errno == ECHILD)) {
-      self->reaped_ = true;
-      self->exited_ = true;
-      self->wait_status_ = status;
-      self->report_.wall_ms = ms_since(self->forked_at_);
-    }
+    if (got == self->pid_ || (got < 0 && errno == ECHILD)) self->reaped(status);
     self->finish_if_done();
     if (!self->exited_) self->watch_exit_again();
   });
@@ -541,15 +546,20 @@ void Rehearsal::watch_exit_again() {
     int status = 0;
     const pid_t got = ::waitpid(self->pid_, &status, WNOHANG);
     if (got == self->pid_ || (got < 0 && errno == ECHILD)) {
-      self->reaped_ = true;
-      self->exited_ = true;
-      self->wait_status_ = status;
-      self->report_.wall_ms = ms_since(self->forked_at_);
+      self->reaped(status);
       self->finish_if_done();
       return;
     }
     self->watch_exit_again();
   });
+}
+
+void Rehearsal::reaped(int wait_status) {
+  reaped_ = true;
+  exited_ = true;
+  wait_status_ = wait_status;
+  report_.wall_ms = ms_since(forked_at_);
+  report_.live_page_faults = page_faults_of_this_process() - faults_at_fork_;
 }
 
 void Rehearsal::read_more() {

@@ -85,6 +85,12 @@ struct RehearsalReport {
   std::vector<RehearsalStep> steps;
   // The cost to the live process: fork() on the event loop, in ms.
   double fork_ms = 0;
+  // The rest of it: the page faults the live process took (every thread,
+  // getrusage) from the fork until the child was reaped. The fork leaves each
+  // private page copy-on-write, so each page the live side writes meanwhile
+  // faults once; on some machines a fault costs tens of µs (bench/README.md,
+  // rehearsal_cost). Counts every minor fault, those of fresh memory too.
+  uint64_t live_page_faults = 0;
   // From the fork to the child's end, in ms.
   double wall_ms = 0;
   // The pause the live upgrade would cost, as the child measured it (suspend to
@@ -198,6 +204,7 @@ class Rehearsal : public std::enable_shared_from_this<Rehearsal> {
   void on_timeout();
   void finish_if_done();
   void fail_now(const std::string& error);  // could not start: done with NotRun, posted
+  void reaped(int wait_status);
 
   boost::asio::io_context& loop_;
   RehearsalReport report_;
@@ -213,6 +220,7 @@ class Rehearsal : public std::enable_shared_from_this<Rehearsal> {
   int wait_status_ = 0;
   std::string text_;  // the report lines read so far (bounded)
   std::chrono::steady_clock::time_point forked_at_;
+  uint64_t faults_at_fork_ = 0;
   std::unique_ptr<boost::asio::posix::stream_descriptor> pidfd_;
   std::unique_ptr<boost::asio::posix::stream_descriptor> pipe_;
   boost::asio::steady_timer timer_;

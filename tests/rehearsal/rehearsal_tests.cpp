@@ -10,15 +10,19 @@
 // The waits are on conditions (replies counted by the client, the upgrade's
 // report); the one bound that involves the child's speed is the timeout case's
 // own 1 s timeout, which a hanging child always reaches.
+#include <sys/mman.h>
 #include <sys/wait.h>
 
 #include <catch2/catch.hpp>
 #include <future>
+#include <optional>
 #include <string>
 
+#include "../host/test_support.hpp"
 #include "../server/server_fixture.hpp"
 #include "cli/exit_status.hpp"
 #include "upgrade/rehearsal.hpp"
+#include "upgrade/upgrade_executor.hpp"
 
 namespace {
 
@@ -289,4 +293,44 @@ TEST_CASE("rehearsal: a refusal by the live rehearsal has its own CLI exit statu
         hotswap::cli::kRehearsalFailed);
   CHECK(hotswap::cli::kRehearsalFailed == 65);
   CHECK(exit_status_of_reply({{"ok", false}, {"code", "refused"}, {"error", "x"}}) == hotswap::cli::kFailed);
+}
+
+// The fork makes every private page of the live process copy-on-write: each
+// page the live side writes afterwards faults once, whether the child still
+// runs or not (its write permission is gone until that fault). The report
+// counts those faults, from the fork to the reap.
+TEST_CASE("rehearsal: the report counts the page faults the live process took while the child ran",
+          "[rehearsal][report]") {
+  hotswap::host::LibraryLoader loader;
+  hotswap::test::RecordingServices services;
+  hotswap::host::ModuleRegistry registry{services};
+  hotswap::host::UpgradeExecutor executor{registry, loader};
+  registry.start(loader.load(hotswap::test::module_file("good", "bigstate", "1.0.0"), {"bigstate", "1.0.0", ""}));
+
+  // Pages of the live process's own, written before the fork (so none is fresh) and after it.
+  constexpr size_t kPages = 256;
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  void* mapped = ::mmap(nullptr, kPages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  REQUIRE(mapped != MAP_FAILED);
+  ::madvise(mapped, kPages * page, MADV_NOHUGEPAGE);  // one fault per 4 KiB page, not per 2 MiB
+  auto* bytes = static_cast<volatile char*>(mapped);
+  for (size_t i = 0; i < kPages; ++i) bytes[i * page] = 1;
+
+  boost::asio::io_context loop;
+  hotswap::host::RehearsalInput input;
+  input.plan = hotswap::test::plan_of(
+      {hotswap::test::step(hotswap::appup::StepKind::LoadModule, "bigstate", "1.0.0", "1.1.0")});
+  std::optional<RehearsalReport> report;
+  auto rehearsal = hotswap::host::Rehearsal::start(loop, registry, loader, executor, input, std::chrono::minutes(5),
+                                                   {}, [&report](const RehearsalReport& r) { report = r; });
+  for (size_t i = 0; i < kPages; ++i) bytes[i * page] = 2;  // forked: each write faults once
+  loop.run();  // the reap, and the count, come after the writes
+  ::munmap(mapped, kPages * page);
+
+  REQUIRE(report);
+  INFO(report->summary());
+  CHECK(report->passed());
+  CHECK(report->live_page_faults >= kPages);
+  CHECK(report->to_json()["live_page_faults"] == report->live_page_faults);
+  CHECK_THAT(report->summary(), Catch::Contains(std::to_string(report->live_page_faults) + " page faults"));
 }
