@@ -44,6 +44,7 @@
 #include <cstring>
 #include <deque>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <future>
 #include <map>
 #include <memory>
@@ -71,6 +72,7 @@ struct Options {
   bool pin = false;           // host loop on CPU 0; client, main and the host's worker on CPU 1
   bool batch_worker = false;  // the host's worker thread runs SCHED_BATCH (no wake-up preemption)
   bool no_rehearse = false;   // reload without the live rehearsal (hotswap reload --no-rehearse)
+  bool spawn_rehearsal = false;  // runtime.json "rehearsal_mechanism": "spawn" (a fresh process, not a fork)
   int stall_us = 0;           // calibration: instead of reloads, busy the loop this long
   size_t connections = 1000;
   int cycles = 100;           // one cycle = upgrade to 2.0.0 + downgrade to 1.1.0
@@ -130,14 +132,21 @@ class TempRoot {
   }
   const fs::path& dir() const { return dir_; }
 
-  // Copies a release folder built by CMake (arena-<version>/) to releases/<version>/.
+  // Copies a release folder built by CMake (arena-<version>/) to releases/<version>/,
+  // with `runtime_changes` merged into its runtime.json.
   // The folder appears under its final name in one rename, complete.
-  void add_release(const std::string& version) {
+  void add_release(const std::string& version, const nlohmann::json& runtime_changes) {
     fs::path from = fs::path(HOTSWAP_ARENA_RELEASES_DIR) / ("arena-" + version);
     if (!fs::exists(from / "manifest.json"))
       throw std::runtime_error("release folder " + from.string() + " is missing; build arena_release_* first");
     fs::path staging = dir_ / "releases" / (".copy-" + version);
     copy_tree(from, staging);
+    if (!runtime_changes.empty()) {
+      std::ifstream in((staging / "runtime.json").string());
+      nlohmann::json runtime = nlohmann::json::parse(in);
+      runtime.update(runtime_changes);
+      std::ofstream((staging / "runtime.json").string(), std::ios::trunc) << runtime.dump(2);
+    }
     fs::rename(staging, dir_ / "releases" / version);
   }
 
@@ -788,7 +797,9 @@ int run(const Options& opt) {
   ::unsetenv("ARENA_PORT");  // the OS picks the port
 
   TempRoot root;
-  root.add_release("1.1.0");  // first boot boots the newest release on disk
+  const nlohmann::json runtime_changes =
+      opt.spawn_rehearsal ? nlohmann::json{{"rehearsal_mechanism", "spawn"}} : nlohmann::json::object();
+  root.add_release("1.1.0", runtime_changes);  // first boot boots the newest release on disk
   const Clock::time_point origin = Clock::now();  // CLOCK_MONOTONIC: the same in the client's process
   ClientProcess client_process(origin, opt);      // before any thread starts here
   // --pin: the Runtime's worker thread is created in its constructor and inherits main's CPU.
@@ -798,7 +809,9 @@ int run(const Options& opt) {
   Host host(root.dir(), origin, opt.diagnose, opt.pin, opt.batch_worker);
   if (opt.batch_worker) set_policy(SCHED_OTHER);
   const std::string other_version = opt.code_only ? "1.0.0" : "2.0.0";
-  root.add_release(other_version);
+  root.add_release(other_version, runtime_changes);
+  // The host runs inside this program: a spawned rehearsal starts the real `hotswap`.
+  host.on_loop([&] { host.runtime().coordinator().set_running_program(HOTSWAP_BINARY); });
   const uint16_t port = host.on_loop([&] { return host.runtime().server().listeners().at(0).port; });
 
   client_process.start(port);
@@ -872,10 +885,14 @@ int run(const Options& opt) {
 
   if (opt.diagnose) {
     // Where the loop spends a reload: each phase's duration, in ms.
-    std::vector<double> pre, apply, migrate, purge, finish, total, check, fork, rehearsal;
+    std::vector<double> pre, apply, migrate, purge, finish, total, check, fork, exported, faults, rehearsal;
     for (const Reload& r : reloads) {
       const Phases& p = r.phases;
-      if (r.report.rehearsal.is_object()) fork.push_back(r.report.rehearsal.value("fork_ms", 0.0));
+      if (r.report.rehearsal.is_object()) {
+        fork.push_back(r.report.rehearsal.value("fork_ms", 0.0));
+        exported.push_back(r.report.rehearsal.value("export_ms", 0.0));
+        faults.push_back(r.report.rehearsal.value("live_page_faults", 0.0));
+      }
       if (p.rehearsed != 0) rehearsal.push_back(static_cast<double>(p.rehearsed - p.rehearsing) / 1e6);
       const double pause_ms = std::chrono::duration<double, std::milli>(r.report.pause).count();
       pre.push_back(static_cast<double>(p.handed - p.posted) / 1e6);
@@ -888,8 +905,10 @@ int run(const Options& opt) {
       finish.push_back(static_cast<double>(p.done - p.purged) / 1e6);
       total.push_back(static_cast<double>(r.end_ns - r.start_ns) / 1e6);
     }
-    std::printf("{\"name\":\"reload_under_load_phases\",%s,%s,%s,%s,%s,%s,%s,%s,%s}\n",
+    std::printf("{\"name\":\"reload_under_load_phases\",%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s}\n",
                 fmt_dist("loop_upgrade_call", pre, "ms").c_str(), fmt_dist("loop_rehearsal_fork", fork, "ms").c_str(),
+                fmt_dist("loop_rehearsal_export", exported, "ms").c_str(),
+                fmt_dist("rehearsal_live_page_faults", faults, "count").c_str(),
                 fmt_dist("rehearsal_wall", rehearsal, "ms").c_str(), fmt_dist("worker_check", check, "ms").c_str(),
                 fmt_dist("loop_pause", apply, "ms").c_str(), fmt_dist("loop_pause_migrate_steps", migrate, "ms").c_str(), fmt_dist("loop_purge", purge, "ms").c_str(),
                 fmt_dist("loop_finish_upgrade", finish, "ms").c_str(), fmt_dist("reload_total", total, "ms").c_str());
@@ -964,6 +983,8 @@ std::optional<int> parse_options(int argc, char** argv, Options& opt) {
   app.add_flag("--code-only", opt.code_only,
                "reload 1.1.0 <-> 1.0.0 (load_module: the state stays in place) instead of 1.1.0 <-> 2.0.0 (update)");
   app.add_flag("--no-rehearse", opt.no_rehearse, "reload without the live rehearsal (hotswap reload --no-rehearse)");
+  app.add_flag("--spawn-rehearsal", opt.spawn_rehearsal,
+               "rehearse in a spawned process fed the exported states (runtime.json rehearsal_mechanism: spawn)");
   app.add_flag("--diagnose", opt.diagnose, "also print the loop-side phases of the reloads and an event-loop lag probe");
   app.add_flag("--pin", opt.pin, "host loop on CPU 0; client, main thread and the host's worker thread on CPU 1");
   app.add_flag("--batch-worker", opt.batch_worker, "the host's worker thread (the check phase) runs SCHED_BATCH");

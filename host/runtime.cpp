@@ -23,23 +23,6 @@ namespace fs = boost::filesystem;
 
 namespace {
 
-// Manifest order, with each module after the modules it depends on.
-std::vector<const appup::ModuleEntry*> boot_order(const appup::ReleaseManifest& manifest) {
-  std::vector<const appup::ModuleEntry*> order;
-  std::set<std::string> placed, visiting;
-  std::function<void(const appup::ModuleEntry&)> place = [&](const appup::ModuleEntry& m) {
-    if (placed.count(m.name)) return;
-    if (!visiting.insert(m.name).second)
-      throw std::runtime_error("release " + manifest.version + ": dependency cycle through module " + m.name);
-    for (const std::string& dep : m.depends_on)
-      if (const appup::ModuleEntry* d = manifest.find(dep)) place(*d);
-    placed.insert(m.name);
-    order.push_back(&m);
-  };
-  for (const auto& m : manifest.modules) place(m);
-  return order;
-}
-
 // How often the watchdog looks at the loop: a hang is noticed at most this late.
 constexpr std::chrono::milliseconds kWatchdogPeriod{250};
 

@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
   }
   if (is_probe_module_command(words)) return run_probe_module_command(words);  // the loader's probe child
   if (std::optional<int> status = run_handover_target_command(words)) return *status;  // a handover's new process
+  if (std::optional<int> status = run_rehearsal_target_command(words)) return *status;  // a spawned rehearsal
   const std::string prefix = words[0][0] == '-' ? "hotswap: " : "hotswap " + words[0] + ": ";
   try {
     std::optional<Invocation> invocation = parse_command_line(words, std::cout);

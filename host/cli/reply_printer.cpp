@@ -76,7 +76,12 @@ void print_rehearsal(const json& r, const std::string& indent) {
     for (const auto& [module, sizes] : r["state_sizes"].items())
       std::cout << indent << "  state " << module << ": " << sizes.value("before", 0) << " bytes before, "
                 << sizes.value("after", 0) << " after\n";
-  std::cout << indent << "  cost to the live process: fork " << as_double(r, "fork_ms") << " ms, then "
+  std::cout << indent << "  cost to the live process: ";
+  if (r.value("mechanism", "fork") == "spawn")
+    std::cout << "export " << as_double(r, "export_ms") << " ms, spawn ";
+  else
+    std::cout << "fork ";
+  std::cout << as_double(r, "fork_ms") << " ms, then "
             << r.value("live_page_faults", uint64_t{0}) << " page faults while the child ran; rehearsal "
             << as_double(r, "wall_ms") << " ms; the upgrade's pause would be about "
             << as_double(r, "pause_estimate_ms") << " ms\n";

@@ -3,10 +3,12 @@
 #include <fcntl.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/filesystem.hpp>
 #include <chrono>
 #include <csignal>
@@ -30,6 +32,7 @@
 #include "release/release_store.hpp"
 #include "release/runtime_config.hpp"
 #include "runtime.hpp"
+#include "upgrade/rehearsal.hpp"
 
 namespace hotswap::cli {
 namespace {
@@ -196,6 +199,43 @@ std::optional<int> run_handover_target_command(const std::vector<std::string>& w
   ignore_sigpipe();
   setup_logging("");
   return serve_handover_target(root, version, fd);
+}
+
+std::optional<int> run_rehearsal_target_command(const std::vector<std::string>& words) {
+  if (words.empty() || words[0] != "rehearsal-target") return std::nullopt;
+  std::string root, from, to;
+  int input_fd = -1, report_fd = -1;
+  for (size_t i = 1; i + 1 < words.size(); i += 2) {
+    if (words[i] == "--root")
+      root = words[i + 1];
+    else if (words[i] == "--from")
+      from = words[i + 1];
+    else if (words[i] == "--to")
+      to = words[i + 1];
+    else if (words[i] == "--input-fd")
+      input_fd = std::atoi(words[i + 1].c_str());
+    else if (words[i] == "--report-fd")
+      report_fd = std::atoi(words[i + 1].c_str());
+  }
+  if (root.empty() || from.empty() || to.empty() || input_fd < 3 || report_fd < 3 || input_fd == report_fd ||
+      words.size() != 11) {
+    std::cerr << "hotswap rehearsal-target: started by a running host for a live rehearsal "
+                 "(--root ROOT --from VSN --to VSN --input-fd N --report-fd M), never by hand\n";
+    return kUsage;
+  }
+  // Inherited without close-on-exec (that is how they got here): no child of ours may hold them.
+  for (int fd : {input_fd, report_fd}) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+  // Any other descriptor came from a module that opened it without
+  // close-on-exec (a socket, say): this process needs none of them.
+  for (int fd = 3; fd < std::max(input_fd, report_fd); ++fd)
+    if (fd != input_fd && fd != report_fd) ::close(fd);
+  ::close_range(static_cast<unsigned>(std::max(input_fd, report_fd)) + 1, ~0U, 0);
+  // A rehearsal outlives no host: killed with the thread that started it,
+  // the host's event loop (a migration that hangs would otherwise run on, orphaned).
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() == 1) return kFailed;  // that thread was gone already
+  host::tune_allocator_for_short_pauses();
+  host::run_spawned_rehearsal_child(root, from, to, input_fd, report_fd);
 }
 
 int run_host_in_foreground(const fs::path& root, const std::string& log_level) {

@@ -24,4 +24,11 @@ int run_host_as_daemon(const boost::filesystem::path& root, const std::string& l
 // another command; otherwise the exit status.
 std::optional<int> run_handover_target_command(const std::vector<std::string>& words);
 
+// `hotswap rehearsal-target --root ROOT --from VSN --to VSN --input-fd N
+// --report-fd M`: the child of a spawned live rehearsal, started by the
+// running host with the exported states at fd N and its report pipe at fd M
+// (upgrade/rehearsal.hpp). nullopt when `words` is another command; otherwise
+// it never returns, but for a usage error (its exit status).
+std::optional<int> run_rehearsal_target_command(const std::vector<std::string>& words);
+
 }  // namespace hotswap::cli

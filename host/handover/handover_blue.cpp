@@ -18,8 +18,6 @@
 #include "os/fd.hpp"
 #include "os/signal_name.hpp"
 
-extern char** environ;
-
 namespace hotswap::host {
 
 namespace asio = boost::asio;
@@ -29,12 +27,6 @@ using handover::MessageType;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-std::vector<std::string> current_environment() {
-  std::vector<std::string> env;
-  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) env.emplace_back(*entry);
-  return env;
-}
 
 std::string wait_status_text(int status) {
   if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
@@ -107,7 +99,7 @@ struct HandoverBlue::Run : std::enable_shared_from_this<HandoverBlue::Run> {
     os::SpawnRequest spawn{binary,
                            {binary, "handover-target", "--root", side.root.string(), "--version",
                             request.target.version, "--fd", "3"},
-                           current_environment(),
+                           os::current_environment(),
                            {{theirs.get(), 3}}};
     const auto spawned = side.os.spawn(spawn);
     if (!spawned.ok()) return fail("cannot start " + binary + ": " + spawned.error_text());

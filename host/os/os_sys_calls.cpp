@@ -14,6 +14,8 @@
 #include <cerrno>
 #include <cstring>
 
+extern char** environ;
+
 namespace hotswap::os {
 namespace {
 
@@ -47,6 +49,12 @@ std::string errno_text(int error) {
   char buffer[256];
   // The GNU strerror_r: returns the message, which may or may not be in buffer.
   return ::strerror_r(error, buffer, sizeof buffer);
+}
+
+std::vector<std::string> current_environment() {
+  std::vector<std::string> env;
+  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) env.emplace_back(*entry);
+  return env;
 }
 
 SysCallIntResult RealOsSysCalls::open(const std::string& path, int flags, mode_t mode) {

@@ -26,6 +26,10 @@ namespace hotswap::os {
 // "No space left on device" for ENOSPC.
 std::string errno_text(int error);
 
+// This process's environment, "NAME=value" each: for a SpawnRequest that
+// passes it on unchanged.
+std::vector<std::string> current_environment();
+
 template <typename T>
 struct SysCallResult {
   T value{};      // what the call returned (-1, nullptr, ... on failure)

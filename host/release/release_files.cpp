@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <hotswap/appup/error.hpp>
 #include <hotswap/appup/json_reader.hpp>
+#include <functional>
+#include <set>
 #include <stdexcept>
 
 #include "os/fd.hpp"
@@ -66,6 +68,22 @@ appup::ReleaseManifest load_release_manifest(const fs::path& dir) {
   } catch (const appup::InputError& e) {
     throw std::runtime_error(std::string("invalid release manifest: ") + e.what());
   }
+}
+
+std::vector<const appup::ModuleEntry*> boot_order(const appup::ReleaseManifest& manifest) {
+  std::vector<const appup::ModuleEntry*> order;
+  std::set<std::string> placed, visiting;
+  std::function<void(const appup::ModuleEntry&)> place = [&](const appup::ModuleEntry& m) {
+    if (placed.count(m.name)) return;
+    if (!visiting.insert(m.name).second)
+      throw std::runtime_error("release " + manifest.version + ": dependency cycle through module " + m.name);
+    for (const std::string& dep : m.depends_on)
+      if (const appup::ModuleEntry* d = manifest.find(dep)) place(*d);
+    placed.insert(m.name);
+    order.push_back(&m);
+  };
+  for (const auto& m : manifest.modules) place(m);
+  return order;
 }
 
 }  // namespace hotswap::host

@@ -9,6 +9,7 @@
 #include <hotswap/appup/manifest.hpp>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "os/os_sys_calls.hpp"
 
@@ -36,5 +37,10 @@ appup::Appup load_appup_of(const appup::ModuleEntry& entry);
 
 // load_manifest for the operator: throws std::runtime_error("invalid release manifest: <file>: <field>: ...").
 appup::ReleaseManifest load_release_manifest(const boost::filesystem::path& dir);
+
+// The release's modules in manifest order, each after the modules it depends
+// on (the order a host starts them in). Throws std::runtime_error naming a
+// dependency cycle. The pointers are into `manifest`.
+std::vector<const appup::ModuleEntry*> boot_order(const appup::ReleaseManifest& manifest);
 
 }  // namespace hotswap::host

@@ -244,7 +244,8 @@ RuntimeConfig parse_substituted(const JsonReader& reader, const json& document) 
   reader.expect_object(document, "",
                        {"log_level", "max_output_bytes", "max_total_output_bytes", "admin_max_request_bytes",
                         "admin_max_output_bytes", "shutdown_timeout_ms", "auto_permanent_after_s", "watchdog",
-                        "listeners", "modules", "rehearse", "rehearsal_timeout_s", "handover_timeout_s"});
+                        "listeners", "modules", "rehearse", "rehearsal_mechanism", "rehearsal_timeout_s",
+                        "handover_timeout_s"});
   RuntimeConfig config;
   optional_field(document, "log_level", [&](const json& v, const std::string& key) {
     config.log_level = reader.expect_one_of(v, key, {"trace", "debug", "info", "warn", "error", "critical", "off"});
@@ -282,6 +283,11 @@ RuntimeConfig parse_substituted(const JsonReader& reader, const json& document) 
     else
       reader.fail(key, "expected true or false, got " + v.dump());
   });
+  optional_field(document, "rehearsal_mechanism", [&](const json& v, const std::string& key) {
+    config.rehearsal_mechanism = reader.expect_one_of(v, key, {"fork", "spawn"}) == "spawn"
+                                     ? RuntimeConfig::RehearsalMechanism::Spawn
+                                     : RuntimeConfig::RehearsalMechanism::Fork;
+  });
   // Seconds, fractions allowed; at least a millisecond, at most a day.
   optional_field(document, "rehearsal_timeout_s", [&](const json& v, const std::string& key) {
     const double s = reader.expect_number(v, key, 0.001, kMaxWatchdogSeconds, NumberText::Accepted);
@@ -309,6 +315,7 @@ bool RuntimeConfig::operator==(const RuntimeConfig& other) const {
          admin_max_output_bytes == other.admin_max_output_bytes && shutdown_timeout == other.shutdown_timeout &&
          auto_permanent_after == other.auto_permanent_after && watchdog == other.watchdog &&
          rehearse == other.rehearse && rehearsal_timeout == other.rehearsal_timeout &&
+         rehearsal_mechanism == other.rehearsal_mechanism &&
          handover_timeout == other.handover_timeout &&
          std::equal(modules.begin(), modules.end(), other.modules.begin(), other.modules.end(),
                     [](const auto& a, const auto& b) { return a.first == b.first && same_module(a.second, b.second); });

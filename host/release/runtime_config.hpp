@@ -68,6 +68,12 @@ struct RuntimeConfig {
   // runs longer than the timeout is killed and refuses the upgrade.
   bool rehearse = true;
   std::chrono::milliseconds rehearsal_timeout{30'000};
+  // How the rehearsal child is made (`rehearsal_mechanism`): Fork, a
+  // copy-on-write snapshot of this process (the live objects themselves), or
+  // Spawn, a fresh process of this program fed the exported states (costs
+  // the live loop an export instead of the fork's page faults).
+  enum class RehearsalMechanism { Fork, Spawn };
+  RehearsalMechanism rehearsal_mechanism = RehearsalMechanism::Fork;
   // Blue-green handover (handover/): how long the new process may take from
   // its start to ready; past it, it is killed and this process serves on.
   std::chrono::milliseconds handover_timeout{30'000};

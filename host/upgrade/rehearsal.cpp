@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -18,6 +19,12 @@
 #include <set>
 
 #include "core/module_call.hpp"
+#include "handover/handover_channel.hpp"
+#include "os/fd.hpp"
+#include "os/os_sys_calls.hpp"
+#include "release/release_files.hpp"
+#include "release/release_store.hpp"
+#include "upgrade/upgrade_coordinator.hpp"
 #include "upgrade/retired_libraries.hpp"
 #include "upgrade/upgrade_check.hpp"
 #include "os/signal_name.hpp"
@@ -29,6 +36,7 @@ namespace asio = boost::asio;
 using appup::StepKind;
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
+namespace fs = boost::filesystem;
 
 // The report lines a parent keeps; a child that writes more is cut off there.
 constexpr size_t kMaxReportBytes = size_t(1) << 20;
@@ -287,6 +295,89 @@ size_t make_sockets_unreachable() noexcept {
   return sockets.size();
 }
 
+RehearsalInput make_rehearsal_input(const appup::Plan& plan, const RuntimeConfig& target_config,
+                                    const appup::ReleaseManifest& running, const appup::ReleaseManifest& target) {
+  RehearsalInput input;
+  input.plan = plan;
+  input.target_config = target_config;
+  // The way back, for the round trip (an upgrade's downgrade must give the
+  // older state back byte for byte). Not for a downgrade: upgrading again may
+  // lawfully miss what the older version could not hold.
+  if (plan.direction != appup::Direction::Upgrade) {
+    input.back_missing = "a downgrade's round trip (upgrading again) may lawfully lose what the older version "
+                         "cannot hold";
+  } else {
+    try {
+      input.back = appup::make_plan(target, running, load_appup_of);
+    } catch (const std::exception& e) {
+      input.back_missing = std::string("no plan back to ") + running.version + ": " + e.what();
+    }
+  }
+  return input;
+}
+
+void run_spawned_rehearsal_child(const fs::path& root, const std::string& from, const std::string& to,
+                                 int input_fd, int report_fd) noexcept {
+  spdlog::default_logger_raw()->set_level(spdlog::level::off);  // its stderr is the daemon's log
+  ChildReporter out(report_fd);
+  Clock::time_point start = Clock::now();
+  out.begin("setup", "load release " + from + " and import the live states");
+  try {
+    // The release files, read as the live host read them when it planned.
+    const ReleaseStore store(root);
+    const appup::ReleaseManifest running = load_release_manifest(store.release_dir(from));
+    const fs::path running_config_file = store.runtime_config_path(from);
+    const RuntimeConfig running_config = load_runtime_config(running_config_file);
+    check_config_matches(running_config, running, running_config_file);
+    const appup::ReleaseManifest target = load_unpacked_release(store, to);
+    const fs::path target_config_file = store.runtime_config_path(to);
+    const RuntimeConfig target_config = load_runtime_config(target_config_file);
+    check_config_matches(target_config, target, target_config_file);
+    const RehearsalInput input =
+        make_rehearsal_input(appup::make_plan(running, target, load_appup_of), target_config, running, target);
+
+    std::string encoded;
+    char buffer[1 << 16];
+    for (;;) {  // pread: the parent's writes left the shared file offset at the end
+      const ssize_t got = ::pread(input_fd, buffer, sizeof buffer, static_cast<off_t>(encoded.size()));
+      if (got < 0 && errno == EINTR) continue;
+      if (got < 0) throw std::runtime_error(std::string("cannot read the live states: ") + std::strerror(errno));
+      if (got == 0) break;
+      encoded.append(buffer, static_cast<size_t>(got));
+    }
+    ::close(input_fd);
+    handover::SlotsMessage states = handover::decode_slots(encoded);
+    encoded = std::string();
+
+    // Leaked on purpose: the child ends with _exit, and nothing here may
+    // unload a library while a later step still looks at it.
+    auto* services = new DetachedServices();
+    auto* loader = new LibraryLoader();
+    auto* registry = new ModuleRegistry(*services);
+    auto* executor = new UpgradeExecutor(*registry, *loader);
+    for (const auto& [name, section] : running_config.modules) registry->set_module_config(name, section.config.dump());
+    for (const appup::ModuleEntry* m : boot_order(running))
+      registry->start(loader->load(m->file, {m->name, m->version, m->sha256}));
+    for (const SlotHandover& state : states.slots) {
+      ModuleSlot* slot = registry->find(state.module);
+      if (slot == nullptr || slot->active().version() != state.version)
+        throw std::runtime_error("the live host runs module " + state.module + " " + state.version +
+                                 ", which release " + from + " does not have");
+      slot->active().import_state(state.schema, state.state);
+    }
+    states.slots.clear();
+    out.end("setup", start);
+    run_rehearsal_child(*registry, *loader, *executor, input, report_fd);
+  } catch (const std::exception& e) {
+    out.end("setup", start, e.what());
+    out.line({{"result", {{"ok", false}, {"step", "setup"}, {"error", e.what()}}}});
+  } catch (...) {
+    out.end("setup", start, "an exception that is not a std::exception");
+    out.line({{"result", {{"ok", false}, {"step", "setup"}, {"error", "an exception that is not a std::exception"}}}});
+  }
+  ::_exit(0);
+}
+
 void run_rehearsal_child(ModuleRegistry& registry, LibraryLoader& loader, UpgradeExecutor& executor,
                          const RehearsalInput& input, int report_fd) noexcept {
   // No logging: another thread of the parent may have held a sink's mutex at
@@ -342,7 +433,9 @@ json RehearsalReport::to_json() const {
           {"step", step},
           {"error", error},
           {"steps", steps_json},
+          {"mechanism", mechanism},
           {"fork_ms", fork_ms},
+          {"export_ms", export_ms},
           {"live_page_faults", live_page_faults},
           {"wall_ms", wall_ms},
           {"pause_estimate_ms", pause_estimate_ms},
@@ -350,14 +443,20 @@ json RehearsalReport::to_json() const {
           {"round_trip", round_trip},
           {"round_trip_skipped", round_trip_skipped},
           {"leaked", leaked},
-          {"sends_dropped", sends_dropped}};
+          {"sends_dropped", sends_dropped},
+          {"sockets_isolated", sockets_isolated}};
+}
+
+std::string RehearsalReport::live_cost() const {
+  if (mechanism == "spawn") return fmt::format("export {:.2f} ms and spawn {:.2f} ms", export_ms, fork_ms);
+  return fmt::format("fork {:.2f} ms", fork_ms);
 }
 
 std::string RehearsalReport::summary() const {
   if (passed())
-    return fmt::format("rehearsal of {} -> {} passed in {:.1f} ms (fork {:.2f} ms on the live process, then {} page "
-                       "faults there while the child ran; the upgrade's pause would be about {:.2f} ms){}",
-                       from_release, to_release, wall_ms, fork_ms, live_page_faults, pause_estimate_ms,
+    return fmt::format("rehearsal of {} -> {} passed in {:.1f} ms ({} on the live process, then {} page faults "
+                       "there while the child ran; the upgrade's pause would be about {:.2f} ms){}",
+                       from_release, to_release, wall_ms, live_cost(), live_page_faults, pause_estimate_ms,
                        round_trip ? "; the round trip restored every state" : "");
   return fmt::format("rehearsal of {} -> {} {}{}: {}; the live process changed nothing", from_release, to_release,
                      to_string(outcome), step.empty() ? "" : " in step " + step, error);
@@ -391,6 +490,7 @@ void interpret_rehearsal(const std::string& lines, int wait_status, bool timed_o
       step.error = line.value("error", "");
       step.ok = line.value("ok", false) && step.error.empty();
       open_step.clear();
+      if (name == "isolate") report.sockets_isolated = line.value("sockets", uint64_t{0});
       if (line.contains("leaked") && line["leaked"].is_array())
         for (const json& l : line["leaked"])
           if (l.is_string()) report.leaked.push_back(l.get<std::string>());
@@ -482,29 +582,103 @@ std::shared_ptr<Rehearsal> Rehearsal::start(asio::io_context& loop, ModuleRegist
     self->fail_now(std::string("could not fork: ") + std::strerror(error));
     return self;
   }
-  self->pid_ = pid;
+  self->watch_child(pid, pipe_fds[0]);
+  return self;
+}
+
+std::shared_ptr<Rehearsal> Rehearsal::start_spawned(asio::io_context& loop, ModuleRegistry& registry,
+                                                    const Spawn& spawn, std::chrono::milliseconds timeout,
+                                                    RehearsalReport report, Done done) {
+  report.mechanism = "spawn";
+  std::shared_ptr<Rehearsal> self(new Rehearsal(loop, std::move(report), timeout, std::move(done)));
+  self->faults_at_fork_ = page_faults_of_this_process();
+  // Every state, as a blue-green handover sends it (handover_channel.hpp), into a memory file the child reads.
+  const Clock::time_point before_export = Clock::now();
+  handover::SlotsMessage states;
+  try {
+    for (ModuleSlot* slot : registry.slots()) {
+      SlotHandover state;
+      state.module = slot->name();
+      state.version = slot->active().version();
+      state.schema = slot->active().library().state_schema();
+      state.arrival = StateArrival::Import;
+      state.state = slot->active().export_state();
+      states.slots.push_back(std::move(state));
+    }
+  } catch (const std::exception& e) {
+    self->fail_now(std::string("could not export the states for the rehearsal: ") + e.what());
+    return self;
+  }
+  const std::string encoded = handover::encode_slots(states);
+  states.slots.clear();
+  os::Fd input(::memfd_create("hotswap-rehearsal-states", MFD_CLOEXEC));
+  if (!input) {
+    self->fail_now(std::string("could not make the rehearsal's state file: memfd_create: ") + std::strerror(errno));
+    return self;
+  }
+  for (size_t written = 0; written < encoded.size();) {
+    const ssize_t put = ::write(input.get(), encoded.data() + written, encoded.size() - written);
+    if (put < 0 && errno == EINTR) continue;
+    if (put <= 0) {
+      self->fail_now(std::string("could not write the rehearsal's state file: ") + std::strerror(errno));
+      return self;
+    }
+    written += static_cast<size_t>(put);
+  }
+  self->report_.export_ms = ms_since(before_export);
+
+  int pipe_fds[2] = {-1, -1};
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
+    self->fail_now(std::string("could not make the report pipe: ") + std::strerror(errno));
+    return self;
+  }
+  os::Fd report_read(pipe_fds[0]), report_write(pipe_fds[1]);
+  const std::string program = spawn.program.string();
+  const os::SpawnRequest request{program,
+                                 {program, "rehearsal-target", "--root", spawn.root.string(), "--from", spawn.from,
+                                  "--to", spawn.to, "--input-fd", "3", "--report-fd", "4"},
+                                 os::current_environment(),
+                                 {{input.get(), 3}, {report_write.get(), 4}}};
+  // On the loop thread, so that the child runs at the loop's priority, not
+  // the worker's lowest: a rehearsal must not starve on a busy machine. It
+  // holds the loop until the child has exec'd (report.fork_ms). The host's
+  // own descriptors are close-on-exec; the child closes any other itself,
+  // after the exec (closing thousands here would hold the loop).
+  const Clock::time_point before_spawn = Clock::now();
+  const auto spawned = os::real_os_sys_calls().spawn(request);
+  self->forked_at_ = Clock::now();
+  self->report_.fork_ms = std::chrono::duration<double, std::milli>(self->forked_at_ - before_spawn).count();
+  if (!spawned.ok()) {
+    self->fail_now("could not start " + program + ": " + spawned.error_text());
+    return self;
+  }
+  report_write.close();
+  self->watch_child(spawned.value, report_read.release());
+  return self;
+}
+
+void Rehearsal::watch_child(pid_t pid, int report_fd) {
+  pid_ = pid;
   const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
   if (pidfd < 0) {
     const int error = errno;
-    ::close(pipe_fds[0]);
-    self->fail_now(std::string("could not watch the child: pidfd_open failed: ") + std::strerror(error));
-    return self;  // the destructor kills and reaps it
+    ::close(report_fd);
+    return fail_now(std::string("could not watch the child: pidfd_open failed: ") + std::strerror(error));
+    // the destructor kills and reaps it
   }
   try {
     // Each descriptor is owned by its stream_descriptor from here on, even when registering the other throws.
-    self->pipe_ = std::make_unique<asio::posix::stream_descriptor>(loop);
-    self->pidfd_ = std::make_unique<asio::posix::stream_descriptor>(loop);
-    self->pipe_->assign(pipe_fds[0]);
-    pipe_fds[0] = -1;
-    self->pidfd_->assign(pidfd);
+    pipe_ = std::make_unique<asio::posix::stream_descriptor>(loop_);
+    pidfd_ = std::make_unique<asio::posix::stream_descriptor>(loop_);
+    pipe_->assign(report_fd);
+    report_fd = -1;
+    pidfd_->assign(pidfd);
   } catch (const std::exception& e) {
-    if (pipe_fds[0] >= 0) ::close(pipe_fds[0]);
-    if (!self->pidfd_ || !self->pidfd_->is_open()) ::close(pidfd);
-    self->fail_now(std::string("could not watch the child: ") + e.what());
-    return self;  // the destructor kills and reaps it
+    if (report_fd >= 0) ::close(report_fd);
+    if (!pidfd_ || !pidfd_->is_open()) ::close(pidfd);
+    return fail_now(std::string("could not watch the child: ") + e.what());  // the destructor kills and reaps it
   }
-  self->watch(timeout);
-  return self;
+  watch(timeout_);
 }
 
 void Rehearsal::fail_now(const std::string& error) {

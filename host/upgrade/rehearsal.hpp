@@ -4,8 +4,10 @@
 // live objects themselves (instances, their state, the loaded libraries), so a
 // state that points into the old library's code or read-only data is caught
 // when the child unloads that library; a migration that segfaults, aborts,
-// hangs or throws costs only the child. Why fork and not a fresh process fed
-// the exported state: bench/README.md ("rehearsal_cost").
+// hangs or throws costs only the child. What the fork costs the live process
+// (the call, then a page fault for each page it writes while the child
+// lives), and what a fresh process fed the exported state costs instead:
+// bench/README.md ("rehearsal_cost").
 //
 // The fork happens on the event-loop thread at a quiescent point: between two
 // handlers, with the upgrade worker idle (no hop in flight: the coordinator
@@ -33,6 +35,19 @@
 // signal pipe, shared with the parent; fatal signals would print the host's
 // crash line) and ends with _exit: no destructor of the parent's objects runs.
 //
+// The spawned mechanism (runtime.json `"rehearsal_mechanism": "spawn"`) runs
+// the same child steps in a fresh process instead: this host's own program
+// (`hotswap rehearsal-target`), which loads the running release, imports the
+// states the live process exported, plans the same upgrade from the same
+// release files and rehearses it. The live process pays an export of every
+// state on the loop (`export_ms`) instead of the fork and the page faults the
+// fork leaves behind (`live_page_faults`): far less for the states of most
+// servers, more for states of hundreds of MiB (bench/README.md,
+// "rehearsal_cost"). The child sees the states as their export carries
+// them, not the live objects: a pointer the export does not carry is not
+// rehearsed. It inherits no socket (the host opens every descriptor
+// close-on-exec; `isolate` still runs, for any a module opened without).
+//
 // The child writes its progress to a pipe, one JSON object a line: a
 // {"begin": STEP} line before each step (so a crash names the step it was in),
 // an {"end": STEP, ...} line after it, and one {"result": ...} line last.
@@ -43,6 +58,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/filesystem/path.hpp>
 #include <chrono>
 #include <functional>
 #include <hotswap/appup/manifest.hpp>
@@ -63,7 +79,7 @@ namespace hotswap::host {
 
 // One step of a rehearsal as the child reported it.
 struct RehearsalStep {
-  std::string name;    // isolate, load, export_before, migrate, unload, self_check, export_after, round_trip
+  std::string name;    // (setup,) isolate, load, export_before, migrate, unload, self_check, export_after, round_trip
   std::string detail;  // e.g. the plan step a migration was in
   double ms = 0;
   bool ok = false;
@@ -83,8 +99,13 @@ struct RehearsalReport {
   std::string step;   // the step it failed in (empty when it passed)
   std::string error;  // what went wrong: "killed by SIGSEGV (...)", the step's error...
   std::vector<RehearsalStep> steps;
-  // The cost to the live process: fork() on the event loop, in ms.
+  // "fork" or "spawn": how the child was made.
+  std::string mechanism = "fork";
+  // The cost to the live process: fork() (or, spawned, posix_spawn()) on the event loop, in ms.
   double fork_ms = 0;
+  // Spawned: exporting every state and handing it to the child, on the
+  // event loop, in ms (0 for a fork).
+  double export_ms = 0;
   // The rest of it: the page faults the live process took (every thread,
   // getrusage) from the fork until the child was reaped. The fork leaves each
   // private page copy-on-write, so each page the live side writes meanwhile
@@ -105,10 +126,13 @@ struct RehearsalReport {
   std::vector<std::string> leaked;
   // Host functions the modules called in the child (delivered to no one).
   uint64_t sends_dropped = 0;
+  // Sockets the child found inherited and made unreachable (step isolate).
+  uint64_t sockets_isolated = 0;
 
   bool passed() const { return outcome == Outcome::Passed; }
   nlohmann::json to_json() const;
   std::string summary() const;  // one line
+  std::string live_cost() const;  // "fork 1.20 ms", "export 0.30 ms and spawn 0.90 ms"
 };
 
 const char* to_string(RehearsalReport::Outcome outcome);
@@ -128,6 +152,12 @@ struct RehearsalInput {
   // really unmaps it.
   std::function<void()> drop_in_child;
 };
+
+// The input for rehearsing `plan` (running -> target): the way back for the
+// round trip when the plan is an upgrade (made here from the releases'
+// appups; reads files), or why there is none.
+RehearsalInput make_rehearsal_input(const appup::Plan& plan, const RuntimeConfig& target_config,
+                                    const appup::ReleaseManifest& running, const appup::ReleaseManifest& target);
 
 // Host functions of a rehearsal child: nothing reaches the network or the
 // parent's event loop. Sends and closes are counted and succeed; timers are
@@ -161,6 +191,14 @@ class RecordingServices : public HostServices {
 [[noreturn]] void run_rehearsal_child(ModuleRegistry& registry, LibraryLoader& loader, UpgradeExecutor& executor,
                                       const RehearsalInput& input, int report_fd) noexcept;
 
+// The spawned child's side (`hotswap rehearsal-target`): loads release
+// `from` of the store at `root`, imports the states read from `input_fd`
+// (handover::encode_slots, every state as Import), plans from -> to, and
+// rehearses it as run_rehearsal_child does, writing to `report_fd`. A
+// failure before the rehearsal proper is reported as the step "setup".
+[[noreturn]] void run_spawned_rehearsal_child(const boost::filesystem::path& root, const std::string& from,
+                                              const std::string& to, int input_fd, int report_fd) noexcept;
+
 // Puts /dev/null in place of every socket descriptor of this process (dup2:
 // the number stays taken; the socket is not shut down). Returns how many.
 // For the rehearsal child; async-signal-unsafe calls (opendir) are fine there
@@ -182,6 +220,19 @@ class Rehearsal : public std::enable_shared_from_this<Rehearsal> {
                                           LibraryLoader& loader, UpgradeExecutor& executor,
                                           const RehearsalInput& input, std::chrono::milliseconds timeout,
                                           RehearsalReport report, Done done);
+
+  // What a spawned rehearsal runs: `program rehearsal-target` on the store at
+  // `root`, from the running release to `to`.
+  struct Spawn {
+    boost::filesystem::path program;
+    boost::filesystem::path root;
+    std::string from, to;
+  };
+  // Exports every state of `registry` now (report.export_ms) and spawns the
+  // child (report.fork_ms), both on the loop; otherwise as start().
+  static std::shared_ptr<Rehearsal> start_spawned(boost::asio::io_context& loop, ModuleRegistry& registry,
+                                                  const Spawn& spawn, std::chrono::milliseconds timeout,
+                                                  RehearsalReport report, Done done);
   ~Rehearsal();
   Rehearsal(const Rehearsal&) = delete;
   Rehearsal& operator=(const Rehearsal&) = delete;
@@ -204,6 +255,8 @@ class Rehearsal : public std::enable_shared_from_this<Rehearsal> {
   void on_timeout();
   void finish_if_done();
   void fail_now(const std::string& error);  // could not start: done with NotRun, posted
+  // Watches the started child `pid` and the read end of its report pipe (owned from here).
+  void watch_child(pid_t pid, int report_fd);
   void reaped(int wait_status);
 
   boost::asio::io_context& loop_;

@@ -416,23 +416,7 @@ void UpgradeCoordinator::plan(Job& job) {
   }
   const bool wanted = request.rehearse_only || (request.rehearse && job.running.config.rehearse);
   if (!wanted || job.plan.steps.empty()) return;
-  RehearsalInput input;
-  input.plan = job.plan;
-  input.target_config = job.target_config;
-  // The way back, for the round trip (an upgrade's downgrade must give the
-  // older state back byte for byte). Not for a downgrade: upgrading again may
-  // lawfully miss what the older version could not hold.
-  if (job.plan.direction != appup::Direction::Upgrade) {
-    input.back_missing = "a downgrade's round trip (upgrading again) may lawfully lose what the older version "
-                         "cannot hold";
-  } else {
-    try {
-      input.back = appup::make_plan(job.target, running, load_appup_of);
-    } catch (const std::exception& e) {
-      input.back_missing = std::string("no plan back to ") + running.version + ": " + e.what();
-    }
-  }
-  job.rehearsal_input = std::move(input);
+  job.rehearsal_input = make_rehearsal_input(job.plan, job.target_config, running, job.target);
 }
 
 void UpgradeCoordinator::planned(const std::shared_ptr<Job>& job) {
@@ -454,13 +438,19 @@ void UpgradeCoordinator::planned(const std::shared_ptr<Job>& job) {
   base.from_release = job->running.manifest.version;
   base.to_release = job->request.version;
   ++hops_in_flight_;  // stop() waits for the child too
-  job->rehearsal = Rehearsal::start(loop_, registry_, loader_, executor_, *job->rehearsal_input,
-                                    job->running.config.rehearsal_timeout, base,
-                                    [this, job](const RehearsalReport& report) {
-                                      --hops_in_flight_;
-                                      run_guarded("event loop", [&] { rehearsed(job, report); });
-                                      notify_if_idle();
-                                    });
+  Rehearsal::Done done = [this, job](const RehearsalReport& report) {
+    --hops_in_flight_;
+    run_guarded("event loop", [&] { rehearsed(job, report); });
+    notify_if_idle();
+  };
+  const std::chrono::milliseconds timeout = job->running.config.rehearsal_timeout;
+  if (job->running.config.rehearsal_mechanism == RuntimeConfig::RehearsalMechanism::Spawn)
+    job->rehearsal = Rehearsal::start_spawned(
+        loop_, registry_, {running_program_, store_.root(), base.from_release, base.to_release}, timeout, base,
+        std::move(done));
+  else
+    job->rehearsal = Rehearsal::start(loop_, registry_, loader_, executor_, *job->rehearsal_input, timeout, base,
+                                      std::move(done));
 }
 
 void UpgradeCoordinator::hand_over(const std::shared_ptr<Job>& job) {

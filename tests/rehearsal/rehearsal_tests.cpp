@@ -84,6 +84,14 @@ UpgradeReport upgrade(RunningHost& host, const std::string& version, bool rehear
   return done.get_future().get();
 }
 
+// The host runs inside this test program: a spawned rehearsal must start the
+// real `hotswap` instead of /proc/self/exe.
+void use_real_program(RunningHost& host) {
+  host.on_loop([&] { host.runtime().coordinator().set_running_program(HOTSWAP_BINARY); });
+}
+
+const json kSpawned = {{"rehearsal_mechanism", "spawn"}};
+
 struct Expected {
   std::string outcome;  // "crashed", "failed", "timed_out"
   std::vector<std::string> steps;  // the step it may fail in (the first listed for release builds)
@@ -98,6 +106,7 @@ void check_refused(const std::string& variant, const Expected& expected, const j
   add_base(root, rehearsal_runtime(runtime_extra));
   RunningHost host(root.dir());
   add_target(root, variant, rehearsal_runtime(runtime_extra));
+  use_real_program(host);
   LoadClient client(host.port(), kConnections);
   client.start();
   REQUIRE(client.wait_for_replies(2 * kConnections));
@@ -171,11 +180,38 @@ TEST_CASE("rehearsal: a round trip that does not restore the state is refused in
   check_refused("lossy", {"failed", {"round_trip"}, "differs from the state before"});
 }
 
-TEST_CASE("rehearsal: a good upgrade passes its rehearsal, then really upgrades under traffic", "[rehearsal]") {
+// The spawned mechanism: the same refusals, from a fresh process fed the
+// exported states. (A pointer into the old library that the export does not
+// carry is not rehearsed there: the fork's case "literal" above.)
+TEST_CASE("rehearsal, spawned: a migration that segfaults is refused with SIGSEGV in step migrate", "[rehearsal]") {
+  check_refused("segv", {"crashed", {"migrate"}, "SIGSEGV"}, kSpawned);
+}
+
+TEST_CASE("rehearsal, spawned: a migration that never returns is killed at the timeout and refused", "[rehearsal]") {
+  json extra = kSpawned;
+  extra["rehearsal_timeout_s"] = 1;
+  check_refused("hang", {"timed_out", {"migrate"}, "did not finish within 1000 ms"}, extra);
+}
+
+TEST_CASE("rehearsal, spawned: a migration that throws is refused with its error in step migrate", "[rehearsal]") {
+  check_refused("throw", {"failed", {"migrate"}, "the migration failed on purpose"}, kSpawned);
+}
+
+TEST_CASE("rehearsal, spawned: a round trip that does not restore the state is refused in step round_trip",
+          "[rehearsal]") {
+  check_refused("lossy", {"failed", {"round_trip"}, "differs from the state before"}, kSpawned);
+}
+
+namespace {
+
+// Boots 1.0.0 with `runtime_extra`, upgrades to the good 2.0.0 under traffic,
+// and checks the rehearsal passed, the upgrade committed and no connection noticed.
+json check_good_upgrade(const json& runtime_extra, const std::vector<std::string>& expected_steps) {
   TestRoot root;
-  add_base(root, rehearsal_runtime());
+  add_base(root, rehearsal_runtime(runtime_extra));
   RunningHost host(root.dir());
-  add_target(root, "good", rehearsal_runtime());
+  add_target(root, "good", rehearsal_runtime(runtime_extra));
+  use_real_program(host);
   LoadClient client(host.port(), kConnections);
   client.start();
   REQUIRE(client.wait_for_replies(2 * kConnections));
@@ -195,8 +231,7 @@ TEST_CASE("rehearsal: a good upgrade passes its rehearsal, then really upgrades 
   CHECK(report.rehearsal["state_sizes"]["counter"]["after"] == 16);
   std::vector<std::string> steps;
   for (const json& s : report.rehearsal["steps"]) steps.push_back(s["step"]);
-  CHECK(steps == std::vector<std::string>{"isolate", "export_before", "load", "migrate", "unload", "self_check",
-                                          "export_after", "round_trip", "round_trip"});
+  CHECK(steps == expected_steps);
   CHECK(totals.dropped == 0);
   CHECK(totals.out_of_order == 0);
   CHECK(totals.unexpected == 0);
@@ -204,6 +239,27 @@ TEST_CASE("rehearsal: a good upgrade passes its rehearsal, then really upgrades 
   CHECK(during.connections == kConnections);
   CHECK(after.version == "2.0.0");
   CHECK(after.total == totals.replies);
+  return report.rehearsal;
+}
+
+}  // namespace
+
+TEST_CASE("rehearsal: a good upgrade passes its rehearsal, then really upgrades under traffic", "[rehearsal]") {
+  const json rehearsal = check_good_upgrade(json::object(), {"isolate", "export_before", "load", "migrate", "unload",
+                                                             "self_check", "export_after", "round_trip", "round_trip"});
+  CHECK(rehearsal["mechanism"] == "fork");
+  CHECK(rehearsal["export_ms"] == 0);
+  CHECK(rehearsal["sockets_isolated"].get<uint64_t>() >= kConnections);  // the forked copies of the live sockets
+}
+
+TEST_CASE("rehearsal, spawned: a good upgrade passes its rehearsal, then really upgrades under traffic",
+          "[rehearsal]") {
+  const json rehearsal =
+      check_good_upgrade(kSpawned, {"setup", "isolate", "export_before", "load", "migrate", "unload", "self_check",
+                                    "export_after", "round_trip", "round_trip"});
+  CHECK(rehearsal["mechanism"] == "spawn");
+  CHECK(rehearsal["export_ms"].get<double>() > 0);
+  CHECK(rehearsal["sockets_isolated"] == 0);  // a fresh process: it inherited no socket of the host
 }
 
 TEST_CASE("rehearsal: `rehearse` alone changes nothing, and --no-rehearse and runtime.json turn it off", "[rehearsal]") {
@@ -243,7 +299,8 @@ TEST_CASE("rehearsal: `rehearse` alone changes nothing, and --no-rehearse and ru
   }
 }
 
-TEST_CASE("rehearsal: runtime.json rehearse and rehearsal_timeout_s are validated", "[rehearsal][config]") {
+TEST_CASE("rehearsal: runtime.json rehearse, rehearsal_mechanism and rehearsal_timeout_s are validated",
+          "[rehearsal][config]") {
   auto parse = [](const json& doc) {
     return hotswap::host::parse_runtime_config(doc, "runtime.json",
                                                [](const std::string&) { return std::optional<std::string>(); });
@@ -259,6 +316,16 @@ TEST_CASE("rehearsal: runtime.json rehearse and rehearsal_timeout_s are validate
   CHECK_THROWS_WITH(parse({{"rehearse", 1}}), Catch::Contains("rehearse") && Catch::Contains("true or false"));
   CHECK_THROWS_WITH(parse({{"rehearsal_timeout_s", 0}}), Catch::Contains("rehearsal_timeout_s"));
   CHECK_THROWS_WITH(parse({{"rehearsal_timeout_s", "soon"}}), Catch::Contains("rehearsal_timeout_s"));
+
+  using Mechanism = RuntimeConfig::RehearsalMechanism;
+  CHECK(defaults.rehearsal_mechanism == Mechanism::Fork);
+  const RuntimeConfig spawned = parse({{"rehearsal_mechanism", "spawn"}});
+  CHECK(spawned.rehearsal_mechanism == Mechanism::Spawn);
+  CHECK_FALSE(spawned == defaults);
+  CHECK(parse({{"rehearsal_mechanism", "fork"}}).rehearsal_mechanism == Mechanism::Fork);
+  CHECK_THROWS_WITH(parse({{"rehearsal_mechanism", "thread"}}),
+                    Catch::Contains("rehearsal_mechanism") && Catch::Contains("fork") && Catch::Contains("spawn"));
+  CHECK_THROWS_WITH(parse({{"rehearsal_mechanism", true}}), Catch::Contains("rehearsal_mechanism"));
 }
 
 TEST_CASE("rehearsal: the report names the step a child died in, from its progress lines", "[rehearsal][report]") {
@@ -333,4 +400,60 @@ TEST_CASE("rehearsal: the report counts the page faults the live process took wh
   CHECK(report->live_page_faults >= kPages);
   CHECK(report->to_json()["live_page_faults"] == report->live_page_faults);
   CHECK_THAT(report->summary(), Catch::Contains(std::to_string(report->live_page_faults) + " page faults"));
+}
+
+namespace {
+
+// A registry of this test process serving bigstate 1.0.0, for rehearsals started by hand.
+struct BigStateRegistry {
+  hotswap::host::LibraryLoader loader;
+  hotswap::test::RecordingServices services;
+  hotswap::host::ModuleRegistry registry{services};
+  BigStateRegistry() {
+    registry.start(loader.load(hotswap::test::module_file("good", "bigstate", "1.0.0"), {"bigstate", "1.0.0", ""}));
+  }
+  RehearsalReport rehearse_spawned(const hotswap::host::Rehearsal::Spawn& spawn) {
+    boost::asio::io_context loop;
+    std::optional<RehearsalReport> report;
+    auto rehearsal = hotswap::host::Rehearsal::start_spawned(loop, registry, spawn, std::chrono::minutes(5), {},
+                                                             [&report](const RehearsalReport& r) { report = r; });
+    loop.run();
+    REQUIRE(report);
+    return *report;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("rehearsal, spawned: a child that cannot start, or ends without a report, refuses with the reason",
+          "[rehearsal][report]") {
+  BigStateRegistry live;
+  const RehearsalReport missing = live.rehearse_spawned({"/nonexistent/hotswap", "/nonexistent-root", "1.0.0", "2.0.0"});
+  CHECK(missing.outcome == RehearsalReport::Outcome::NotRun);
+  CHECK(missing.mechanism == "spawn");
+  CHECK_THAT(missing.error, Catch::Contains("could not start /nonexistent/hotswap") &&
+                                Catch::Contains("No such file or directory"));
+
+  const RehearsalReport silent = live.rehearse_spawned({"/bin/true", "/nonexistent-root", "1.0.0", "2.0.0"});
+  CHECK(silent.outcome == RehearsalReport::Outcome::Crashed);
+  CHECK_THAT(silent.error, Catch::Contains("exited with status 0 before reporting"));
+  CHECK(silent.export_ms > 0);
+}
+
+TEST_CASE("rehearsal, spawned: a live module that the running release does not have fails in step setup",
+          "[rehearsal][report]") {
+  TestRoot root;
+  add_base(root, rehearsal_runtime());
+  add_target(root, "good", rehearsal_runtime());
+  BigStateRegistry live;  // runs bigstate, which release 1.0.0 (counter only) does not have
+  const RehearsalReport report = live.rehearse_spawned({HOTSWAP_BINARY, root.dir(), "1.0.0", "2.0.0"});
+  INFO(report.summary());
+  CHECK(report.outcome == RehearsalReport::Outcome::Failed);
+  CHECK(report.step == "setup");
+  CHECK_THAT(report.error, Catch::Contains("module bigstate 1.0.0, which release 1.0.0 does not have"));
+
+  const RehearsalReport unknown = live.rehearse_spawned({HOTSWAP_BINARY, root.dir(), "1.0.0", "9.9.9"});
+  CHECK(unknown.outcome == RehearsalReport::Outcome::Failed);
+  CHECK(unknown.step == "setup");
+  CHECK_THAT(unknown.error, Catch::Contains("9.9.9"));
 }
