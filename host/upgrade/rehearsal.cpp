@@ -663,8 +663,8 @@ void Rehearsal::watch_child(pid_t pid, int report_fd) {
   if (pidfd < 0) {
     const int error = errno;
     ::close(report_fd);
+    // The destructor kills and reaps it.
     return fail_now(std::string("could not watch the child: pidfd_open failed: ") + std::strerror(error));
-    // the destructor kills and reaps it
   }
   try {
     // Each descriptor is owned by its stream_descriptor from here on, even when registering the other throws.

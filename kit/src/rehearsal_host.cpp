@@ -43,23 +43,6 @@ struct Release {
   host::RuntimeConfig config;
 };
 
-// Manifest order, each module after the modules it depends on (as the host boots).
-std::vector<const appup::ModuleEntry*> boot_order(const appup::ReleaseManifest& manifest) {
-  std::vector<const appup::ModuleEntry*> order;
-  std::set<std::string> placed, visiting;
-  std::function<void(const appup::ModuleEntry&)> place = [&](const appup::ModuleEntry& m) {
-    if (placed.count(m.name)) return;
-    if (!visiting.insert(m.name).second)
-      throw RehearsalError("release " + manifest.version + ": dependency cycle through module " + m.name);
-    for (const std::string& dep : m.depends_on)
-      if (const appup::ModuleEntry* d = manifest.find(dep)) place(*d);
-    placed.insert(m.name);
-    order.push_back(&m);
-  };
-  for (const auto& m : manifest.modules) place(m);
-  return order;
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -416,7 +399,13 @@ RehearsalHost::RehearsalHost(const std::vector<fs::path>& release_dirs, const st
   m.current = version;
   const Release& boot = m.releases.at(version);
   for (const auto& [name, section] : boot.config.modules) m.registry->set_module_config(name, section.config.dump());
-  for (const appup::ModuleEntry* entry : boot_order(boot.manifest)) {
+  std::vector<const appup::ModuleEntry*> order;
+  try {
+    order = host::boot_order(boot.manifest);  // as the host boots
+  } catch (const std::exception& e) {
+    throw RehearsalError(e.what());
+  }
+  for (const appup::ModuleEntry* entry : order) {
     try {
       m.registry->start(m.loader.load(entry->file, {entry->name, entry->version, entry->sha256}));
     } catch (const std::exception& e) {

@@ -174,3 +174,23 @@ TEST_CASE("a manifest nested too deep is refused naming the file and the depth",
       load_release_manifest(dir.path()),
       "invalid release manifest: " + (dir.path() / "manifest.json").string() + ": JSON nested deeper than 64 levels");
 }
+
+TEST_CASE("boot_order starts each module after those it depends on, and names a dependency cycle", "[release]") {
+  hotswap::appup::ReleaseManifest manifest;
+  manifest.version = "1.0.0";
+  auto module = [](const std::string& name, std::vector<std::string> depends_on) {
+    hotswap::appup::ModuleEntry entry;
+    entry.name = name;
+    entry.depends_on = std::move(depends_on);
+    return entry;
+  };
+  manifest.modules = {module("lobby", {"chat", "auth"}), module("chat", {"auth"}), module("auth", {}),
+                      module("stats", {"unknown"})};
+  std::vector<std::string> order;
+  for (const hotswap::appup::ModuleEntry* entry : hotswap::host::boot_order(manifest)) order.push_back(entry->name);
+  CHECK(order == std::vector<std::string>{"auth", "chat", "lobby", "stats"});
+
+  manifest.modules = {module("a", {"b"}), module("b", {"a"})};
+  CHECK_THROWS_WITH(hotswap::host::boot_order(manifest),
+                    Catch::Contains("release 1.0.0") && Catch::Contains("dependency cycle through module"));
+}
