@@ -375,6 +375,7 @@ class StateWriter {
   void bytes(const BulkBytes& bulk) { bytes(bulk.data(), bulk.size()); }
 
   void raw(const void* data, size_t size) {
+    if (size == 0) return;  // an empty run may have no data pointer (an empty BulkBytes): memcpy must not see it
     if (size >= kChunk) {
       flush();
       append(data, size);
