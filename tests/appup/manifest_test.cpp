@@ -76,6 +76,16 @@ TEST_CASE("parse_manifest resolves a relative release folder against the working
   CHECK(manifest.modules[0].file == manifest.dir / "modules/chat-1.0.0.so");
 }
 
+// A fuzz find: only a ".." element leaves the folder; a name that begins with
+// two dots is an ordinary name inside it, and round-trips as one.
+TEST_CASE("A file name that begins with two dots stays inside the release folder", "[manifest]") {
+  const ReleaseManifest manifest = parse_manifest(
+      broken([](json& d) { d["modules"][0]["file"] = "..4../etc/passwd"; }), "/releases/x", "manifest.json");
+  CHECK(manifest.modules[0].file == "/releases/x/..4../etc/passwd");
+  CHECK(parse_manifest(manifest.to_json(), "/releases/x", "manifest.json").modules[0].file ==
+        manifest.modules[0].file);
+}
+
 TEST_CASE("config is optional", "[manifest]") {
   const ReleaseManifest manifest = parse_manifest(broken([](json& d) { d.erase("config"); }), "/r", "manifest.json");
   CHECK(manifest.config.empty());
