@@ -27,6 +27,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <spdlog/sinks/sink.h>
@@ -73,6 +74,7 @@ struct Options {
   bool batch_worker = false;  // the host's worker thread runs SCHED_BATCH (no wake-up preemption)
   bool no_rehearse = false;   // reload without the live rehearsal (hotswap reload --no-rehearse)
   bool spawn_rehearsal = false;  // runtime.json "rehearsal_mechanism": "spawn" (a fresh process, not a fork)
+  bool bystander_starts = false;  // control: at each reload, an unrelated process starts `hotswap` once
   int stall_us = 0;           // calibration: instead of reloads, busy the loop this long
   size_t connections = 1000;
   int cycles = 100;           // one cycle = upgrade to 2.0.0 + downgrade to 1.1.0
@@ -459,6 +461,66 @@ bool read_all(int fd, void* data, size_t size) {
 // port), 's' (stop sending) and 'f' (drain, close, report); the child answers
 // each with kOk, or kFailed and a length-prefixed message. After 'f' come the
 // counters, the first problem and the samples.
+// --bystander-starts: a control for what a process start costs the host
+// through the machine alone. A process of its own (forked first, like the load
+// client; neither the host's child nor sharing its address space) starts the
+// `hotswap` program once per command byte: the same executable and 30 shared
+// libraries a spawned rehearsal starts, which exits at once with its usage
+// message. With --no-rehearse, the reload windows then hold a process start
+// that the host takes no part in.
+class BystanderProcess {
+ public:
+  BystanderProcess() {
+    int down[2];
+    if (::pipe2(down, O_CLOEXEC) != 0) die(std::string("pipe: ") + std::strerror(errno));
+    pid_ = ::fork();
+    if (pid_ < 0) die(std::string("cannot fork the bystander: ") + std::strerror(errno));
+    if (pid_ == 0) {
+      ::close(down[1]);
+      ::_exit(serve(down[0]));
+    }
+    ::close(down[0]);
+    to_child_ = down[1];
+  }
+  BystanderProcess(const BystanderProcess&) = delete;
+  BystanderProcess& operator=(const BystanderProcess&) = delete;
+  ~BystanderProcess() {
+    ::close(to_child_);  // the bystander ends at end of file
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+  }
+
+  // Asks for one start; does not wait for it.
+  void start_program() {
+    if (!write_all(to_child_, "s", 1)) die("the bystander process is gone");
+    ++starts_;
+  }
+  int starts() const { return starts_; }
+
+ private:
+  static int serve(int from_parent) {
+    char command = 0;
+    while (read_all(from_parent, &command, 1)) {
+      const char* argv[] = {HOTSWAP_BINARY, nullptr};
+      posix_spawn_file_actions_t actions;
+      ::posix_spawn_file_actions_init(&actions);
+      ::posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+      ::posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+      pid_t child = -1;
+      const int failed = ::posix_spawn(&child, HOTSWAP_BINARY, &actions, nullptr, const_cast<char**>(argv), environ);
+      ::posix_spawn_file_actions_destroy(&actions);
+      if (failed != 0) return 1;
+      int status = 0;
+      ::waitpid(child, &status, 0);
+    }
+    return 0;
+  }
+
+  pid_t pid_ = -1;
+  int to_child_ = -1;
+  int starts_ = 0;
+};
+
 class ClientProcess {
  public:
   ClientProcess(Clock::time_point origin, const Options& opt) {
@@ -802,6 +864,8 @@ int run(const Options& opt) {
   root.add_release("1.1.0", runtime_changes);  // first boot boots the newest release on disk
   const Clock::time_point origin = Clock::now();  // CLOCK_MONOTONIC: the same in the client's process
   ClientProcess client_process(origin, opt);      // before any thread starts here
+  std::optional<BystanderProcess> bystander;
+  if (opt.bystander_starts) bystander.emplace();
   // --pin: the Runtime's worker thread is created in its constructor and inherits main's CPU.
   // --batch-worker: likewise its scheduling policy; every other thread goes back to SCHED_OTHER.
   if (opt.pin) pin_to_cpu(1);
@@ -826,6 +890,7 @@ int run(const Options& opt) {
     std::this_thread::sleep_until(next + std::chrono::milliseconds(jitter(rng)));
     next += std::chrono::milliseconds(opt.spacing_ms);
     const std::string version = i % 2 == 0 ? other_version : "1.1.0";
+    if (bystander) bystander->start_program();
     Reload r = opt.stall_us > 0 ? stall(host, origin, opt.stall_us) : reload(host, origin, version, opt.diagnose, !opt.no_rehearse);
     if (!r.report.committed()) die("reload " + std::to_string(i + 1) + " to " + version + " did not commit: " +
                                    r.report.summary());
@@ -874,13 +939,14 @@ int run(const Options& opt) {
       "\"lost\":%llu,\"out_of_order\":%llu,\"p99_ms_baseline\":%.3f,\"p99_ms_during_reload\":%.3f,\"ratio\":%.2f,"
       "\"p50_ms_baseline\":%.3f,\"p50_ms_during_reload\":%.3f,\"pause_p50_us\":%.1f,\"pause_p99_us\":%.1f,"
       "\"errors\":%llu,\"skipped\":%llu,\"max_ms_baseline\":%.3f,\"max_ms_during_reload\":%.3f,"
-      "\"windows_baseline\":%zu,\"windows_reload\":%zu,\"window_ms\":%d}\n",
+      "\"windows_baseline\":%zu,\"windows_reload\":%zu,\"window_ms\":%d,\"bystander_starts\":%d}\n",
       opt.stall_us > 0 ? "loop_stall_calibration" : opt.code_only ? "reload_under_load_code_only" : "reload_under_load", opt.connections, replies_measured / seconds, reloads.size(), static_cast<unsigned long long>(client.dropped),
       static_cast<unsigned long long>(client.lost), static_cast<unsigned long long>(client.out_of_order), p99_base,
       p99_during, p99_base > 0 ? p99_during / p99_base : 0.0, percentile(baseline_ms, 50), percentile(during_ms, 50),
       percentile(pauses_us, 50), percentile(pauses_us, 99), static_cast<unsigned long long>(client.errors),
       static_cast<unsigned long long>(client.skipped), baseline_ms.empty() ? 0.0 : baseline_ms.back(),
-      during_ms.empty() ? 0.0 : during_ms.back(), windows - n_reload_windows, n_reload_windows, opt.window_ms);
+      during_ms.empty() ? 0.0 : during_ms.back(), windows - n_reload_windows, n_reload_windows, opt.window_ms,
+      bystander ? bystander->starts() : 0);
   std::fflush(stdout);
 
   if (opt.diagnose) {
@@ -985,6 +1051,8 @@ std::optional<int> parse_options(int argc, char** argv, Options& opt) {
   app.add_flag("--no-rehearse", opt.no_rehearse, "reload without the live rehearsal (hotswap reload --no-rehearse)");
   app.add_flag("--spawn-rehearsal", opt.spawn_rehearsal,
                "rehearse in a spawned process fed the exported states (runtime.json rehearsal_mechanism: spawn)");
+  app.add_flag("--bystander-starts", opt.bystander_starts,
+               "control: at each reload, an unrelated process starts the hotswap program once (use with --no-rehearse)");
   app.add_flag("--diagnose", opt.diagnose, "also print the loop-side phases of the reloads and an event-loop lag probe");
   app.add_flag("--pin", opt.pin, "host loop on CPU 0; client, main thread and the host's worker thread on CPU 1");
   app.add_flag("--batch-worker", opt.batch_worker, "the host's worker thread (the check phase) runs SCHED_BATCH");
