@@ -78,10 +78,11 @@ void print_rehearsal(const json& r, const std::string& indent) {
                 << sizes.value("after", 0) << " after\n";
   std::cout << indent << "  cost to the live process: ";
   if (r.value("mechanism", "fork") == "spawn")
-    std::cout << "export " << as_double(r, "export_ms") << " ms, spawn ";
+    std::cout << "export " << as_double(r, "export_ms") << " ms (spawn " << as_double(r, "fork_ms")
+              << " ms, off the loop), then ";
   else
-    std::cout << "fork ";
-  std::cout << as_double(r, "fork_ms") << " ms, then "
+    std::cout << "fork " << as_double(r, "fork_ms") << " ms, then ";
+  std::cout
             << r.value("live_page_faults", uint64_t{0}) << " page faults while the child ran; rehearsal "
             << as_double(r, "wall_ms") << " ms; the upgrade's pause would be about "
             << as_double(r, "pause_estimate_ms") << " ms\n";

@@ -231,7 +231,7 @@ std::optional<int> run_rehearsal_target_command(const std::vector<std::string>& 
     if (fd != input_fd && fd != report_fd) ::close(fd);
   ::close_range(static_cast<unsigned>(std::max(input_fd, report_fd)) + 1, ~0U, 0);
   // A rehearsal outlives no host: killed with the thread that started it,
-  // the host's event loop (a migration that hangs would otherwise run on, orphaned).
+  // the upgrade coordinator's spawner (a migration that hangs would otherwise run on, orphaned).
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() == 1) return kFailed;  // that thread was gone already
   host::tune_allocator_for_short_pauses();

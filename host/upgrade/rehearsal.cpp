@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 #include <cerrno>
 #include <cstdlib>
@@ -448,7 +449,7 @@ json RehearsalReport::to_json() const {
 }
 
 std::string RehearsalReport::live_cost() const {
-  if (mechanism == "spawn") return fmt::format("export {:.2f} ms and spawn {:.2f} ms", export_ms, fork_ms);
+  if (mechanism == "spawn") return fmt::format("export {:.2f} ms (spawn {:.2f} ms, off the loop)", export_ms, fork_ms);
   return fmt::format("fork {:.2f} ms", fork_ms);
 }
 
@@ -586,9 +587,72 @@ std::shared_ptr<Rehearsal> Rehearsal::start(asio::io_context& loop, ModuleRegist
   return self;
 }
 
-std::shared_ptr<Rehearsal> Rehearsal::start_spawned(asio::io_context& loop, ModuleRegistry& registry,
-                                                    const Spawn& spawn, std::chrono::milliseconds timeout,
-                                                    RehearsalReport report, Done done) {
+struct Rehearsal::SpawnedChild {
+  pid_t pid = -1;
+  os::Fd report;      // the read end of the child's report pipe
+  std::string error;  // why it could not start (no child then)
+  double spawn_ms = 0;
+  Clock::time_point spawned_at;
+
+  SpawnedChild() = default;
+  SpawnedChild(const SpawnedChild&) = delete;
+  SpawnedChild& operator=(const SpawnedChild&) = delete;
+  ~SpawnedChild() {
+    if (pid <= 0) return;
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+};
+
+// On the spawner thread: the states into a memory file, the report pipe, and
+// `program rehearsal-target` with them as descriptors 3 and 4.
+void Rehearsal::spawn_child(const Spawn& spawn, const std::string& encoded, SpawnedChild& child) {
+  os::Fd input(::memfd_create("hotswap-rehearsal-states", MFD_CLOEXEC));
+  if (!input) {
+    child.error = std::string("could not make the rehearsal's state file: memfd_create: ") + std::strerror(errno);
+    return;
+  }
+  for (size_t written = 0; written < encoded.size();) {
+    const ssize_t put = ::write(input.get(), encoded.data() + written, encoded.size() - written);
+    if (put < 0 && errno == EINTR) continue;
+    if (put <= 0) {
+      child.error = std::string("could not write the rehearsal's state file: ") + std::strerror(errno);
+      return;
+    }
+    written += static_cast<size_t>(put);
+  }
+  int pipe_fds[2] = {-1, -1};
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
+    child.error = std::string("could not make the report pipe: ") + std::strerror(errno);
+    return;
+  }
+  os::Fd report_read(pipe_fds[0]), report_write(pipe_fds[1]);
+  const std::string program = spawn.program.string();
+  const os::SpawnRequest request{program,
+                                 {program, "rehearsal-target", "--root", spawn.root.string(), "--from", spawn.from,
+                                  "--to", spawn.to, "--input-fd", "3", "--report-fd", "4"},
+                                 os::current_environment(),
+                                 {{input.get(), 3}, {report_write.get(), 4}}};
+  // The host's own descriptors are close-on-exec; the child closes any other
+  // itself, after the exec (closing thousands here would hold this thread).
+  const Clock::time_point before_spawn = Clock::now();
+  const auto spawned = os::real_os_sys_calls().spawn(request);
+  child.spawned_at = Clock::now();
+  child.spawn_ms = std::chrono::duration<double, std::milli>(child.spawned_at - before_spawn).count();
+  if (!spawned.ok()) {
+    child.error = "could not start " + program + ": " + spawned.error_text();
+    return;
+  }
+  child.pid = spawned.value;
+  child.report = std::move(report_read);
+}
+
+std::shared_ptr<Rehearsal> Rehearsal::start_spawned(asio::io_context& loop, asio::thread_pool& spawner,
+                                                    ModuleRegistry& registry, const Spawn& spawn,
+                                                    std::chrono::milliseconds timeout, RehearsalReport report,
+                                                    Done done) {
   report.mechanism = "spawn";
   std::shared_ptr<Rehearsal> self(new Rehearsal(loop, std::move(report), timeout, std::move(done)));
   self->faults_at_fork_ = page_faults_of_this_process();
@@ -609,52 +673,37 @@ std::shared_ptr<Rehearsal> Rehearsal::start_spawned(asio::io_context& loop, Modu
     self->fail_now(std::string("could not export the states for the rehearsal: ") + e.what());
     return self;
   }
-  const std::string encoded = handover::encode_slots(states);
+  std::string encoded = handover::encode_slots(states);
   states.slots.clear();
-  os::Fd input(::memfd_create("hotswap-rehearsal-states", MFD_CLOEXEC));
-  if (!input) {
-    self->fail_now(std::string("could not make the rehearsal's state file: memfd_create: ") + std::strerror(errno));
-    return self;
-  }
-  for (size_t written = 0; written < encoded.size();) {
-    const ssize_t put = ::write(input.get(), encoded.data() + written, encoded.size() - written);
-    if (put < 0 && errno == EINTR) continue;
-    if (put <= 0) {
-      self->fail_now(std::string("could not write the rehearsal's state file: ") + std::strerror(errno));
-      return self;
-    }
-    written += static_cast<size_t>(put);
-  }
   self->report_.export_ms = ms_since(before_export);
-
-  int pipe_fds[2] = {-1, -1};
-  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
-    self->fail_now(std::string("could not make the report pipe: ") + std::strerror(errno));
-    return self;
-  }
-  os::Fd report_read(pipe_fds[0]), report_write(pipe_fds[1]);
-  const std::string program = spawn.program.string();
-  const os::SpawnRequest request{program,
-                                 {program, "rehearsal-target", "--root", spawn.root.string(), "--from", spawn.from,
-                                  "--to", spawn.to, "--input-fd", "3", "--report-fd", "4"},
-                                 os::current_environment(),
-                                 {{input.get(), 3}, {report_write.get(), 4}}};
-  // On the loop thread, so that the child runs at the loop's priority, not
-  // the worker's lowest: a rehearsal must not starve on a busy machine. It
-  // holds the loop until the child has exec'd (report.fork_ms). The host's
-  // own descriptors are close-on-exec; the child closes any other itself,
-  // after the exec (closing thousands here would hold the loop).
-  const Clock::time_point before_spawn = Clock::now();
-  const auto spawned = os::real_os_sys_calls().spawn(request);
-  self->forked_at_ = Clock::now();
-  self->report_.fork_ms = std::chrono::duration<double, std::milli>(self->forked_at_ - before_spawn).count();
-  if (!spawned.ok()) {
-    self->fail_now("could not start " + program + ": " + spawned.error_text());
-    return self;
-  }
-  report_write.close();
-  self->watch_child(spawned.value, report_read.release());
+  self->spawning_ = true;
+  // The rest off the loop: posix_spawn holds its caller until the child has
+  // exec'd (about 1 ms here, more with many descriptors to copy). The spawner
+  // thread runs at the loop's priority, so the child does too, and the child
+  // dies with that thread (PR_SET_PDEATHSIG), which lives as long as the
+  // coordinator. The result comes back to the loop; a child that finds no
+  // Rehearsal there any more (or no loop) is killed and reaped by SpawnedChild.
+  asio::post(spawner, [weak = std::weak_ptr<Rehearsal>(self), &loop, spawn, encoded = std::move(encoded),
+                       keep_loop_running = asio::make_work_guard(loop)]() mutable {
+    auto child = std::make_shared<SpawnedChild>();
+    spawn_child(spawn, encoded, *child);
+    encoded = std::string();
+    asio::post(loop, [weak = std::move(weak), child] {
+      if (std::shared_ptr<Rehearsal> self = weak.lock()) self->on_spawned(*child);
+    });
+    keep_loop_running.reset();
+  });
   return self;
+}
+
+void Rehearsal::on_spawned(SpawnedChild& child) {
+  spawning_ = false;
+  report_.fork_ms = child.spawn_ms;
+  if (finished_) return;  // abandoned meanwhile: `child` kills and reaps it
+  if (!child.error.empty()) return fail_now(child.error);
+  forked_at_ = child.spawned_at;
+  watch_child(std::exchange(child.pid, -1), child.report.release());
+  if (!cancelled_.empty() && pid_ > 0) ::kill(pid_, SIGKILL);  // cancelled while it was starting
 }
 
 void Rehearsal::watch_child(pid_t pid, int report_fd) {
@@ -761,8 +810,9 @@ void Rehearsal::on_timeout() {
 }
 
 void Rehearsal::cancel(const std::string& why) {
-  if (finished_ || pid_ <= 0) return;
+  if (finished_ || (pid_ <= 0 && !spawning_)) return;
   cancelled_ = why;
+  if (pid_ <= 0) return;  // still starting: on_spawned kills it
   if (!exited_)
     ::kill(pid_, SIGKILL);
   else

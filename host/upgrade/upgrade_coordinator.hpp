@@ -286,6 +286,11 @@ class UpgradeCoordinator {
   // Worker only: the running program's sha256, hashed on first need.
   std::string running_program_sha256_;
 
+  // Starts spawned rehearsal children (Rehearsal::start_spawned), off the
+  // loop, at the priority of the thread that made the coordinator (the
+  // children inherit it; the worker's is the lowest). Its work refers to the
+  // loop only.
+  boost::asio::thread_pool spawner_{1};
   // Last member: joined first, while everything its work refers to is alive.
   boost::asio::thread_pool worker_{1};
 };

@@ -14,6 +14,8 @@
 #include <sys/wait.h>
 
 #include <catch2/catch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <future>
 #include <optional>
 #include <string>
@@ -414,9 +416,10 @@ struct BigStateRegistry {
   }
   RehearsalReport rehearse_spawned(const hotswap::host::Rehearsal::Spawn& spawn) {
     boost::asio::io_context loop;
+    boost::asio::thread_pool spawner{1};
     std::optional<RehearsalReport> report;
-    auto rehearsal = hotswap::host::Rehearsal::start_spawned(loop, registry, spawn, std::chrono::minutes(5), {},
-                                                             [&report](const RehearsalReport& r) { report = r; });
+    auto rehearsal = hotswap::host::Rehearsal::start_spawned(loop, spawner, registry, spawn, std::chrono::minutes(5),
+                                                             {}, [&report](const RehearsalReport& r) { report = r; });
     loop.run();
     REQUIRE(report);
     return *report;
@@ -456,4 +459,59 @@ TEST_CASE("rehearsal, spawned: a live module that the running release does not h
   CHECK(unknown.outcome == RehearsalReport::Outcome::Failed);
   CHECK(unknown.step == "setup");
   CHECK_THAT(unknown.error, Catch::Contains("9.9.9"));
+}
+
+namespace {
+
+// True when this process has no child left, neither running nor a zombie.
+bool no_child_left() {
+  int status = 0;
+  return ::waitpid(-1, &status, WNOHANG) == -1 && errno == ECHILD;
+}
+
+// Holds the single spawner thread until the returned promise is set, so that a
+// rehearsal's spawn queues behind it: its Rehearsal is still starting.
+std::promise<void> hold(boost::asio::thread_pool& spawner) {
+  std::promise<void> gate;
+  boost::asio::post(spawner, [opened = gate.get_future().share()] { opened.wait(); });
+  return gate;
+}
+
+}  // namespace
+
+TEST_CASE("rehearsal, spawned: cancelled while the child is starting, it is killed and reported cancelled",
+          "[rehearsal]") {
+  BigStateRegistry live;
+  boost::asio::io_context loop;
+  boost::asio::thread_pool spawner{1};
+  std::promise<void> gate = hold(spawner);
+  std::optional<RehearsalReport> report;
+  auto rehearsal = hotswap::host::Rehearsal::start_spawned(
+      loop, spawner, live.registry, {HOTSWAP_BINARY, "/nonexistent-root", "1.0.0", "2.0.0"}, std::chrono::minutes(5),
+      {}, [&report](const RehearsalReport& r) { report = r; });
+  rehearsal->cancel("the operator cancelled the upgrade");
+  gate.set_value();
+  loop.run();
+  REQUIRE(report);
+  CHECK(report->outcome == RehearsalReport::Outcome::NotRun);
+  CHECK(report->error == "the operator cancelled the upgrade");
+  CHECK(no_child_left());
+}
+
+TEST_CASE("rehearsal, spawned: a child that finds its rehearsal gone when it has started is killed and reaped",
+          "[rehearsal]") {
+  BigStateRegistry live;
+  boost::asio::io_context loop;
+  boost::asio::thread_pool spawner{1};
+  std::promise<void> gate = hold(spawner);
+  bool called = false;
+  auto rehearsal = hotswap::host::Rehearsal::start_spawned(
+      loop, spawner, live.registry, {HOTSWAP_BINARY, "/nonexistent-root", "1.0.0", "2.0.0"}, std::chrono::minutes(5),
+      {}, [&called](const RehearsalReport&) { called = true; });
+  rehearsal->abandon();
+  rehearsal.reset();
+  gate.set_value();
+  loop.run();  // returns once the spawn has come back to the loop and found no one
+  CHECK_FALSE(called);
+  CHECK(no_child_left());
 }
