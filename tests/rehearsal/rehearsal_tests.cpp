@@ -469,29 +469,38 @@ bool no_child_left() {
   return ::waitpid(-1, &status, WNOHANG) == -1 && errno == ECHILD;
 }
 
-// Holds the single spawner thread until the returned promise is set, so that a
-// rehearsal's spawn queues behind it: its Rehearsal is still starting.
-std::promise<void> hold(boost::asio::thread_pool& spawner) {
-  std::promise<void> gate;
-  boost::asio::post(spawner, [opened = gate.get_future().share()] { opened.wait(); });
-  return gate;
-}
+// A spawned rehearsal held while it starts: its spawn queues behind a task
+// that holds the single spawner thread until release_and_run().
+struct StartingRehearsal {
+  BigStateRegistry live;
+  boost::asio::io_context loop;
+  boost::asio::thread_pool spawner{1};
+  std::promise<void> gate;  // destroyed before the spawner: a failed test does not leave its thread waiting
+
+  StartingRehearsal() {
+    boost::asio::post(spawner, [opened = gate.get_future().share()] { opened.wait(); });
+  }
+  std::shared_ptr<hotswap::host::Rehearsal> start(hotswap::host::Rehearsal::Done done) {
+    return hotswap::host::Rehearsal::start_spawned(loop, spawner, live.registry,
+                                                   {HOTSWAP_BINARY, "/nonexistent-root", "1.0.0", "2.0.0"},
+                                                   std::chrono::minutes(5), {}, std::move(done));
+  }
+  // Lets the spawn run, then the loop until the spawn has come back to it and no work is left.
+  void release_and_run() {
+    gate.set_value();
+    loop.run();
+  }
+};
 
 }  // namespace
 
 TEST_CASE("rehearsal, spawned: cancelled while the child is starting, it is killed and reported cancelled",
           "[rehearsal]") {
-  BigStateRegistry live;
-  boost::asio::io_context loop;
-  boost::asio::thread_pool spawner{1};
-  std::promise<void> gate = hold(spawner);
+  StartingRehearsal starting;
   std::optional<RehearsalReport> report;
-  auto rehearsal = hotswap::host::Rehearsal::start_spawned(
-      loop, spawner, live.registry, {HOTSWAP_BINARY, "/nonexistent-root", "1.0.0", "2.0.0"}, std::chrono::minutes(5),
-      {}, [&report](const RehearsalReport& r) { report = r; });
+  auto rehearsal = starting.start([&report](const RehearsalReport& r) { report = r; });
   rehearsal->cancel("the operator cancelled the upgrade");
-  gate.set_value();
-  loop.run();
+  starting.release_and_run();
   REQUIRE(report);
   CHECK(report->outcome == RehearsalReport::Outcome::NotRun);
   CHECK(report->error == "the operator cancelled the upgrade");
@@ -500,18 +509,12 @@ TEST_CASE("rehearsal, spawned: cancelled while the child is starting, it is kill
 
 TEST_CASE("rehearsal, spawned: a child that finds its rehearsal gone when it has started is killed and reaped",
           "[rehearsal]") {
-  BigStateRegistry live;
-  boost::asio::io_context loop;
-  boost::asio::thread_pool spawner{1};
-  std::promise<void> gate = hold(spawner);
+  StartingRehearsal starting;
   bool called = false;
-  auto rehearsal = hotswap::host::Rehearsal::start_spawned(
-      loop, spawner, live.registry, {HOTSWAP_BINARY, "/nonexistent-root", "1.0.0", "2.0.0"}, std::chrono::minutes(5),
-      {}, [&called](const RehearsalReport&) { called = true; });
+  auto rehearsal = starting.start([&called](const RehearsalReport&) { called = true; });
   rehearsal->abandon();
   rehearsal.reset();
-  gate.set_value();
-  loop.run();  // returns once the spawn has come back to the loop and found no one
+  starting.release_and_run();
   CHECK_FALSE(called);
   CHECK(no_child_left());
 }
