@@ -82,8 +82,7 @@ void print_rehearsal(const json& r, const std::string& indent) {
               << " ms, off the loop), then ";
   else
     std::cout << "fork " << as_double(r, "fork_ms") << " ms, then ";
-  std::cout
-            << r.value("live_page_faults", uint64_t{0}) << " page faults while the child ran; rehearsal "
+  std::cout << r.value("live_page_faults", uint64_t{0}) << " page faults while the child ran; rehearsal "
             << as_double(r, "wall_ms") << " ms; the upgrade's pause would be about "
             << as_double(r, "pause_estimate_ms") << " ms\n";
   if (r.value("round_trip", false))

@@ -105,8 +105,8 @@ struct RehearsalReport {
   // Forked: the fork() call, on the event loop, in ms. Spawned: the
   // posix_spawn() call, on the coordinator's spawner thread (not the loop).
   double fork_ms = 0;
-  // Spawned: exporting every state and handing it to the child, on the
-  // event loop, in ms (0 for a fork).
+  // Spawned: exporting and encoding every state, on the event loop, in ms
+  // (0 for a fork).
   double export_ms = 0;
   // The rest of it: the page faults the live process took (every thread,
   // getrusage) from the fork until the child was reaped. The fork leaves each
