@@ -449,18 +449,6 @@ bool read_all(int fd, void* data, size_t size) {
   return true;
 }
 
-// The load client in a process of its own, forked before the host starts
-// (while this process still has one thread). Players are remote in
-// production: the host's rehearsal fork write-protects every page of the host
-// process, and the copy-on-write faults that follow, like the rehearsal
-// child's CPU, are the host's cost. A client thread in the host's process paid
-// them too, and measured itself: at 5,000 connections its p50 in reload
-// windows was 100 ms against 0.25 ms outside.
-//
-// The pipes carry one command byte each way: the parent sends 'c' (then the
-// port), 's' (stop sending) and 'f' (drain, close, report); the child answers
-// each with kOk, or kFailed and a length-prefixed message. After 'f' come the
-// counters, the first problem and the samples.
 // --bystander-starts: a control for what a process start costs the host
 // through the machine alone. A process of its own (forked first, like the load
 // client; neither the host's child nor sharing its address space) starts the
@@ -521,6 +509,18 @@ class BystanderProcess {
   int starts_ = 0;
 };
 
+// The load client in a process of its own, forked before the host starts
+// (while this process still has one thread). Players are remote in
+// production: the host's rehearsal fork write-protects every page of the host
+// process, and the copy-on-write faults that follow, like the rehearsal
+// child's CPU, are the host's cost. A client thread in the host's process paid
+// them too, and measured itself: at 5,000 connections its p50 in reload
+// windows was 100 ms against 0.25 ms outside.
+//
+// The pipes carry one command byte each way: the parent sends 'c' (then the
+// port), 's' (stop sending) and 'f' (drain, close, report); the child answers
+// each with kOk, or kFailed and a length-prefixed message. After 'f' come the
+// counters, the first problem and the samples.
 class ClientProcess {
  public:
   ClientProcess(Clock::time_point origin, const Options& opt) {
