@@ -272,6 +272,14 @@ void rehearse(ModuleRegistry& registry, LibraryLoader& loader, UpgradeExecutor& 
   out.line({{"result", result}});
 }
 
+// Ends a child of this process now: SIGKILL, then waitpid until it is reaped.
+void kill_and_reap(pid_t pid) noexcept {
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+}
+
 }  // namespace
 
 size_t make_sockets_unreachable() noexcept {
@@ -543,12 +551,7 @@ Rehearsal::Rehearsal(asio::io_context& loop, RehearsalReport report, std::chrono
     : loop_(loop), report_(std::move(report)), done_(std::move(done)), timeout_(timeout), timer_(loop) {}
 
 Rehearsal::~Rehearsal() {
-  if (pid_ > 0 && !reaped_) {
-    ::kill(pid_, SIGKILL);
-    int status = 0;
-    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-    }
-  }
+  if (pid_ > 0 && !reaped_) kill_and_reap(pid_);
 }
 
 std::shared_ptr<Rehearsal> Rehearsal::start(asio::io_context& loop, ModuleRegistry& registry, LibraryLoader& loader,
@@ -598,11 +601,7 @@ struct Rehearsal::SpawnedChild {
   SpawnedChild(const SpawnedChild&) = delete;
   SpawnedChild& operator=(const SpawnedChild&) = delete;
   ~SpawnedChild() {
-    if (pid <= 0) return;
-    ::kill(pid, SIGKILL);
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    if (pid > 0) kill_and_reap(pid);
   }
 };
 
@@ -827,10 +826,7 @@ void Rehearsal::abandon() noexcept {
   if (pipe_) pipe_->close(ignored);
   if (pidfd_) pidfd_->close(ignored);
   if (pid_ > 0 && !reaped_) {
-    ::kill(pid_, SIGKILL);
-    int status = 0;
-    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-    }
+    kill_and_reap(pid_);
     reaped_ = true;
   }
 }
