@@ -26,9 +26,12 @@
 #include <boost/filesystem.hpp>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <spdlog/sinks/sink.h>
 #include <spdlog/spdlog.h>
@@ -75,6 +78,8 @@ struct Options {
   bool no_rehearse = false;   // reload without the live rehearsal (hotswap reload --no-rehearse)
   bool spawn_rehearsal = false;  // runtime.json "rehearsal_mechanism": "spawn" (a fresh process, not a fork)
   bool bystander_starts = false;  // control: at each reload, an unrelated process starts `hotswap` once
+  int bystander_cpu_ms = 0;       // control: ... or spends this much CPU time instead (no process start)
+  std::string bystander_policy = "normal";  // the bystander's scheduling: normal, nice19, batch, idle
   int stall_us = 0;           // calibration: instead of reloads, busy the loop this long
   size_t connections = 1000;
   int cycles = 100;           // one cycle = upgrade to 2.0.0 + downgrade to 1.1.0
@@ -456,16 +461,22 @@ bool read_all(int fd, void* data, size_t size) {
 // libraries a spawned rehearsal starts, which exits at once with its usage
 // message. With --no-rehearse, the reload windows then hold a process start
 // that the host takes no part in.
+//
+// --bystander-cpu-ms MS: the same process spends MS of its own CPU time per
+// command instead (a loop over a 64 KiB buffer; no process start, no system
+// call but the clock): what the work of a rehearsal process that is already
+// running would cost. --bystander-policy runs the bystander (and what it
+// starts) at nice 19, SCHED_BATCH or SCHED_IDLE.
 class BystanderProcess {
  public:
-  BystanderProcess() {
+  explicit BystanderProcess(const Options& opt) : cpu_ms_(opt.bystander_cpu_ms), policy_(opt.bystander_policy) {
     int down[2];
     if (::pipe2(down, O_CLOEXEC) != 0) die(std::string("pipe: ") + std::strerror(errno));
     pid_ = ::fork();
     if (pid_ < 0) die(std::string("cannot fork the bystander: ") + std::strerror(errno));
     if (pid_ == 0) {
       ::close(down[1]);
-      ::_exit(serve(down[0]));
+      ::_exit(serve(down[0], cpu_ms_, policy_));
     }
     ::close(down[0]);
     to_child_ = down[1];
@@ -478,7 +489,7 @@ class BystanderProcess {
     ::waitpid(pid_, &status, 0);
   }
 
-  // Asks for one start; does not wait for it.
+  // Asks for one start (or one spell of CPU); does not wait for it.
   void start_program() {
     if (!write_all(to_child_, "s", 1)) die("the bystander process is gone");
     ++starts_;
@@ -486,9 +497,34 @@ class BystanderProcess {
   int starts() const { return starts_; }
 
  private:
-  static int serve(int from_parent) {
+  static bool set_policy(const std::string& policy) {
+    sched_param none{};
+    if (policy == "nice19") return ::setpriority(PRIO_PROCESS, 0, 19) == 0;
+    if (policy == "batch") return ::sched_setscheduler(0, SCHED_BATCH, &none) == 0;
+    if (policy == "idle") return ::sched_setscheduler(0, SCHED_IDLE, &none) == 0;
+    return true;
+  }
+
+  static void spend_cpu(int ms) {
+    std::vector<unsigned char> buffer(64 * 1024, 1);
+    volatile unsigned sink = 0;
+    timespec start{}, now{};
+    ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &start);
+    const int64_t budget_ns = int64_t(ms) * 1'000'000;
+    do {
+      for (size_t i = 0; i < buffer.size(); i += 64) sink = sink + buffer[i]++;
+      ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now);
+    } while ((now.tv_sec - start.tv_sec) * 1'000'000'000 + (now.tv_nsec - start.tv_nsec) < budget_ns);
+  }
+
+  static int serve(int from_parent, int cpu_ms, const std::string& policy) {
+    if (!set_policy(policy)) return 3;
     char command = 0;
     while (read_all(from_parent, &command, 1)) {
+      if (cpu_ms > 0) {
+        spend_cpu(cpu_ms);
+        continue;
+      }
       const char* argv[] = {HOTSWAP_BINARY, nullptr};
       posix_spawn_file_actions_t actions;
       ::posix_spawn_file_actions_init(&actions);
@@ -504,6 +540,8 @@ class BystanderProcess {
     return 0;
   }
 
+  int cpu_ms_ = 0;
+  std::string policy_;
   pid_t pid_ = -1;
   int to_child_ = -1;
   int starts_ = 0;
@@ -865,7 +903,7 @@ int run(const Options& opt) {
   const Clock::time_point origin = Clock::now();  // CLOCK_MONOTONIC: the same in the client's process
   ClientProcess client_process(origin, opt);      // before any thread starts here
   std::optional<BystanderProcess> bystander;
-  if (opt.bystander_starts) bystander.emplace();
+  if (opt.bystander_starts || opt.bystander_cpu_ms > 0) bystander.emplace(opt);
   // --pin: the Runtime's worker thread is created in its constructor and inherits main's CPU.
   // --batch-worker: likewise its scheduling policy; every other thread goes back to SCHED_OTHER.
   if (opt.pin) pin_to_cpu(1);
@@ -939,14 +977,15 @@ int run(const Options& opt) {
       "\"lost\":%llu,\"out_of_order\":%llu,\"p99_ms_baseline\":%.3f,\"p99_ms_during_reload\":%.3f,\"ratio\":%.2f,"
       "\"p50_ms_baseline\":%.3f,\"p50_ms_during_reload\":%.3f,\"pause_p50_us\":%.1f,\"pause_p99_us\":%.1f,"
       "\"errors\":%llu,\"skipped\":%llu,\"max_ms_baseline\":%.3f,\"max_ms_during_reload\":%.3f,"
-      "\"windows_baseline\":%zu,\"windows_reload\":%zu,\"window_ms\":%d,\"bystander_starts\":%d}\n",
+      "\"windows_baseline\":%zu,\"windows_reload\":%zu,\"window_ms\":%d,\"bystander_starts\":%d,"
+      "\"bystander_cpu_ms\":%d,\"bystander_policy\":\"%s\"}\n",
       opt.stall_us > 0 ? "loop_stall_calibration" : opt.code_only ? "reload_under_load_code_only" : "reload_under_load", opt.connections, replies_measured / seconds, reloads.size(), static_cast<unsigned long long>(client.dropped),
       static_cast<unsigned long long>(client.lost), static_cast<unsigned long long>(client.out_of_order), p99_base,
       p99_during, p99_base > 0 ? p99_during / p99_base : 0.0, percentile(baseline_ms, 50), percentile(during_ms, 50),
       percentile(pauses_us, 50), percentile(pauses_us, 99), static_cast<unsigned long long>(client.errors),
       static_cast<unsigned long long>(client.skipped), baseline_ms.empty() ? 0.0 : baseline_ms.back(),
       during_ms.empty() ? 0.0 : during_ms.back(), windows - n_reload_windows, n_reload_windows, opt.window_ms,
-      bystander ? bystander->starts() : 0);
+      bystander ? bystander->starts() : 0, opt.bystander_cpu_ms, opt.bystander_policy.c_str());
   std::fflush(stdout);
 
   if (opt.diagnose) {
@@ -1053,6 +1092,14 @@ std::optional<int> parse_options(int argc, char** argv, Options& opt) {
                "rehearse in a spawned process fed the exported states (runtime.json rehearsal_mechanism: spawn)");
   app.add_flag("--bystander-starts", opt.bystander_starts,
                "control: at each reload, an unrelated process starts the hotswap program once (use with --no-rehearse)");
+  app.add_option("--bystander-cpu-ms", opt.bystander_cpu_ms,
+                 "control: at each reload, an unrelated process spends MS of CPU time (no process start)")
+      ->type_name("MS")
+      ->check(kAboveZero);
+  app.add_option("--bystander-policy", opt.bystander_policy, "the bystander's scheduling")
+      ->type_name("normal|nice19|batch|idle")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"normal", "nice19", "batch", "idle"}));
   app.add_flag("--diagnose", opt.diagnose, "also print the loop-side phases of the reloads and an event-loop lag probe");
   app.add_flag("--pin", opt.pin, "host loop on CPU 0; client, main thread and the host's worker thread on CPU 1");
   app.add_flag("--batch-worker", opt.batch_worker, "the host's worker thread (the check phase) runs SCHED_BATCH");
