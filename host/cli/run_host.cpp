@@ -203,7 +203,7 @@ std::optional<int> run_handover_target_command(const std::vector<std::string>& w
 
 std::optional<int> run_rehearsal_target_command(const std::vector<std::string>& words) {
   if (words.empty() || words[0] != "rehearsal-target") return std::nullopt;
-  std::string root, from, to;
+  std::string root, from, to, plan_sha256;
   int input_fd = -1, report_fd = -1;
   for (size_t i = 1; i + 1 < words.size(); i += 2) {
     if (words[i] == "--root")
@@ -212,15 +212,17 @@ std::optional<int> run_rehearsal_target_command(const std::vector<std::string>& 
       from = words[i + 1];
     else if (words[i] == "--to")
       to = words[i + 1];
+    else if (words[i] == "--plan-sha256")
+      plan_sha256 = words[i + 1];
     else if (words[i] == "--input-fd")
       input_fd = std::atoi(words[i + 1].c_str());
     else if (words[i] == "--report-fd")
       report_fd = std::atoi(words[i + 1].c_str());
   }
-  if (root.empty() || from.empty() || to.empty() || input_fd < 3 || report_fd < 3 || input_fd == report_fd ||
-      words.size() != 11) {
+  if (root.empty() || from.empty() || to.empty() || plan_sha256.empty() || input_fd < 3 || report_fd < 3 ||
+      input_fd == report_fd || words.size() != 13) {
     std::cerr << "hotswap rehearsal-target: started by a running host for a live rehearsal "
-                 "(--root ROOT --from VSN --to VSN --input-fd N --report-fd M), never by hand\n";
+                 "(--root ROOT --from VSN --to VSN --plan-sha256 HEX --input-fd N --report-fd M), never by hand\n";
     return kUsage;
   }
   // Inherited without close-on-exec (that is how they got here): no child of ours may hold them.
@@ -235,7 +237,7 @@ std::optional<int> run_rehearsal_target_command(const std::vector<std::string>& 
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() == 1) return kFailed;  // that thread was gone already
   host::tune_allocator_for_short_pauses();
-  host::run_spawned_rehearsal_child(root, from, to, input_fd, report_fd);
+  host::run_spawned_rehearsal_child(root, from, to, plan_sha256, input_fd, report_fd);
 }
 
 int run_host_in_foreground(const fs::path& root, const std::string& log_level) {

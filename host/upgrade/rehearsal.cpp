@@ -20,15 +20,16 @@
 #include <set>
 
 #include "core/module_call.hpp"
+#include "core/sha256.hpp"
 #include "handover/handover_channel.hpp"
 #include "os/fd.hpp"
 #include "os/os_sys_calls.hpp"
+#include "os/signal_name.hpp"
 #include "release/release_files.hpp"
 #include "release/release_store.hpp"
-#include "upgrade/upgrade_coordinator.hpp"
 #include "upgrade/retired_libraries.hpp"
 #include "upgrade/upgrade_check.hpp"
-#include "os/signal_name.hpp"
+#include "upgrade/upgrade_coordinator.hpp"
 
 namespace hotswap::host {
 namespace {
@@ -325,8 +326,13 @@ RehearsalInput make_rehearsal_input(const appup::Plan& plan, const RuntimeConfig
   return input;
 }
 
+std::string plan_digest(const appup::Plan& plan) {
+  const std::string text = plan.to_json().dump();
+  return sha256_bytes(text.data(), text.size());
+}
+
 void run_spawned_rehearsal_child(const fs::path& root, const std::string& from, const std::string& to,
-                                 int input_fd, int report_fd) noexcept {
+                                 const std::string& plan_sha256, int input_fd, int report_fd) noexcept {
   spdlog::default_logger_raw()->set_level(spdlog::level::off);  // its stderr is the daemon's log
   ChildReporter out(report_fd);
   Clock::time_point start = Clock::now();
@@ -342,8 +348,12 @@ void run_spawned_rehearsal_child(const fs::path& root, const std::string& from, 
     const fs::path target_config_file = store.runtime_config_path(to);
     const RuntimeConfig target_config = load_runtime_config(target_config_file);
     check_config_matches(target_config, target, target_config_file);
-    const RehearsalInput input =
-        make_rehearsal_input(appup::make_plan(running, target, load_appup_of), target_config, running, target);
+    const appup::Plan plan = appup::make_plan(running, target, load_appup_of);
+    if (plan_digest(plan) != plan_sha256)
+      throw std::runtime_error("the plan " + from + " -> " + to + " made from the release files now differs from " +
+                               "the one the live host made (a manifest or appup rewritten since the host read it?): " +
+                               "nothing was rehearsed; run the upgrade again to plan it anew");
+    const RehearsalInput input = make_rehearsal_input(plan, target_config, running, target);
 
     std::string encoded;
     char buffer[1 << 16];
@@ -629,11 +639,12 @@ void Rehearsal::spawn_child(const Spawn& spawn, const std::string& encoded, Spaw
   }
   os::Fd report_read(pipe_fds[0]), report_write(pipe_fds[1]);
   const std::string program = spawn.program.string();
-  const os::SpawnRequest request{program,
-                                 {program, "rehearsal-target", "--root", spawn.root.string(), "--from", spawn.from,
-                                  "--to", spawn.to, "--input-fd", "3", "--report-fd", "4"},
-                                 os::current_environment(),
-                                 {{input.get(), 3}, {report_write.get(), 4}}};
+  const os::SpawnRequest request{
+      program,
+      {program, "rehearsal-target", "--root", spawn.root.string(), "--from", spawn.from, "--to", spawn.to,
+       "--plan-sha256", spawn.plan_sha256, "--input-fd", "3", "--report-fd", "4"},
+      os::current_environment(),
+      {{input.get(), 3}, {report_write.get(), 4}}};
   // The host's own descriptors are close-on-exec; the child closes any other
   // itself, after the exec (closing thousands here would hold this thread).
   const Clock::time_point before_spawn = Clock::now();

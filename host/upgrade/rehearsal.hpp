@@ -193,13 +193,19 @@ class RecordingServices : public HostServices {
 [[noreturn]] void run_rehearsal_child(ModuleRegistry& registry, LibraryLoader& loader, UpgradeExecutor& executor,
                                       const RehearsalInput& input, int report_fd) noexcept;
 
+// The sha256 (64 hex digits) of a plan's JSON (appup::Plan::to_json): what a
+// spawned child checks its own plan against.
+std::string plan_digest(const appup::Plan& plan);
+
 // The spawned child's side (`hotswap rehearsal-target`): loads release
-// `from` of the store at `root`, imports the states read from `input_fd`
-// (handover::encode_slots, every state as Import), plans from -> to, and
-// rehearses it as run_rehearsal_child does, writing to `report_fd`. A
-// failure before the rehearsal proper is reported as the step "setup".
+// `from` of the store at `root`, plans from -> to (which must have the
+// digest `plan_sha256`), imports the states read from `input_fd`
+// (handover::encode_slots, every state as Import), and rehearses the plan as
+// run_rehearsal_child does, writing to `report_fd`. A failure before the
+// rehearsal proper is reported as the step "setup".
 [[noreturn]] void run_spawned_rehearsal_child(const boost::filesystem::path& root, const std::string& from,
-                                              const std::string& to, int input_fd, int report_fd) noexcept;
+                                              const std::string& to, const std::string& plan_sha256, int input_fd,
+                                              int report_fd) noexcept;
 
 // Puts /dev/null in place of every socket descriptor of this process (dup2:
 // the number stays taken; the socket is not shut down). Returns how many.
@@ -224,11 +230,15 @@ class Rehearsal : public std::enable_shared_from_this<Rehearsal> {
                                           RehearsalReport report, Done done);
 
   // What a spawned rehearsal runs: `program rehearsal-target` on the store at
-  // `root`, from the running release to `to`.
+  // `root`, from the running release to `to`. `plan_sha256` is plan_digest()
+  // of the plan the live host will run: the child plans again from the
+  // release files and refuses, in step setup, to rehearse a plan that differs
+  // (a file rewritten after the live host read it).
   struct Spawn {
     boost::filesystem::path program;
     boost::filesystem::path root;
     std::string from, to;
+    std::string plan_sha256;
   };
   // Exports every state of `registry` now, on the loop (report.export_ms),
   // and spawns the child on `spawner` (report.fork_ms, off the loop). The

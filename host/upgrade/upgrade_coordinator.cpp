@@ -445,9 +445,10 @@ void UpgradeCoordinator::planned(const std::shared_ptr<Job>& job) {
   };
   const std::chrono::milliseconds timeout = job->running.config.rehearsal_timeout;
   if (job->running.config.rehearsal_mechanism == RuntimeConfig::RehearsalMechanism::Spawn)
-    job->rehearsal = Rehearsal::start_spawned(loop_, spawner_, registry_,
-                                              {running_program_, store_.root(), base.from_release, base.to_release},
-                                              timeout, base, std::move(done));
+    job->rehearsal = Rehearsal::start_spawned(
+        loop_, spawner_, registry_,
+        {running_program_, store_.root(), base.from_release, base.to_release, plan_digest(job->plan)}, timeout, base,
+        std::move(done));
   else
     job->rehearsal = Rehearsal::start(loop_, registry_, loader_, executor_, *job->rehearsal_input, timeout, base,
                                       std::move(done));

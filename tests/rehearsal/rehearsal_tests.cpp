@@ -13,9 +13,9 @@
 #include <sys/mman.h>
 #include <sys/wait.h>
 
-#include <catch2/catch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <catch2/catch.hpp>
 #include <future>
 #include <optional>
 #include <string>
@@ -23,7 +23,10 @@
 #include "../host/test_support.hpp"
 #include "../server/server_fixture.hpp"
 #include "cli/exit_status.hpp"
+#include "release/release_files.hpp"
+#include "release/release_store.hpp"
 #include "upgrade/rehearsal.hpp"
+#include "upgrade/upgrade_coordinator.hpp"
 #include "upgrade/upgrade_executor.hpp"
 
 namespace {
@@ -406,6 +409,14 @@ TEST_CASE("rehearsal: the report counts the page faults the live process took wh
 
 namespace {
 
+// plan_digest of the plan from -> to that the live host would make from the releases under `root`.
+std::string plan_digest_in(const TestRoot& root, const std::string& from, const std::string& to) {
+  const hotswap::host::ReleaseStore store(root.dir());
+  return hotswap::host::plan_digest(
+      hotswap::appup::make_plan(hotswap::host::load_release_manifest(store.release_dir(from)),
+                                hotswap::host::load_unpacked_release(store, to), hotswap::host::load_appup_of));
+}
+
 // A registry of this test process serving bigstate 1.0.0, for rehearsals started by hand.
 struct BigStateRegistry {
   hotswap::host::LibraryLoader loader;
@@ -431,13 +442,14 @@ struct BigStateRegistry {
 TEST_CASE("rehearsal, spawned: a child that cannot start, or ends without a report, refuses with the reason",
           "[rehearsal][report]") {
   BigStateRegistry live;
-  const RehearsalReport missing = live.rehearse_spawned({"/nonexistent/hotswap", "/nonexistent-root", "1.0.0", "2.0.0"});
+  const RehearsalReport missing =
+      live.rehearse_spawned({"/nonexistent/hotswap", "/nonexistent-root", "1.0.0", "2.0.0", ""});
   CHECK(missing.outcome == RehearsalReport::Outcome::NotRun);
   CHECK(missing.mechanism == "spawn");
   CHECK_THAT(missing.error, Catch::Contains("could not start /nonexistent/hotswap") &&
                                 Catch::Contains("No such file or directory"));
 
-  const RehearsalReport silent = live.rehearse_spawned({"/bin/true", "/nonexistent-root", "1.0.0", "2.0.0"});
+  const RehearsalReport silent = live.rehearse_spawned({"/bin/true", "/nonexistent-root", "1.0.0", "2.0.0", ""});
   CHECK(silent.outcome == RehearsalReport::Outcome::Crashed);
   CHECK_THAT(silent.error, Catch::Contains("exited with status 0 before reporting"));
   CHECK(silent.export_ms > 0);
@@ -449,16 +461,44 @@ TEST_CASE("rehearsal, spawned: a live module that the running release does not h
   add_base(root, rehearsal_runtime());
   add_target(root, "good", rehearsal_runtime());
   BigStateRegistry live;  // runs bigstate, which release 1.0.0 (counter only) does not have
-  const RehearsalReport report = live.rehearse_spawned({HOTSWAP_BINARY, root.dir(), "1.0.0", "2.0.0"});
+  const RehearsalReport report =
+      live.rehearse_spawned({HOTSWAP_BINARY, root.dir(), "1.0.0", "2.0.0", plan_digest_in(root, "1.0.0", "2.0.0")});
   INFO(report.summary());
   CHECK(report.outcome == RehearsalReport::Outcome::Failed);
   CHECK(report.step == "setup");
   CHECK_THAT(report.error, Catch::Contains("module bigstate 1.0.0, which release 1.0.0 does not have"));
 
-  const RehearsalReport unknown = live.rehearse_spawned({HOTSWAP_BINARY, root.dir(), "1.0.0", "9.9.9"});
+  const RehearsalReport unknown =
+      live.rehearse_spawned({HOTSWAP_BINARY, root.dir(), "1.0.0", "9.9.9", std::string(64, '0')});
   CHECK(unknown.outcome == RehearsalReport::Outcome::Failed);
   CHECK(unknown.step == "setup");
   CHECK_THAT(unknown.error, Catch::Contains("9.9.9"));
+}
+
+TEST_CASE("rehearsal, spawned: a child whose plan differs from the live host's rehearses nothing and fails in setup",
+          "[rehearsal][report]") {
+  TestRoot root;
+  add_base(root, rehearsal_runtime());
+  add_target(root, "good", rehearsal_runtime());
+  BigStateRegistry live;
+  const std::string other_plan(64, '0');
+  const RehearsalReport report = live.rehearse_spawned({HOTSWAP_BINARY, root.dir(), "1.0.0", "2.0.0", other_plan});
+  INFO(report.summary());
+  CHECK(report.outcome == RehearsalReport::Outcome::Failed);
+  CHECK(report.step == "setup");
+  CHECK_THAT(report.error, Catch::Contains("the plan 1.0.0 -> 2.0.0 made from the release files now differs") &&
+                               Catch::Contains("nothing was rehearsed"));
+}
+
+TEST_CASE("rehearsal, spawned: plan_digest changes with any step of the plan", "[rehearsal]") {
+  using hotswap::appup::StepKind;
+  const auto plan = hotswap::test::plan_of({hotswap::test::step(StepKind::LoadModule, "bigstate", "1.0.0", "1.1.0")});
+  auto other = plan;
+  other.steps[0].to_version = "1.2.0";
+  const std::string digest = hotswap::host::plan_digest(plan);
+  CHECK(digest.size() == 64);
+  CHECK(digest == hotswap::host::plan_digest(plan));
+  CHECK(digest != hotswap::host::plan_digest(other));
 }
 
 namespace {
@@ -481,9 +521,9 @@ struct StartingRehearsal {
     boost::asio::post(spawner, [opened = gate.get_future().share()] { opened.wait(); });
   }
   std::shared_ptr<hotswap::host::Rehearsal> start(hotswap::host::Rehearsal::Done done) {
-    return hotswap::host::Rehearsal::start_spawned(loop, spawner, live.registry,
-                                                   {HOTSWAP_BINARY, "/nonexistent-root", "1.0.0", "2.0.0"},
-                                                   std::chrono::minutes(5), {}, std::move(done));
+    return hotswap::host::Rehearsal::start_spawned(
+        loop, spawner, live.registry, {HOTSWAP_BINARY, "/nonexistent-root", "1.0.0", "2.0.0", std::string(64, '0')},
+        std::chrono::minutes(5), {}, std::move(done));
   }
   // Lets the spawn run, then the loop until the spawn has come back to it and no work is left.
   void release_and_run() {
