@@ -205,9 +205,12 @@ std::optional<int> run_rehearsal_target_command(const std::vector<std::string>& 
   if (words.empty() || words[0] != "rehearsal-target") return std::nullopt;
   std::string root, from, to, plan_sha256;
   int input_fd = -1, report_fd = -1;
+  pid_t host_pid = 0;
   for (size_t i = 1; i + 1 < words.size(); i += 2) {
     if (words[i] == "--root")
       root = words[i + 1];
+    else if (words[i] == "--host-pid")
+      host_pid = static_cast<pid_t>(std::atol(words[i + 1].c_str()));
     else if (words[i] == "--from")
       from = words[i + 1];
     else if (words[i] == "--to")
@@ -219,10 +222,10 @@ std::optional<int> run_rehearsal_target_command(const std::vector<std::string>& 
     else if (words[i] == "--report-fd")
       report_fd = std::atoi(words[i + 1].c_str());
   }
-  if (root.empty() || from.empty() || to.empty() || plan_sha256.empty() || input_fd < 3 || report_fd < 3 ||
-      input_fd == report_fd || words.size() != 13) {
-    std::cerr << "hotswap rehearsal-target: started by a running host for a live rehearsal "
-                 "(--root ROOT --from VSN --to VSN --plan-sha256 HEX --input-fd N --report-fd M), never by hand\n";
+  if (root.empty() || from.empty() || to.empty() || plan_sha256.empty() || host_pid <= 0 || input_fd < 3 ||
+      report_fd < 3 || input_fd == report_fd || words.size() != 15) {
+    std::cerr << "hotswap rehearsal-target: started by a running host for a live rehearsal (--root ROOT --from VSN "
+                 "--to VSN --plan-sha256 HEX --host-pid PID --input-fd N --report-fd M), never by hand\n";
     return kUsage;
   }
   // Inherited without close-on-exec (that is how they got here): no child of ours may hold them.
@@ -235,7 +238,9 @@ std::optional<int> run_rehearsal_target_command(const std::vector<std::string>& 
   // A rehearsal outlives no host: killed with the thread that started it,
   // the upgrade coordinator's spawner (a migration that hangs would otherwise run on, orphaned).
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (::getppid() == 1) return kFailed;  // that thread was gone already
+  // That thread was gone already, and this process adopted (by init, a
+  // subreaper...). Not "parent is 1": the host itself may be pid 1 in a container.
+  if (::getppid() != host_pid) return kFailed;
   host::tune_allocator_for_short_pauses();
   host::run_spawned_rehearsal_child(root, from, to, plan_sha256, input_fd, report_fd);
 }

@@ -639,12 +639,12 @@ void Rehearsal::spawn_child(const Spawn& spawn, const std::string& encoded, Spaw
   }
   os::Fd report_read(pipe_fds[0]), report_write(pipe_fds[1]);
   const std::string program = spawn.program.string();
-  const os::SpawnRequest request{
-      program,
-      {program, "rehearsal-target", "--root", spawn.root.string(), "--from", spawn.from, "--to", spawn.to,
-       "--plan-sha256", spawn.plan_sha256, "--input-fd", "3", "--report-fd", "4"},
-      os::current_environment(),
-      {{input.get(), 3}, {report_write.get(), 4}}};
+  const os::SpawnRequest request{program,
+                                 {program, "rehearsal-target", "--root", spawn.root.string(), "--from", spawn.from,
+                                  "--to", spawn.to, "--plan-sha256", spawn.plan_sha256, "--host-pid",
+                                  std::to_string(::getpid()), "--input-fd", "3", "--report-fd", "4"},
+                                 os::current_environment(),
+                                 {{input.get(), 3}, {report_write.get(), 4}}};
   // The host's own descriptors are close-on-exec; the child closes any other
   // itself, after the exec (closing thousands here would hold this thread).
   const Clock::time_point before_spawn = Clock::now();
@@ -665,11 +665,12 @@ std::shared_ptr<Rehearsal> Rehearsal::start_spawned(asio::io_context& loop, asio
                                                     Done done) {
   report.mechanism = "spawn";
   std::shared_ptr<Rehearsal> self(new Rehearsal(loop, std::move(report), timeout, std::move(done)));
-  self->faults_at_fork_ = page_faults_of_this_process();
   // Every state, as a blue-green handover sends it (handover_channel.hpp), into a memory file the child reads.
   const Clock::time_point before_export = Clock::now();
-  handover::SlotsMessage states;
+  std::string encoded;
+  std::shared_ptr<SpawnedChild> child;
   try {
+    handover::SlotsMessage states;
     for (ModuleSlot* slot : registry.slots()) {
       SlotHandover state;
       state.module = slot->name();
@@ -679,13 +680,15 @@ std::shared_ptr<Rehearsal> Rehearsal::start_spawned(asio::io_context& loop, asio
       state.state = slot->active().export_state();
       states.slots.push_back(std::move(state));
     }
-  } catch (const std::exception& e) {
+    encoded = handover::encode_slots(states);
+    child = std::make_shared<SpawnedChild>();
+  } catch (const std::exception& e) {  // a module's export failed, or memory ran out
     self->fail_now(std::string("could not export the states for the rehearsal: ") + e.what());
     return self;
   }
-  std::string encoded = handover::encode_slots(states);
-  states.slots.clear();
   self->report_.export_ms = ms_since(before_export);
+  // Counted from here: the export's own fresh pages are not the child's cost.
+  self->faults_at_fork_ = page_faults_of_this_process();
   self->spawning_ = true;
   // The rest off the loop: posix_spawn holds its caller until the child has
   // exec'd (about 1 ms here, more with many descriptors to copy). The spawner
@@ -693,12 +696,18 @@ std::shared_ptr<Rehearsal> Rehearsal::start_spawned(asio::io_context& loop, asio
   // dies with that thread (PR_SET_PDEATHSIG), which lives as long as the
   // coordinator. The result comes back to the loop; a child that finds no
   // Rehearsal there any more (or no loop) is killed and reaped by SpawnedChild.
+  // The handler posted back holds the only reference to `child`, so the
+  // kill and reap of an unwanted child happen on the loop (or where the loop
+  // drops the handler), never behind the loop's back on this thread.
   asio::post(spawner, [weak = std::weak_ptr<Rehearsal>(self), &loop, spawn, encoded = std::move(encoded),
-                       keep_loop_running = asio::make_work_guard(loop)]() mutable {
-    auto child = std::make_shared<SpawnedChild>();
-    spawn_child(spawn, encoded, *child);
+                       child = std::move(child), keep_loop_running = asio::make_work_guard(loop)]() mutable {
+    try {
+      spawn_child(spawn, encoded, *child);
+    } catch (const std::exception& e) {  // no exception may leave this thread: it would end the host
+      child->error = std::string("could not start the rehearsal child: ") + e.what();
+    }
     encoded = std::string();
-    asio::post(loop, [weak = std::move(weak), child] {
+    asio::post(loop, [weak = std::move(weak), child = std::move(child)] {
       if (std::shared_ptr<Rehearsal> self = weak.lock()) self->on_spawned(*child);
     });
     keep_loop_running.reset();

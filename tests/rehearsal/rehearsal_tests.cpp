@@ -15,7 +15,9 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <boost/filesystem/operations.hpp>
 #include <catch2/catch.hpp>
+#include <fstream>
 #include <future>
 #include <optional>
 #include <string>
@@ -520,9 +522,12 @@ struct StartingRehearsal {
   StartingRehearsal() {
     boost::asio::post(spawner, [opened = gate.get_future().share()] { opened.wait(); });
   }
-  std::shared_ptr<hotswap::host::Rehearsal> start(hotswap::host::Rehearsal::Done done) {
+  // `program` is started as the rehearsal child (by default the real one,
+  // which fails its setup at once on this made-up root).
+  std::shared_ptr<hotswap::host::Rehearsal> start(hotswap::host::Rehearsal::Done done,
+                                                  const std::string& program = HOTSWAP_BINARY) {
     return hotswap::host::Rehearsal::start_spawned(
-        loop, spawner, live.registry, {HOTSWAP_BINARY, "/nonexistent-root", "1.0.0", "2.0.0", std::string(64, '0')},
+        loop, spawner, live.registry, {program, "/nonexistent-root", "1.0.0", "2.0.0", std::string(64, '0')},
         std::chrono::minutes(5), {}, std::move(done));
   }
   // Lets the spawn run, then the loop until the spawn has come back to it and no work is left.
@@ -537,8 +542,16 @@ struct StartingRehearsal {
 TEST_CASE("rehearsal, spawned: cancelled while the child is starting, it is killed and reported cancelled",
           "[rehearsal]") {
   StartingRehearsal starting;
+  // A child that would never end by itself: only the kill ends it (and so the loop).
+  TestRoot dir;
+  const boost::filesystem::path never_ends = dir.dir() / "never-ends.sh";
+  {
+    std::ofstream script(never_ends.string());
+    script << "#!/bin/sh\nexec sleep 100000\n";
+  }
+  boost::filesystem::permissions(never_ends, boost::filesystem::owner_all);
   std::optional<RehearsalReport> report;
-  auto rehearsal = starting.start([&report](const RehearsalReport& r) { report = r; });
+  auto rehearsal = starting.start([&report](const RehearsalReport& r) { report = r; }, never_ends.string());
   rehearsal->cancel("the operator cancelled the upgrade");
   starting.release_and_run();
   REQUIRE(report);
