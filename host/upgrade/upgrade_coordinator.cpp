@@ -123,6 +123,7 @@ struct UpgradeCoordinator::Job {
   appup::Plan plan;
   // Set by the plan phase when the plan is to be rehearsed.
   std::optional<RehearsalInput> rehearsal_input;
+  std::string plan_sha256;               // plan_digest(plan), made on the worker with the rehearsal input
   std::shared_ptr<Rehearsal> rehearsal;  // while Rehearsing
   std::optional<RehearsalReport> rehearsal_report;
   bool load_refused = false;  // the rehearsal failed loading the new code: a plain check refusal
@@ -417,6 +418,7 @@ void UpgradeCoordinator::plan(Job& job) {
   const bool wanted = request.rehearse_only || (request.rehearse && job.running.config.rehearse);
   if (!wanted || job.plan.steps.empty()) return;
   job.rehearsal_input = make_rehearsal_input(job.plan, job.target_config, running, job.target);
+  job.plan_sha256 = plan_digest(job.plan);  // a spawned child checks its plan against it
 }
 
 void UpgradeCoordinator::planned(const std::shared_ptr<Job>& job) {
@@ -447,7 +449,7 @@ void UpgradeCoordinator::planned(const std::shared_ptr<Job>& job) {
   if (job->running.config.rehearsal_mechanism == RuntimeConfig::RehearsalMechanism::Spawn)
     job->rehearsal = Rehearsal::start_spawned(
         loop_, spawner_, registry_,
-        {running_program_, store_.root(), base.from_release, base.to_release, plan_digest(job->plan)}, timeout, base,
+        {running_program_, store_.root(), base.from_release, base.to_release, job->plan_sha256}, timeout, base,
         std::move(done));
   else
     job->rehearsal = Rehearsal::start(loop_, registry_, loader_, executor_, *job->rehearsal_input, timeout, base,

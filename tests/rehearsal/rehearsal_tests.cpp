@@ -17,6 +17,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/filesystem/operations.hpp>
 #include <catch2/catch.hpp>
+#include <cstdlib>
 #include <fstream>
 #include <future>
 #include <optional>
@@ -490,6 +491,31 @@ TEST_CASE("rehearsal, spawned: a child whose plan differs from the live host's r
   CHECK(report.step == "setup");
   CHECK_THAT(report.error, Catch::Contains("the plan 1.0.0 -> 2.0.0 made from the release files now differs") &&
                                Catch::Contains("nothing was rehearsed"));
+}
+
+TEST_CASE(
+    "rehearsal, spawned: rehearsal-target refuses a command line it was not started with, and a parent that "
+    "is not the host it names",
+    "[rehearsal]") {
+  // The exit status of `hotswap rehearsal-target ARGS`, run by /bin/sh (so
+  // the child's parent is the shell, never the pid it is given), with
+  // descriptors 3 and 4 open on /dev/null.
+  const auto status_of = [](const std::string& args) {
+    const std::string command =
+        std::string(HOTSWAP_BINARY) + " rehearsal-target " + args + " 3</dev/null 4>/dev/null 2>/dev/null";
+    const int status = std::system(command.c_str());
+    REQUIRE(WIFEXITED(status));
+    return WEXITSTATUS(status);
+  };
+  const std::string plan(64, '0');
+  CHECK(status_of("--root /nonexistent-root --from 1.0.0 --to 2.0.0") == hotswap::cli::kUsage);
+  CHECK(status_of("--root /r --from 1.0.0 --to 2.0.0 --plan-sha256 " + plan +
+                  " --host-pid 0 --input-fd 3 --report-fd 4") == hotswap::cli::kUsage);
+  CHECK(status_of("--root /r --from 1.0.0 --to 2.0.0 --plan-sha256 " + plan +
+                  " --host-pid 1 --input-fd 3 --report-fd 3") == hotswap::cli::kUsage);
+  // Well formed, but its parent is not pid 1: it takes its host for gone and ends before anything else.
+  CHECK(status_of("--root /r --from 1.0.0 --to 2.0.0 --plan-sha256 " + plan +
+                  " --host-pid 1 --input-fd 3 --report-fd 4") == hotswap::cli::kFailed);
 }
 
 TEST_CASE("rehearsal, spawned: plan_digest changes with any step of the plan", "[rehearsal]") {
